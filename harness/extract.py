@@ -1,0 +1,387 @@
+"""Find QEMU's QAPI event throttle in a monitor.c and cut it out, with provenance.
+
+The throttle is located by structure, not by line numbers: the queue function
+(monitor_qapi_event_queue_no_reenter) names the state table, the timer handler
+and the record type; the function that creates the table names the hash and
+equality callbacks. Everything those functions need from the same file
+(typedefs, the rate table, globals, small static helpers) follows by name.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Set, Tuple
+
+import tree_sitter_c
+from tree_sitter import Language, Node, Parser
+
+_C = Language(tree_sitter_c.language())
+
+QUEUE_FUNCTION_NAMES = ("monitor_qapi_event_queue_no_reenter", "monitor_qapi_event_queue")
+# Provided by the harness's own shims instead of monitor.c's definition.
+SHIMMED = frozenset({"monitor_qapi_event_emit"})
+# Time constants from QEMU's qemu/timer.h, for evaluating the rate table.
+TIME_CONSTANTS = {"SCALE_NS": 1, "SCALE_US": 1000, "SCALE_MS": 1_000_000,
+                  "NANOSECONDS_PER_SECOND": 1_000_000_000}
+EVENT_PREFIX = "QAPI_EVENT_"
+
+
+class ExtractionError(Exception):
+    """The input is not a monitor.c whose throttle can be extracted."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One top-level definition taken from the source."""
+
+    name: str
+    kind: str  # "type", "variable" or "function"
+    line: int  # 1-based line in the source file
+    text: str
+    prototype: str = ""  # functions only: their declaration
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """The throttle code of one monitor.c, ready to compile with the shims."""
+
+    path: Path
+    chunks: Tuple[Chunk, ...]
+    roles: Dict[str, str]  # queue, handler, hash, equal, init -> function name
+    record_type: str
+    table_variable: str
+    rate_table_name: str
+    rates: Dict[str, int]  # event name -> minimum interval in ns
+    events_named: Tuple[str, ...]  # QAPI events the code mentions
+    trace_points: Tuple[str, ...]
+    locations: Dict[str, int] = field(default_factory=dict)  # name -> line
+
+    def location(self, name: str) -> str:
+        """file:line of a function, type or variable of the extraction."""
+        return f"{self.path}:{self.locations[name]}"
+
+    @property
+    def helpers(self) -> Tuple[str, ...]:
+        """Functions pulled in because the throttle calls them."""
+        named = set(self.roles.values())
+        return tuple(c.name for c in self.chunks if c.kind == "function" and c.name not in named)
+
+    def c_source(self) -> str:
+        """The extracted code with #line directives pointing into the source."""
+        path = str(self.path).replace("\\", "\\\\").replace('"', '\\"')
+        parts: List[str] = []
+        for kind in ("type", "variable"):
+            for chunk in self.chunks:
+                if chunk.kind == kind:
+                    parts.append(f'#line {chunk.line} "{path}"\n{chunk.text}\n')
+        for chunk in self.chunks:
+            if chunk.kind == "function":
+                parts.append(f'#line {chunk.line} "{path}"\n{chunk.prototype}\n')
+        for chunk in self.chunks:
+            if chunk.kind == "function":
+                parts.append(f'#line {chunk.line} "{path}"\n{chunk.text}\n')
+        return "".join(parts)
+
+
+def _text(node: Node) -> str:
+    return node.text.decode("utf-8") if node.text is not None else ""
+
+
+def _walk(node: Node) -> Iterator[Node]:
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(current.children))
+
+
+def _declared_names(declarator: Optional[Node]) -> List[str]:
+    """Names declared by a declarator (x, *x, x[N], x = init, ...)."""
+    while declarator is not None and declarator.type not in ("identifier", "type_identifier"):
+        if declarator.type == "function_declarator":
+            return []
+        declarator = declarator.child_by_field_name("declarator")
+    return [_text(declarator)] if declarator is not None else []
+
+
+def _function_name(node: Node) -> Optional[str]:
+    declarator = node.child_by_field_name("declarator")
+    while declarator is not None:
+        if declarator.type == "function_declarator":
+            inner = declarator.child_by_field_name("declarator")
+            return _text(inner) if inner is not None and inner.type == "identifier" else None
+        declarator = declarator.child_by_field_name("declarator")
+    return None
+
+
+def _top_level(root: Node) -> Iterator[Node]:
+    for child in root.children:
+        if child.type in ("preproc_if", "preproc_ifdef", "preproc_else", "preproc_elif"):
+            yield from _top_level(child)
+        else:
+            yield child
+
+
+@dataclass
+class _Definition:
+    node: Node
+    kind: str
+
+
+def _index(root: Node) -> Dict[str, _Definition]:
+    """Top-level definitions by name (function bodies, typedefs, globals)."""
+    index: Dict[str, _Definition] = {}
+    for node in _top_level(root):
+        if node.type == "function_definition":
+            name = _function_name(node)
+            if name:
+                index[name] = _Definition(node, "function")
+        elif node.type == "type_definition":
+            for declarator in node.children_by_field_name("declarator"):
+                for name in _declared_names(declarator):
+                    index[name] = _Definition(node, "type")
+            spec = node.child_by_field_name("type")
+            if spec is not None and spec.type == "struct_specifier":
+                tag = spec.child_by_field_name("name")
+                if tag is not None:
+                    index.setdefault("struct " + _text(tag), _Definition(node, "type"))
+        elif node.type == "declaration":
+            for declarator in node.children_by_field_name("declarator"):
+                for name in _declared_names(declarator):
+                    index[name] = _Definition(node, "variable")
+            spec = node.child_by_field_name("type")
+            if spec is not None and spec.type == "struct_specifier" and spec.child_by_field_name("body"):
+                tag = spec.child_by_field_name("name")
+                if tag is not None:
+                    index.setdefault("struct " + _text(tag), _Definition(node, "type"))
+    return index
+
+
+def _references(node: Node) -> Set[str]:
+    names: Set[str] = set()
+    for sub in _walk(node):
+        if sub.type in ("identifier", "type_identifier"):
+            names.add(_text(sub))
+        elif sub.type == "struct_specifier" and sub.child_by_field_name("body") is None:
+            tag = sub.child_by_field_name("name")
+            if tag is not None:
+                names.add("struct " + _text(tag))
+    return names
+
+
+def _calls(node: Node, callee: str) -> List[List[Node]]:
+    """Argument lists of every call to @callee inside @node."""
+    found = []
+    for sub in _walk(node):
+        if sub.type == "call_expression":
+            function = sub.child_by_field_name("function")
+            args = sub.child_by_field_name("arguments")
+            if function is not None and _text(function) == callee and args is not None:
+                found.append([a for a in args.named_children if a.type != "comment"])
+    return found
+
+
+def _first_error(node: Node) -> Optional[Node]:
+    for sub in _walk(node):
+        if sub.type == "ERROR" or sub.is_missing:
+            return sub
+    return None
+
+
+def _eval_rate(node: Node, path: Path) -> int:
+    kind = node.type
+    if kind == "number_literal":
+        return int(_text(node).rstrip("uUlL"), 0)
+    if kind == "identifier" and _text(node) in TIME_CONSTANTS:
+        return TIME_CONSTANTS[_text(node)]
+    if kind == "parenthesized_expression":
+        return _eval_rate(node.named_children[0], path)
+    if kind == "binary_expression":
+        left = _eval_rate(node.child_by_field_name("left"), path)  # type: ignore[arg-type]
+        right = _eval_rate(node.child_by_field_name("right"), path)  # type: ignore[arg-type]
+        operator = _text(node.child_by_field_name("operator"))  # type: ignore[arg-type]
+        if operator == "*":
+            return left * right
+        if operator == "+":
+            return left + right
+        if operator == "-":
+            return left - right
+        if operator == "/" and right:
+            return left // right
+    raise ExtractionError(
+        f"{path}:{node.start_point[0] + 1}: cannot evaluate the rate '{_text(node)}'")
+
+
+def _rate_table(node: Node, path: Path) -> Optional[Dict[str, int]]:
+    """event -> rate from `conf[QAPI_EVENT__MAX] = { [QAPI_EVENT_X] = { rate }, ... }`."""
+    rates: Dict[str, int] = {}
+    pairs = [n for n in _walk(node) if n.type == "initializer_pair"]
+    if not pairs:
+        return None
+    for pair in pairs:
+        designator = pair.child_by_field_name("designator")
+        value = pair.child_by_field_name("value")
+        if designator is None or designator.type != "subscript_designator" or value is None:
+            continue
+        event = _text(designator.named_children[0])
+        if not event.startswith(EVENT_PREFIX):
+            return None
+        inner = value.named_children[0] if value.type == "initializer_list" else value
+        if inner.type == "initializer_pair":  # { .rate = N }
+            inner = inner.child_by_field_name("value")  # type: ignore[assignment]
+        rates[event[len(EVENT_PREFIX):]] = _eval_rate(inner, path)
+    return rates
+
+
+def read_source(path: Path) -> bytes:
+    """The bytes of a C file, or an ExtractionError that says what is wrong with it."""
+    if not path.exists():
+        raise ExtractionError(f"{path}: no such file or directory")
+    if path.is_dir():
+        raise ExtractionError(f"{path}: is a directory, not a monitor.c")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ExtractionError(f"{path}: cannot read: {error.strerror}") from None
+    if not data.strip():
+        raise ExtractionError(f"{path}: file is empty")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ExtractionError(f"{path}: not a C source file (binary content)") from None
+    if b"\0" in data:
+        raise ExtractionError(f"{path}: not a C source file (binary content)")
+    return data
+
+
+def extract(path: Path) -> Extraction:
+    """Extract the throttle code of the monitor.c at @path."""
+    path = path.resolve() if path.exists() else path
+    data = read_source(path)
+    root = Parser(_C).parse(data).root_node
+    index = _index(root)
+
+    def definition(name: str, role: str) -> Node:
+        found = index.get(name)
+        if found is None or found.kind != "function":
+            raise ExtractionError(f"{path}: no {role} '{name}' defined")
+        broken = _first_error(found.node)
+        if broken is not None:
+            raise ExtractionError(
+                f"{path}:{broken.start_point[0] + 1}: cannot parse {role} '{name}' "
+                "(truncated file, or not C?)")
+        return found.node
+
+    queue_name = next((n for n in QUEUE_FUNCTION_NAMES
+                       if n in index and index[n].kind == "function"), None)
+    if queue_name is None:
+        raise ExtractionError(
+            f"{path}: no QAPI event throttle found (no function "
+            f"{' or '.join(QUEUE_FUNCTION_NAMES)}); is this QEMU's monitor/monitor.c?")
+    queue = definition(queue_name, "queue function")
+
+    def one_call(node: Node, callee: str, what: str) -> List[Node]:
+        calls = _calls(node, callee)
+        if not calls:
+            raise ExtractionError(
+                f"{path}:{node.start_point[0] + 1}: the queue function never calls {callee}() "
+                f"(needed to find {what})")
+        return calls[0]
+
+    lookup_args = one_call(queue, "g_hash_table_lookup", "the throttle table")
+    table_variable = _text(lookup_args[0])
+    timer_args = next((args for callee in ("timer_new_ns", "timer_new_ms", "timer_new")
+                       for args in _calls(queue, callee)), None)
+    if timer_args is None or len(timer_args) < 2:
+        raise ExtractionError(f"{path}: the queue function arms no timer (timer_new_ns)")
+    handler_name = _text(timer_args[1])
+    record_args = next((args for callee in ("g_new", "g_new0")
+                        for args in _calls(queue, callee)), None)
+    if record_args is None:
+        raise ExtractionError(f"{path}: the queue function allocates no state record (g_new)")
+    record_type = _text(record_args[0])
+
+    init_name = hash_name = equal_name = None
+    for name, found in index.items():
+        if found.kind != "function":
+            continue
+        for callee in ("g_hash_table_new", "g_hash_table_new_full"):
+            for args in _calls(found.node, callee):
+                parent = args[0].parent.parent if args else None  # type: ignore[union-attr]
+                assignment = parent.parent if parent is not None else None
+                if (assignment is not None and assignment.type == "assignment_expression"
+                        and _text(assignment.child_by_field_name("left")) == table_variable):  # type: ignore[arg-type]
+                    init_name, hash_name, equal_name = name, _text(args[0]), _text(args[1])
+    if init_name is None or hash_name is None or equal_name is None:
+        raise ExtractionError(
+            f"{path}: no function creates the throttle table '{table_variable}' "
+            "with g_hash_table_new(hash, equal)")
+    roles = {"queue": queue_name, "handler": handler_name, "hash": hash_name,
+             "equal": equal_name, "init": init_name}
+    for role, name in roles.items():
+        definition(name, {"queue": "queue function", "handler": "timer handler",
+                          "hash": "hash callback", "equal": "equality callback",
+                          "init": "table initialisation"}[role])
+
+    # Everything the roles need from this file, by name, transitively.
+    wanted: Set[str] = set()
+    todo = list(roles.values())
+    while todo:
+        name = todo.pop()
+        if name in wanted or name in SHIMMED or name not in index:
+            continue
+        wanted.add(name)
+        todo.extend(_references(index[name].node))
+    for name in wanted:
+        broken = _first_error(index[name].node)
+        if broken is not None:
+            raise ExtractionError(
+                f"{path}:{broken.start_point[0] + 1}: cannot parse '{name}' "
+                "(truncated file, or not C?)")
+
+    rates: Optional[Dict[str, int]] = None
+    rate_table_name = ""
+    for name in sorted(_references(queue) & wanted):
+        if index[name].kind == "variable":
+            rates = _rate_table(index[name].node, path)
+            if rates is not None:
+                rate_table_name = name
+                break
+    if rates is None:
+        raise ExtractionError(f"{path}: the queue function reads no rate table "
+                              "([QAPI_EVENT_X] = { rate } initialisers)")
+
+    chunks: List[Chunk] = []
+    seen: Set[int] = set()
+    locations: Dict[str, int] = {}
+    for name in sorted(wanted, key=lambda n: index[n].node.start_byte):
+        found = index[name]
+        locations[name] = found.node.start_point[0] + 1
+        if found.node.start_byte in seen:  # one declaration naming several things
+            continue
+        seen.add(found.node.start_byte)
+        prototype = ""
+        if found.kind == "function":
+            body = found.node.child_by_field_name("body")
+            head = data[found.node.start_byte:body.start_byte]  # type: ignore[union-attr]
+            prototype = head.decode("utf-8").rstrip() + ";"
+        chunks.append(Chunk(name, found.kind, found.node.start_point[0] + 1,
+                            _text(found.node), prototype))
+
+    identifiers: Set[str] = set()
+    calls: Set[str] = set()
+    for chunk_name in wanted:
+        node = index[chunk_name].node
+        identifiers |= _references(node)
+        for sub in _walk(node):
+            if sub.type == "call_expression":
+                calls.add(_text(sub.child_by_field_name("function")))  # type: ignore[arg-type]
+    events = sorted({n[len(EVENT_PREFIX):] for n in identifiers
+                     if n.startswith(EVENT_PREFIX) and n != EVENT_PREFIX + "_MAX"}
+                    | set(rates))
+    traces = sorted(n for n in calls if re.fullmatch(r"trace_\w+", n))
+    return Extraction(path=path, chunks=tuple(chunks), roles=roles, record_type=record_type,
+                      table_variable=table_variable, rate_table_name=rate_table_name,
+                      rates=rates, events_named=tuple(events), trace_points=tuple(traces),
+                      locations=locations)
