@@ -1,1 +1,24 @@
-"""cases"""
+"""The bundled case studies: C files in monitor.c's shape, and their schema.
+
+EXPECTED is the verdict each case is meant to get: the invariants (numbers of
+DESIGN.md) it must break. cases/README.md says why.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, FrozenSet
+
+CASES_DIR = Path(__file__).resolve().parent
+SCHEMA_DIR = CASES_DIR / "qapi"
+
+EXPECTED: Dict[str, FrozenSet[int]] = {
+    "baseline": frozenset(),
+    "per-device": frozenset({4}),
+    "stop-irreflexive": frozenset({1, 3, 4, 8}),
+    "stop-bypass": frozenset(),
+    "optional-key": frozenset({7}),
+}
+
+
+def case_path(name: str) -> Path:
+    return CASES_DIR / f"{name}.c"

@@ -261,11 +261,16 @@ def extract(path: Path) -> Extraction:
     data = read_source(path)
     root = Parser(_C).parse(data).root_node
     index = _index(root)
+    # A file cut short ends inside a definition; said when something is missing.
+    end = len(data.rstrip())
+    truncated = root.has_error and any(
+        (n.type == "ERROR" or n.is_missing) and n.end_byte >= end for n in _walk(root))
+    hint = " (the file ends inside a definition: truncated, or not C?)" if truncated else ""
 
     def definition(name: str, role: str) -> Node:
         found = index.get(name)
         if found is None or found.kind != "function":
-            raise ExtractionError(f"{path}: no {role} '{name}' defined")
+            raise ExtractionError(f"{path}: no {role} '{name}' defined{hint}")
         broken = _first_error(found.node)
         if broken is not None:
             raise ExtractionError(
@@ -278,7 +283,7 @@ def extract(path: Path) -> Extraction:
     if queue_name is None:
         raise ExtractionError(
             f"{path}: no QAPI event throttle found (no function "
-            f"{' or '.join(QUEUE_FUNCTION_NAMES)}); is this QEMU's monitor/monitor.c?")
+            f"{' or '.join(QUEUE_FUNCTION_NAMES)}){hint or '; is this QEMU’s monitor/monitor.c?'}")
     queue = definition(queue_name, "queue function")
 
     def one_call(node: Node, callee: str, what: str) -> List[Node]:
@@ -286,7 +291,7 @@ def extract(path: Path) -> Extraction:
         if not calls:
             raise ExtractionError(
                 f"{path}:{node.start_point[0] + 1}: the queue function never calls {callee}() "
-                f"(needed to find {what})")
+                f"(needed to find {what}){hint}")
         return calls[0]
 
     lookup_args = one_call(queue, "g_hash_table_lookup", "the throttle table")
@@ -294,12 +299,13 @@ def extract(path: Path) -> Extraction:
     timer_args = next((args for callee in ("timer_new_ns", "timer_new_ms", "timer_new")
                        for args in _calls(queue, callee)), None)
     if timer_args is None or len(timer_args) < 2:
-        raise ExtractionError(f"{path}: the queue function arms no timer (timer_new_ns)")
+        raise ExtractionError(f"{path}: the queue function arms no timer (timer_new_ns){hint}")
     handler_name = _text(timer_args[1])
     record_args = next((args for callee in ("g_new", "g_new0")
                         for args in _calls(queue, callee)), None)
     if record_args is None:
-        raise ExtractionError(f"{path}: the queue function allocates no state record (g_new)")
+        raise ExtractionError(
+            f"{path}: the queue function allocates no state record (g_new){hint}")
     record_type = _text(record_args[0])
 
     init_name = hash_name = equal_name = None
@@ -316,7 +322,7 @@ def extract(path: Path) -> Extraction:
     if init_name is None or hash_name is None or equal_name is None:
         raise ExtractionError(
             f"{path}: no function creates the throttle table '{table_variable}' "
-            "with g_hash_table_new(hash, equal)")
+            f"with g_hash_table_new(hash, equal){hint}")
     roles = {"queue": queue_name, "handler": handler_name, "hash": hash_name,
              "equal": equal_name, "init": init_name}
     for role, name in roles.items():
@@ -350,7 +356,7 @@ def extract(path: Path) -> Extraction:
                 break
     if rates is None:
         raise ExtractionError(f"{path}: the queue function reads no rate table "
-                              "([QAPI_EVENT_X] = { rate } initialisers)")
+                              f"([QAPI_EVENT_X] = {{ rate }} initialisers){hint}")
 
     chunks: List[Chunk] = []
     seen: Set[int] = set()

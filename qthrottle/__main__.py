@@ -1,0 +1,5 @@
+import sys
+
+from qthrottle.cli import main
+
+sys.exit(main())

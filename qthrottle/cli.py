@@ -1,0 +1,110 @@
+"""The qthrottle command line.
+
+Exit codes (a public interface; scripts and CI depend on them):
+0 everything holds, 1 something falsified, 2 input or tool error,
+3 nothing falsified but something UNKNOWN.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from qthrottle.harness.build import BuildError
+from qthrottle.harness.extract import ExtractionError
+from qthrottle.harness.qemu_sources import add_fetch_command
+from qthrottle.harness.target import Target, describe, resolve
+from qthrottle.model.timeline import format_ns
+
+EXIT_HOLDS, EXIT_FALSIFIED, EXIT_ERROR, EXIT_UNKNOWN = 0, 1, 2, 3
+
+
+def _target(args: argparse.Namespace) -> Target:
+    return resolve(args.target, Path(args.qapi_dir) if args.qapi_dir else None)
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    """Show what qthrottle finds in a monitor.c, and optionally build its driver."""
+    target = _target(args)
+    extraction = target.extract()
+    events = target.schema_events()
+    if args.source:
+        print(extraction.c_source(), end="")
+        return EXIT_HOLDS
+    report = {
+        "target": target.name,
+        "monitor_c": str(extraction.path),
+        "schema": str(target.qapi_dir) if target.qapi_dir else None,
+        "schema_events": len(events),
+        "functions": describe(extraction),
+        "helpers": {name: extraction.location(name) for name in extraction.helpers},
+        "record_type": extraction.record_type,
+        "table": extraction.table_variable,
+        "rates_ns": extraction.rates,
+    }
+    if args.build:
+        built = target.build()
+        report["driver"] = str(built.binary)
+        report["driver_cached"] = built.cached
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_HOLDS
+    print(f"target:  {target.name}")
+    print(f"source:  {extraction.path}")
+    print(f"schema:  {target.qapi_dir or '(none: events from the code only)'}"
+          + (f" ({len(events)} events)" if events else ""))
+    for role, where in describe(extraction).items():
+        print(f"  {role:<8} {where}")
+    for name in extraction.helpers:
+        print(f"  helper   {name} at {extraction.location(name)}")
+    print(f"rate table {extraction.rate_table_name} ({len(extraction.rates)} throttled events):")
+    for event, rate in extraction.rates.items():
+        print(f"  {event:<28} {format_ns(rate)}")
+    if args.build:
+        print(f"driver:  {report['driver']}" + (" (cached)" if report["driver_cached"] else ""))
+    return EXIT_HOLDS
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="qthrottle",
+        description="Verification suite for QEMU's QAPI event throttle (monitor/monitor.c).")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    extract = sub.add_parser(
+        "extract", help="show the throttle code found in a monitor.c and build its driver",
+        description="TARGET is a case-study name, a QEMU tree or a monitor.c file.")
+    extract.add_argument("target", metavar="TARGET")
+    extract.add_argument("--qapi-dir", metavar="DIR",
+                         help="QAPI schema directory (default: the tree's qapi/)")
+    extract.add_argument("--build", action="store_true",
+                         help="also compile the sanitized driver (cached)")
+    extract.add_argument("--source", action="store_true",
+                         help="print the extracted C with #line provenance")
+    extract.add_argument("--json", action="store_true", help="machine-readable output")
+    extract.set_defaults(func=cmd_extract)
+
+    add_fetch_command(sub)
+    return top
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (ExtractionError, BuildError) as error:
+        lines = str(error).splitlines()
+        print(f"qthrottle: error: {lines[0]}", file=sys.stderr)
+        for line in lines[1:]:
+            print(f"  {line}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
