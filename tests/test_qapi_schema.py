@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 from pathlib import Path
@@ -314,43 +313,28 @@ def test_bundled_case_study_schema() -> None:
         "qom-path", "device", "*node-name", "operation", "action", "*nospace", "reason"]
 
 
-def qapi_dirs_from_env() -> list[Path]:
-    value = os.environ.get("QTHROTTLE_TEST_QAPI_DIRS", "")
-    return [Path(entry) for entry in value.split(os.pathsep) if entry]
+@pytest.mark.real_qemu
+@pytest.mark.parametrize("fixture, has_qom_path", [("qemu_tree_72", False),
+                                                   ("qemu_tree_100", True)])
+def test_real_qemu_qapi_dirs(fixture: str, has_qom_path: bool,
+                             request: pytest.FixtureRequest) -> None:
+    qapi_dir = request.getfixturevalue(fixture) / "qapi"
+    catalog = load_schema(qapi_dir)
+    # An independent count: every top-level event definition line in the directory.
+    pattern = re.compile(r"^\{\s*'event':\s*'([^']+)'", re.MULTILINE)
+    defined = {name for path in qapi_dir.glob("*.json")
+               for name in pattern.findall(path.read_text(encoding="utf-8"))}
+    assert set(catalog.events) == defined, qapi_dir
 
+    block_io_error = catalog.event("BLOCK_IO_ERROR")
+    expected = ["device", "*node-name", "operation", "action", "*nospace", "reason"]
+    if has_qom_path:  # added to BLOCK_IO_ERROR along with its throttle (QEMU 9.2)
+        expected.insert(0, "qom-path")
+    assert shape(block_io_error) == expected, qapi_dir
+    operation, action = block_io_error.member("operation"), block_io_error.member("action")
+    assert operation is not None and operation.enum_values == ("read", "write")
+    assert action is not None and action.enum_values == ("ignore", "report", "stop")
 
-def qemu_version(qapi_dir: Path) -> tuple[int, ...] | None:
-    """The VERSION of the QEMU tree that holds qapi_dir, if it is a source tree."""
-    version = qapi_dir.parent / "VERSION"
-    if not version.is_file():
-        return None
-    return tuple(int(part) for part in version.read_text().split(".")[:2])
-
-
-def test_real_qemu_qapi_dirs() -> None:
-    dirs = qapi_dirs_from_env()
-    if not dirs:
-        pytest.skip("no real QEMU schema: set QTHROTTLE_TEST_QAPI_DIRS to qapi/ directories "
-                    f"separated by {os.pathsep!r}")
-    for qapi_dir in dirs:
-        catalog = load_schema(qapi_dir)
-        # An independent count: every top-level event definition line in the directory.
-        pattern = re.compile(r"^\{\s*'event':\s*'([^']+)'", re.MULTILINE)
-        defined = {name for path in qapi_dir.glob("*.json")
-                   for name in pattern.findall(path.read_text(encoding="utf-8"))}
-        assert set(catalog.events) == defined, qapi_dir
-
-        block_io_error = catalog.event("BLOCK_IO_ERROR")
-        expected = ["device", "*node-name", "operation", "action", "*nospace", "reason"]
-        version = qemu_version(qapi_dir)
-        if block_io_error.member("qom-path") or (version is not None and version >= (10, 0)):
-            expected.insert(0, "qom-path")  # absent in 7.2, present in 10.0
-        assert shape(block_io_error) == expected, qapi_dir
-        operation, action = block_io_error.member("operation"), block_io_error.member("action")
-        assert operation is not None and operation.enum_values == ("read", "write")
-        assert action is not None and action.enum_values == ("ignore", "report", "stop")
-
-        assert shape(catalog.event("VSERPORT_CHANGE")) == ["id", "open"]
-        assert shape(catalog.event("MEMORY_DEVICE_SIZE_CHANGE")) == ["*id", "size", "qom-path"]
-        if version is not None and version >= (10, 0):
-            assert catalog.event("RTC_CHANGE").member("qom-path") is not None
+    assert shape(catalog.event("VSERPORT_CHANGE")) == ["id", "open"]
+    assert shape(catalog.event("MEMORY_DEVICE_SIZE_CHANGE")) == ["*id", "size", "qom-path"]
+    assert catalog.event("RTC_CHANGE").member("qom-path") is not None

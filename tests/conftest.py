@@ -1,0 +1,73 @@
+"""Shared fixtures: real QEMU sources as test inputs.
+
+Debian's QEMU trees come from the cache filled by ``qthrottle fetch-qemu``; fixtures
+never fetch. A missing tree skips with a visible reason, except under CI=true, where
+it fails: CI must exercise the real sources. QTHROTTLE_QEMU_TREE names an optional
+extra tree (a user's QEMU checkout); it never fails CI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from qthrottle.harness.qemu_sources import RELEASES, QemuSourceError, cached_tree, is_qemu_tree
+
+
+def _under_ci() -> bool:
+    return os.environ.get("CI") == "true"
+
+
+def _require_cached(release: str) -> Path:
+    tree: Path | None
+    try:
+        tree = cached_tree(release)
+    except QemuSourceError:
+        tree = None
+    if tree is None:
+        if _under_ci():
+            pytest.fail(
+                "real QEMU sources missing: run `qthrottle fetch-qemu` (CI must not skip)",
+                pytrace=False,
+            )
+        pytest.skip(
+            f"real QEMU {RELEASES[release]} sources not cached: run `qthrottle fetch-qemu`"
+        )
+    return tree
+
+
+@pytest.fixture(scope="session")
+def qemu_tree_72() -> Path:
+    """Root of Debian bookworm's QEMU 7.2 tree (monitor/, qapi/)."""
+    return _require_cached("bookworm")
+
+
+@pytest.fixture(scope="session")
+def qemu_tree_100() -> Path:
+    """Root of Debian trixie's QEMU 10.0.x tree (monitor/, qapi/)."""
+    return _require_cached("trixie")
+
+
+@pytest.fixture(scope="session")
+def qemu_trees() -> dict[str, Path]:
+    """Every Debian QEMU tree, keyed by Debian release."""
+    return {release: _require_cached(release) for release in RELEASES}
+
+
+@pytest.fixture(scope="session")
+def qemu_checkout() -> Path:
+    """A user's QEMU tree named by QTHROTTLE_QEMU_TREE (optional, never fails CI)."""
+    value = os.environ.get("QTHROTTLE_QEMU_TREE", "")
+    if not value:
+        pytest.skip("QTHROTTLE_QEMU_TREE not set (point it at a QEMU checkout)")
+    tree = Path(value).expanduser()
+    if not is_qemu_tree(tree):
+        reason = (
+            f"QTHROTTLE_QEMU_TREE={value} is not a QEMU tree "
+            "(needs monitor/monitor.c and qapi/qapi-schema.json)"
+        )
+        if _under_ci():
+            pytest.skip(reason)
+        pytest.fail(reason, pytrace=False)
+    return tree
