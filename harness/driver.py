@@ -95,6 +95,11 @@ class DriverError(Exception):
     """A request the driver refused (unknown event, malformed data): a usage error."""
 
 
+def _event_json(event: str, data: EventData) -> Dict[str, Any]:
+    """An event as the driver reads it: no "data" member when the event has none."""
+    return {"event": event} if data is None else {"event": event, "data": data}
+
+
 def _classify(report: str, status: str) -> str:
     for pattern in (r"ERROR: AddressSanitizer: ([\w-]+)", r"qthrottle-shim: ([\w-]+):",
                     r"ERROR: LeakSanitizer: ([\w-]+)"):
@@ -236,13 +241,13 @@ class Driver:
 
     def hash(self, event: str, data: EventData) -> "int | Crash":
         """The hash callback's value for a record of this event, or how it crashed."""
-        reply, crash = self._request({"op": "hash", "event": event, "data": data})
+        reply, crash = self._request({"op": "hash", **_event_json(event, data)})
         return crash if crash else int(reply["hash"])
 
     def equal(self, a: Tuple[str, EventData], b: Tuple[str, EventData]) -> "bool | Crash":
         """equal(a, b) as GLib would call it (a is the stored key), or how it crashed."""
-        reply, crash = self._request({"op": "equal", "a": {"event": a[0], "data": a[1]},
-                                      "b": {"event": b[0], "data": b[1]}})
+        reply, crash = self._request({"op": "equal", "a": _event_json(*a),
+                                      "b": _event_json(*b)})
         return crash if crash else bool(reply["equal"])
 
     def reset(self) -> None:

@@ -234,6 +234,23 @@ def _rate_table(node: Node, path: Path) -> Optional[Dict[str, int]]:
     return rates
 
 
+def function_node(extraction: Extraction, name: str) -> Node:
+    """The tree-sitter function_definition of function @name of an extraction.
+
+    Parsed from the extraction's own chunk (the source file may have changed
+    since), padded so that node rows are the rows of the source file.
+    """
+    chunk = next((c for c in extraction.chunks if c.kind == "function" and c.name == name), None)
+    if chunk is None:
+        raise ExtractionError(f"{extraction.path}: the extraction has no function '{name}'")
+    data = b"\n" * (chunk.line - 1) + chunk.text.encode("utf-8")
+    root = Parser(_C).parse(data).root_node
+    for node in _top_level(root):
+        if node.type == "function_definition" and _function_name(node) == name:
+            return node
+    raise ExtractionError(f"{extraction.location(name)}: cannot parse function '{name}'")
+
+
 def read_source(path: Path) -> bytes:
     """The bytes of a C file, or an ExtractionError that says what is wrong with it."""
     if not path.exists():

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 from pathlib import Path
 from typing import List, Optional
 
-from qthrottle.harness.build import BuildError
+from qthrottle.cases import verdict_as_expected
+from qthrottle.harness.build import BuildError, build
 from qthrottle.harness.extract import ExtractionError
 from qthrottle.harness.qemu_sources import add_fetch_command
-from qthrottle.harness.target import Target, describe, resolve
+from qthrottle.harness.target import Target, bundled_cases, describe, resolve
+from qthrottle.model.invariants import INVARIANTS
 from qthrottle.model.timeline import format_ns
+from qthrottle.stateful import PROFILES, Profile, SearchResult, Subject, format_timeline, search
 
 EXIT_HOLDS, EXIT_FALSIFIED, EXIT_ERROR, EXIT_UNKNOWN = 0, 1, 2, 3
 
@@ -67,6 +71,74 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return EXIT_HOLDS
 
 
+def _verify_target(target: Target, profile: Profile, seed_value: int) -> SearchResult:
+    from qthrottle.harness.driver import Driver
+    from qthrottle.model.policy import policy_from_extraction
+    from qthrottle.model.qapi_schema import SchemaError, load_schema
+
+    if target.qapi_dir is None:
+        raise ExtractionError(f"{target.name}: no QAPI schema found: pass --qapi-dir")
+    extraction = target.extract()
+    try:
+        catalog = load_schema(target.qapi_dir)
+    except SchemaError as error:
+        raise ExtractionError(f"cannot read the QAPI schema: {error}") from None
+    built = build(extraction, tuple(catalog.events))
+    with Driver(built.binary) as driver:
+        subject = Subject.create(driver, policy_from_extraction(extraction), catalog)
+        return search(subject, profile, seed_value)
+
+
+def _print_result(target: Target, result: SearchResult) -> None:
+    for number, name in INVARIANTS.items():
+        if number in result.falsified:
+            status = "FALSIFIED"
+        elif result.unknown:
+            status = "UNKNOWN"
+        else:
+            status = "PASS"
+        print(f"  {number}  {name:<62} {status}")
+    if result.unknown:
+        print(f"  UNKNOWN: {result.unknown}")
+    for number, example in sorted(result.falsified.items()):
+        print(f"\n  invariant {number} FALSIFIED ({len(example.steps)} operation(s)): "
+              f"{example.message}")
+        print("\n".join(format_timeline(example)))
+        if example.crash is not None:
+            print("    sanitizer / shim report:")
+            print("\n".join("      " + line for line in
+                            example.crash.report.strip().splitlines()[:12]))
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check the invariants of one target, or of every bundled case against its expectation."""
+    profile = PROFILES[args.profile]
+    seed_value = args.seed if args.seed is not None else random.randrange(1 << 30)
+    targets = [_target(args)] if args.target else bundled_cases()
+    print(f"qthrottle verify: seed {seed_value}; stateful engine, {profile.describe()}")
+    falsified = unknown = unexpected = False
+    for target in targets:
+        print(f"\n== {target.name} ({target.monitor_c})")
+        result = _verify_target(target, profile, seed_value)
+        broken = frozenset(result.falsified)
+        falsified |= bool(broken)
+        unknown |= result.unknown is not None
+        print(f"   {result.searches} search(es) in {result.seconds:.1f} s")
+        _print_result(target, result)
+        if target.expected_broken is not None and not args.target:
+            ok = verdict_as_expected(target.name, broken) and result.unknown is None
+            unexpected |= not ok
+            meant = sorted(target.expected_broken) or "none"
+            print(f"   meant to break: {meant}; broke: {sorted(broken) or 'none'} -> "
+                  + ("as expected" if ok else "NOT AS EXPECTED"))
+    print(f"\n(seed {seed_value}: rerun with --seed {seed_value} to reproduce)")
+    if not args.target:  # the bundled demo: every case gets the verdict it is meant to get
+        return EXIT_FALSIFIED if unexpected else EXIT_HOLDS
+    if falsified:
+        return EXIT_FALSIFIED
+    return EXIT_UNKNOWN if unknown else EXIT_HOLDS
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="qthrottle",
@@ -86,6 +158,18 @@ def parser() -> argparse.ArgumentParser:
                          help="print the extracted C with #line provenance")
     extract.add_argument("--json", action="store_true", help="machine-readable output")
     extract.set_defaults(func=cmd_extract)
+
+    verify = sub.add_parser(
+        "verify", help="check the throttle's invariants against the real C",
+        description="TARGET is a QEMU tree, a monitor.c file or a case-study name; "
+        "without TARGET, every bundled case is checked against the verdict it is meant "
+        "to get. Exit: 0 holds, 1 falsified, 2 input or tool error, 3 unknown.")
+    verify.add_argument("target", metavar="TARGET", nargs="?")
+    verify.add_argument("--qapi-dir", metavar="DIR",
+                        help="QAPI schema directory (default: the tree's qapi/)")
+    verify.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    verify.add_argument("--seed", type=int, help="seed of the search (printed when not given)")
+    verify.set_defaults(func=cmd_verify)
 
     add_fetch_command(sub)
     return top

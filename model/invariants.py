@@ -1,0 +1,400 @@
+"""The invariants of DESIGN.md, each written once.
+
+Callback properties (1, 2, 3 and the decision form of 4) are formulas over
+the logic layer: plain values give a bool, z3 terms give a z3 formula. Trace
+properties (3, 4, 5, 6) take a trace, the same whether it comes from the C
+driver (``trace_from_steps``) or from the model (``ThrottleModel.run``), and
+return human-readable violations, each naming its step; an empty list means
+the invariant holds. Invariants 3, 7 and 8 also read the driver's findings
+and crashes.
+"""
+# Optional/Union stay (not "X | None"): hypothesis and CrossHair evaluate annotations
+# with typing.get_type_hints, which cannot evaluate "|" on Python 3.9.
+# ruff: noqa: UP045
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Optional, Protocol, TypeVar
+
+from qthrottle.model.ghash import EqualFn, HashFn, matches
+from qthrottle.model.logic import And, Bool, Eq, Implies, Not, Or
+from qthrottle.model.policy import Policy
+from qthrottle.model.qapi_schema import Catalog
+from qthrottle.model.timeline import Emission, EventData, Operation, Queue, format_event, format_ns
+
+INVARIANTS: dict[int, str] = {
+    1: "equality is reflexive, symmetric and transitive",
+    2: "equal keys hash equally",
+    3: "every inserted key is removable",
+    4: "BLOCK_IO_ERROR action=stop is never delayed, merged or dropped",
+    5: "throttled events keep the rate, newest wins",
+    6: "unthrottled events are emitted at once, in order",
+    7: "hash and equality read only mandatory members",
+    8: "no memory error or reference leak",
+}
+
+K = TypeVar("K")
+
+
+# ------------------------------------------------------------------ traces
+
+@dataclass(frozen=True)
+class TraceStep:
+    """One operation: the clock before and after it, what it emitted, the table size after."""
+
+    operation: Operation
+    before: int
+    after: int
+    emitted: tuple[Emission, ...] = ()
+    table: Optional[int] = None
+
+    def describe(self) -> str:
+        return f"t={format_ns(self.before)}: {self.operation.describe()}"
+
+
+Trace = Sequence[TraceStep]
+
+
+class _DriverStep(Protocol):
+    """What the trace needs of a harness StepResult."""
+
+    @property
+    def operation(self) -> Optional[Operation]: ...
+
+    @property
+    def emitted(self) -> tuple[Emission, ...]: ...
+
+    @property
+    def now(self) -> int: ...
+
+    @property
+    def table(self) -> int: ...
+
+    @property
+    def crash(self) -> Optional[object]: ...
+
+
+def trace_from_steps(steps: Iterable[_DriverStep]) -> list[TraceStep]:
+    """The trace of a driver run (its StepResults), up to its first crash."""
+    trace: list[TraceStep] = []
+    now = 0
+    for step in steps:
+        if step.crash is not None or step.operation is None:
+            break
+        trace.append(TraceStep(step.operation, now, step.now, tuple(step.emitted), step.table))
+        now = step.now
+    return trace
+
+
+def _where(index: int, step: TraceStep) -> str:
+    return f"step {index + 1} ({step.describe()})"
+
+
+# ------------------------------------------------------- 1, 2: callbacks
+
+def reflexive(eq: EqualFn[K], a: K) -> Bool:
+    """Invariant 1: every key equals itself; eq(x, y) is GLib's equal(stored=x, lookup=y)."""
+    return eq(a, a)
+
+
+def symmetric(eq: EqualFn[K], a: K, b: K) -> Bool:
+    """Invariant 1: the stored key and the lookup key may swap places."""
+    return Implies(eq(a, b), eq(b, a))
+
+
+def transitive(eq: EqualFn[K], a: K, b: K, c: K) -> Bool:
+    """Invariant 1."""
+    return Implies(And(eq(a, b), eq(b, c)), eq(a, c))
+
+
+def equality_laws(eq: EqualFn[K], a: K, b: K, c: K) -> Bool:
+    """Invariant 1, all three laws on the keys a, b, c."""
+    return And(reflexive(eq, a), symmetric(eq, a, b), transitive(eq, a, b, c))
+
+
+def hash_consistent(h: HashFn[K], eq: EqualFn[K], a: K, b: K) -> Bool:
+    """Invariant 2: equal keys hash equally."""
+    return Implies(eq(a, b), Eq(h(a), h(b)))
+
+
+# ------------------------------------------------------- 3: removability
+
+def removal_exact(h: HashFn[K], eq: EqualFn[K], target: K, others: Sequence[K]) -> Bool:
+    """Invariant 3: g_hash_table_remove(target) removes target and nothing else.
+
+    The target must match itself, and no other stored key may match it (in
+    whatever order GLib probes them).
+    """
+    return And(matches(h, eq, target, target),
+               *(Not(matches(h, eq, other, target)) for other in others))
+
+
+def inserted_under_glib_discipline(h: HashFn[K], eq: EqualFn[K], records: Sequence[K]) -> Bool:
+    """Assumption of invariant 3: each record was added after its lookup failed.
+
+    That is the queue function's discipline; records are in insertion order.
+    """
+    return And(*(Not(Or(*(matches(h, eq, earlier, record) for earlier in records[:index])))
+                 for index, record in enumerate(records)))
+
+
+class _HasFindings(Protocol):
+    @property
+    def findings(self) -> Sequence[Any]: ...
+
+
+def no_dangling_entry(result: _HasFindings) -> list[str]:
+    """Invariant 3, concretely: the harness saw no freed record left in the table."""
+    return [f"dangling entry: {f.detail}" for f in result.findings if f.kind == "dangling-entry"]
+
+
+def table_empties_when_quiet(trace: Trace, policy: Policy) -> list[str]:
+    """Invariant 3: after two intervals with nothing queued, the table is empty."""
+    quiet_after = 2 * max(policy.rates.values(), default=0)
+    violations = []
+    last_queue = 0
+    for index, step in enumerate(trace):
+        if isinstance(step.operation, Queue):
+            last_queue = step.before
+        elif step.table and step.after - last_queue >= quiet_after:
+            violations.append(
+                f"{_where(index, step)}: {step.table} record(s) still in the table "
+                f"{format_ns(step.after - last_queue)} after the last event was queued")
+    return violations
+
+
+# ---------------------------------------------------------- 4: stop events
+
+STOP_EVENT = "BLOCK_IO_ERROR"
+
+
+def is_stop_event(event: Any, data: Optional[Mapping[str, Any]]) -> Bool:
+    """Invariant 4's subject: a BLOCK_IO_ERROR whose action is "stop"."""
+    action = data.get("action") if data is not None else None
+    return And(Eq(event, STOP_EVENT), Eq(action, "stop"))
+
+
+def stop_exempt(is_stop: Bool, throttled: Bool, matches_a_stored_record: Bool) -> Bool:
+    """Invariant 4, the queue function's decision: a stop event is never held back."""
+    return Implies(is_stop, Or(Not(throttled), Not(matches_a_stored_record)))
+
+
+def _count(trace: Trace, event: str, data: EventData) -> tuple[int, int]:
+    """(times queued, times emitted) of one exact event."""
+    queued = sum(1 for s in trace if s.operation == Queue(event, data))
+    emitted = sum(1 for s in trace for e in s.emitted if (e.event, e.data) == (event, data))
+    return queued, emitted
+
+
+def stop_not_delayed(trace: Trace) -> list[str]:
+    """Invariant 4: each stop event is emitted when queued, with its data, exactly once."""
+    violations = []
+    for index, step in enumerate(trace):
+        op = step.operation
+        if not isinstance(op, Queue) or not is_stop_event(op.event, op.data):
+            continue
+        what = format_event(op.event, op.data)
+        if Emission(step.before, op.event, op.data) in step.emitted:
+            queued, emitted = _count(trace, op.event, op.data)
+            if emitted > queued:
+                violations.append(f"{_where(index, step)}: {what} queued {queued} time(s) "
+                                  f"but emitted {emitted} times")
+            continue
+        later = next((e for s in trace[index + 1:] for e in s.emitted
+                      if (e.event, e.data) == (op.event, op.data)), None)
+        fate = (f"delayed to t={format_ns(later.t)}" if later is not None
+                else "never emitted (merged or dropped)")
+        violations.append(f"{_where(index, step)}: stop event not emitted at once: {fate}")
+    return violations
+
+
+# ------------------------------------------------------------ 5, 6: timing
+
+@dataclass(frozen=True)
+class _Queued:
+    index: int  # step
+    t: int
+    event: str
+    data: EventData
+    stop: bool
+
+
+def rate_respected(trace: Trace, policy: Policy) -> list[str]:
+    """Invariant 5, for throttled events other than stop events, per key.
+
+    (a) emissions at least rate apart; (b) an event queued while its key is
+    quiet (nothing of it emitted in the last rate ns) is emitted at once;
+    (c) a delayed event is emitted at most rate after it was queued, unless a
+    newer event of its key came first; (d) newest wins: a delayed event is not
+    emitted once a newer one of its key was queued.
+    Stop events are invariant 4's subject; here they only count as activity of
+    their key (they may open a window, or replace a held-back event), so that
+    this invariant holds whether or not an implementation throttles them.
+    """
+    queued: dict[Any, list[_Queued]] = {}
+    emitted: dict[Any, list[tuple[int, Emission]]] = {}
+    for index, step in enumerate(trace):
+        op = step.operation
+        if isinstance(op, Queue) and policy.throttled(op.event):
+            queued.setdefault(policy.key(op.event, op.data), []).append(_Queued(
+                index, step.before, op.event, op.data, bool(is_stop_event(op.event, op.data))))
+        for emission in step.emitted:
+            if policy.throttled(emission.event):
+                key = policy.key(emission.event, emission.data)
+                emitted.setdefault(key, []).append((index, emission))
+    end = trace[-1].after if trace else 0
+    violations: list[str] = []
+    for key, events in queued.items():
+        rate = policy.rate(events[0].event)
+        emissions = emitted.get(key, [])
+        violations += _spacing(trace, emissions, rate)
+        violations += _delays(trace, events, _claim(events, emissions), emissions, rate, end)
+    return violations
+
+
+def _spacing(trace: Trace, emissions: list[tuple[int, Emission]], rate: int) -> list[str]:
+    """(a), over the non-stop emissions of one key."""
+    violations = []
+    previous: Optional[Emission] = None
+    for index, emission in emissions:
+        if is_stop_event(emission.event, emission.data):
+            continue
+        if previous is not None and emission.t - previous.t < rate:
+            violations.append(
+                f"{_where(index, trace[index])}: {format_event(emission.event, emission.data)} "
+                f"emitted {format_ns(emission.t - previous.t)} after the previous event of its "
+                f"key (rate {format_ns(rate)})")
+        previous = emission
+    return violations
+
+
+def _claim(events: list[_Queued], emissions: list[tuple[int, Emission]]
+           ) -> dict[int, tuple[int, Emission]]:
+    """Queued event (position) -> its emission: each emission is the most recent
+    unclaimed queued event with the same data, queued no later than it."""
+    claimed: dict[int, tuple[int, Emission]] = {}
+    for index, emission in emissions:
+        for position in reversed(range(len(events))):
+            event = events[position]
+            if (position not in claimed and event.index <= index
+                    and (event.event, event.data) == (emission.event, emission.data)):
+                claimed[position] = (index, emission)
+                break
+    return claimed
+
+
+def _delays(trace: Trace, events: list[_Queued], claimed: dict[int, tuple[int, Emission]],
+            emissions: list[tuple[int, Emission]], rate: int, end: int) -> list[str]:
+    """(b), (c) and (d) for the queued events of one key."""
+    violations = []
+    for position, event in enumerate(events):
+        if event.stop:
+            continue
+        where = _where(event.index, trace[event.index])
+        emission = claimed.get(position)
+        at_once = emission is not None and emission[0] == event.index
+        # Every window opens or re-arms with an emission, so a key is quiet
+        # exactly when nothing of it was emitted in the last rate ns.
+        recent = any(i < event.index and e.t > event.t - rate for i, e in emissions)
+        if not at_once and not recent:
+            violations.append(f"{where}: the key was quiet, yet the event was not emitted at once")
+        if at_once:
+            continue
+        newer = [e for e in events[position + 1:]
+                 if emission is None or e.index < emission[0]]
+        if emission is not None and emission[1].t > event.t + rate:
+            violations.append(f"{where}: held back until t={format_ns(emission[1].t)}, "
+                              f"more than {format_ns(rate)} after it was queued")
+        elif emission is not None and any(not e.stop for e in newer):
+            violations.append(f"{where}: emitted at t={format_ns(emission[1].t)} although a "
+                              "newer event of its key had replaced it")
+        elif emission is None and end >= event.t + rate and not any(
+                e.t <= event.t + rate for e in newer):
+            violations.append(f"{where}: never emitted, and no newer event of its key "
+                              f"replaced it within {format_ns(rate)}")
+    return violations
+
+
+def unthrottled_immediate(trace: Trace, policy: Policy) -> list[str]:
+    """Invariant 6: each unthrottled event is emitted when queued, once, in queue order."""
+    violations = []
+    expected: list[tuple[str, EventData]] = []
+    seen: list[tuple[str, EventData]] = []
+    for index, step in enumerate(trace):
+        op = step.operation
+        if isinstance(op, Queue) and not policy.throttled(op.event):
+            expected.append((op.event, op.data))
+            if step.emitted.count(Emission(step.before, op.event, op.data)) != 1:
+                violations.append(f"{_where(index, step)}: unthrottled event not emitted "
+                                  "exactly once at once")
+        seen += [(e.event, e.data) for e in step.emitted if not policy.throttled(e.event)]
+        if not violations and seen != expected:
+            violations.append(f"{_where(index, step)}: unthrottled events emitted as {seen}, "
+                              f"queued as {expected}")
+    return violations
+
+
+# ------------------------------------------------------------ 7: totality
+
+class ReadViolation(NamedTuple):
+    event: str
+    member: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.event}: reads '{self.member}', {self.why}"
+
+
+def reads_only_mandatory(members_read: Mapping[str, set[str]],
+                         catalog: Catalog) -> list[ReadViolation]:
+    """Invariant 7: hash and equality read only members every such event carries."""
+    violations = []
+    for event in sorted(members_read):
+        definition = catalog.events.get(event)
+        for member in sorted(members_read[event]):
+            spec = definition.member(member) if definition is not None else None
+            if definition is None:
+                why = "but the schema defines no such event"
+            elif spec is None:
+                why = f"which is not a member of {event} (see {definition.source})"
+            elif spec.optional:
+                why = (f"which is optional ('*{member}' at {definition.source}): "
+                       "an event without it makes the callback abort")
+            else:
+                continue
+            violations.append(ReadViolation(event, member, why))
+    return violations
+
+
+# ------------------------------------------------------- 8: memory safety
+
+TOTALITY_CRASHES = frozenset({"missing-member", "wrong-member-type"})  # invariant 7
+HARNESS_FAILURES = frozenset({"timeout", "driver-died"})  # UNKNOWN, never a verdict
+
+
+def crash_invariant(kind: str) -> Optional[int]:
+    """The invariant a C crash of this kind falsifies; None for a harness failure."""
+    if kind in HARNESS_FAILURES:
+        return None
+    return 7 if kind in TOTALITY_CRASHES else 8
+
+
+class _RunOrStep(_HasFindings, Protocol):
+    @property
+    def crash(self) -> Optional[Any]: ...
+
+
+def no_memory_error(result: _RunOrStep) -> list[str]:
+    """Invariant 8: no sanitizer report or shim-detected misuse, no leaked reference."""
+    violations = [f"reference leak: {f.detail}" for f in result.findings
+                  if f.kind == "reference-leak"]
+    crash = result.crash
+    if crash is not None and crash_invariant(crash.kind) == 8:
+        headline = next((line.strip() for line in crash.report.splitlines()
+                         if "ERROR:" in line or "qthrottle-shim:" in line
+                         or "runtime error:" in line), "")
+        violations.append(f"{crash.summary()}: {headline}" if headline else crash.summary())
+    return violations
+

@@ -1,0 +1,355 @@
+"""The stateful engine: hypothesis drives the compiled C and the model side by side.
+
+Every step goes to both; after each step the engine compares emissions and
+table size and checks the invariants of model/invariants.py on the C's trace.
+A failure shrinks to a short timeline. To report every broken invariant, not
+just the first, the search is repeated with the invariants already found set
+aside (a violation of one of those restarts the run instead of failing it).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple, Type
+
+from hypothesis import HealthCheck, Phase, Verbosity, errors, seed, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
+
+from qthrottle.generate import event_data, events_under_test
+from qthrottle.harness.driver import Crash, Driver, StepResult
+from qthrottle.model import invariants as inv
+from qthrottle.model.policy import Policy
+from qthrottle.model.qapi_schema import Catalog, Event
+from qthrottle.model.throttle import ThrottleModel
+from qthrottle.model.timeline import (Advance, AdvanceToNext, Emission, Operation, Queue,
+                                      format_event, format_ns)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Bounds of the stateful engine (printed with every result)."""
+
+    name: str
+    runs: int  # state-machine runs (hypothesis examples) per search
+    steps: int  # operations per run, at most
+
+    def describe(self) -> str:
+        return f"profile {self.name}: up to {self.runs} runs x {self.steps} steps per search"
+
+
+PROFILES = {"quick": Profile("quick", runs=400, steps=12),
+            "ci": Profile("ci", runs=2000, steps=16)}
+
+
+class Violation(AssertionError):
+    """An invariant broken at the current step."""
+
+    def __init__(self, invariant: int, message: str) -> None:
+        super().__init__(f"invariant {invariant}: {message}")
+        self.invariant = invariant
+        self.message = message
+
+
+class HarnessFailure(Exception):
+    """The harness could not decide (timeout, driver died): UNKNOWN, never a verdict."""
+
+
+@dataclass
+class StepRecord:
+    """One line of a counterexample timeline."""
+
+    operation: Operation
+    before: int
+    c_emitted: Tuple[Emission, ...]
+    model_emitted: Tuple[Emission, ...]
+    c_table: Optional[int]
+    model_table: int
+    note: str = ""
+
+
+@dataclass
+class Counterexample:
+    invariant: int
+    message: str
+    steps: List[StepRecord]
+    crash: Optional[Crash] = None
+
+    @property
+    def operations(self) -> List[Operation]:
+        return [s.operation for s in self.steps]
+
+
+@dataclass
+class SearchResult:
+    """What the stateful engine concluded for one target."""
+
+    profile: Profile
+    seed: int
+    falsified: Dict[int, Counterexample] = field(default_factory=dict)
+    unknown: Optional[str] = None  # why the search could not finish
+    searches: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class Subject:
+    """Everything the engine needs about one target."""
+
+    driver: Driver
+    policy: Policy
+    catalog: Catalog
+    events: List[Event]
+
+    @classmethod
+    def create(cls, driver: Driver, policy: Policy, catalog: Catalog) -> "Subject":
+        throttled = [e for e, rate in policy.rates.items() if rate]
+        return cls(driver, policy, catalog, events_under_test(catalog, throttled))
+
+
+def _queue_strategy(events: List[Event]) -> st.SearchStrategy[Queue]:
+    # Half of the events are BLOCK_IO_ERRORs: invariant 4 is about them.
+    each = [st.builds(Queue, st.just(e.name), event_data(e)) for e in events]
+    required = [q for q, e in zip(each, events) if e.name == inv.STOP_EVENT]
+    return st.one_of(st.one_of(each), *required) if required else st.one_of(each)
+
+
+def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedStateMachine]:
+    """A state machine class for one target; violations of @ignored restart the run."""
+    rates = sorted({r for r in subject.policy.rates.values() if r}) or [1_000_000_000]
+    steps = sorted({1, *(r // 2 for r in rates), *(r - 1 for r in rates), *rates,
+                    *(r + 1 for r in rates), *(2 * r for r in rates)})
+    queue_ops = _queue_strategy(subject.events)
+    pairs = st.sampled_from(subject.events).flatmap(
+        lambda e: st.tuples(st.just(e.name), event_data(e), event_data(e)))
+
+    class ThrottleMachine(RuleBasedStateMachine):
+        latest: Optional["ThrottleMachine"] = None
+
+        def __init__(self) -> None:
+            super().__init__()
+            type(self).latest = self
+            self.records: List[StepRecord] = []
+            self._restart()
+
+        def _restart(self) -> None:
+            subject.driver.reset()
+            self.model = ThrottleModel(subject.policy, subject.catalog)
+            self.model_trusted = True
+            self.c_now = 0  # the C's clock: the model's stops being right once untrusted
+            self.c_trace: List[inv.TraceStep] = []
+
+        def _fail(self, invariant: int, message: str, crash: Optional[Crash] = None) -> None:
+            if invariant in ignored:
+                # Already reported: keep exploring. After a crash the C run is over;
+                # otherwise the C goes on but the model no longer predicts it.
+                if crash is not None:
+                    self._restart()
+                else:
+                    self.model_trusted = False
+                return
+            if self.records:
+                self.records[-1].note = f"invariant {invariant}: {message}"
+            self.crash = crash
+            raise Violation(invariant, message)
+
+        def _step(self, op: Operation) -> None:
+            before = self.c_now
+            result = subject.driver.apply(op)
+            model_step = self.model.step(op)
+            record = StepRecord(op, before, result.emitted, model_step.emitted,
+                                None if result.crash else result.table, model_step.table or 0)
+            self.records.append(record)
+            self._check(result, model_step)
+
+        def _check(self, result: StepResult, model_step: inv.TraceStep) -> None:
+            if result.crash is not None:
+                number = inv.crash_invariant(result.crash.kind)
+                if number is None:
+                    raise HarnessFailure(result.crash.summary())
+                self._fail(number, inv.no_memory_error(result)[0] if number == 8
+                           else result.crash.summary(), result.crash)
+                return
+            for finding in inv.no_dangling_entry(result):
+                self._fail(3, finding)
+            for finding in inv.no_memory_error(result):
+                self._fail(8, finding)
+            self.c_trace.append(inv.TraceStep(model_step.operation, self.c_now,
+                                              result.now, result.emitted, result.table))
+            self.c_now = result.now
+            for number, check in ((4, inv.stop_not_delayed),
+                                  (5, lambda t: inv.rate_respected(t, subject.policy)),
+                                  (6, lambda t: inv.unthrottled_immediate(t, subject.policy)),
+                                  (3, lambda t: inv.table_empties_when_quiet(
+                                      t, subject.policy))):
+                violations = check(self.c_trace)
+                if violations:
+                    self._fail(number, violations[0])  # returns only if set aside
+            if self.model_trusted and (result.emitted, result.table) != (
+                    model_step.emitted, model_step.table):
+                op = model_step.operation
+                if isinstance(op, Queue) and inv.is_stop_event(op.event, op.data):
+                    # The C throttles stop events and the model never does: from here
+                    # on only stop_not_delayed (invariant 4) judges the difference.
+                    self.records[-1].note = "the C throttles this stop event; the model does not"
+                    self.model_trusted = False
+                    return
+                throttled = isinstance(op, Queue) and subject.policy.throttled(op.event)
+                self._fail(5 if throttled or not isinstance(op, Queue) else 6,
+                           "the C and the model disagree (see the timeline)")
+
+        @rule(op=queue_ops)
+        def queue(self, op: Queue) -> None:
+            self._step(op)
+
+        @rule(ns=st.sampled_from(steps))
+        def advance(self, ns: int) -> None:
+            self._step(Advance(ns))
+
+        @rule()
+        def advance_to_next(self) -> None:
+            self._step(AdvanceToNext())
+
+        @rule(pair=pairs)
+        def compare(self, pair: Tuple[str, Any, Any]) -> None:
+            """Invariants 1 and 2 on two records of one event, as GLib calls them."""
+            name, a_data, b_data = pair
+            a, b = (name, a_data), (name, b_data)
+            equal = subject.driver.equal
+            outcomes: List[Any] = [equal(a, a), equal(a, b), equal(b, a),
+                                   subject.driver.hash(*a), subject.driver.hash(*b)]
+            crash = next((o for o in outcomes if isinstance(o, Crash)), None)
+            if crash is not None:
+                number = inv.crash_invariant(crash.kind)
+                if number is None:
+                    raise HarnessFailure(crash.summary())
+                self._note_check(a, b)
+                self._fail(number, crash.summary(), crash)
+                return
+            aa, ab, ba, ha, hb = outcomes
+            if not inv.reflexive(lambda x, y: aa, a):
+                self._note_check(a, b)
+                self._fail(1, f"equal(x, x) is false for x = {format_event(*a)}")
+            elif not inv.symmetric(lambda x, y: ab if x == a else ba, a, b):
+                self._note_check(a, b)
+                self._fail(1, f"equal(a, b) = {ab} but equal(b, a) = {ba}")
+            elif not inv.hash_consistent(lambda x: ha if x == a else hb,
+                                         lambda x, y: ab, a, b):
+                self._note_check(a, b)
+                self._fail(2, f"equal(a, b) but hash(a) = {ha}, hash(b) = {hb}")
+
+        def _note_check(self, a: Tuple[str, Any], b: Tuple[str, Any]) -> None:
+            self.records.append(StepRecord(CompareKeys(a, b), self.c_now, (), (), None,
+                                           self.model.table_size))
+
+    return ThrottleMachine
+
+
+@dataclass(frozen=True)
+class CompareKeys:
+    """Not a timeline step: the callbacks called directly on two records."""
+
+    a: Tuple[str, Any]
+    b: Tuple[str, Any]
+
+    def describe(self) -> str:
+        return (f"compare keys a = {format_event(*self.a)}, b = {format_event(*self.b)} "
+                "(equal(a,a), equal(a,b), equal(b,a), hash)")
+
+
+def replay(subject: Subject, ignored: FrozenSet[int], operations: List[Any]
+           ) -> Tuple[Optional[Violation], RuleBasedStateMachine]:
+    """Run one timeline through a fresh machine; the violation it raises, if any."""
+    machine = make_machine(subject, ignored)()
+    try:
+        for op in operations:
+            if isinstance(op, CompareKeys):
+                machine.compare((op.a[0], op.a[1], op.b[1]))  # type: ignore[attr-defined]
+            else:
+                machine._step(op)  # type: ignore[attr-defined]
+    except Violation as violation:
+        return violation, machine
+    return None, machine
+
+
+def minimize(subject: Subject, ignored: FrozenSet[int], invariant: int,
+             operations: List[Any]) -> List[Any]:
+    """Drop operations one at a time while the same invariant still breaks.
+
+    hypothesis shrinks well but stops early on slow tests; this greedy pass
+    makes the timeline 1-minimal (no single operation can be removed).
+    """
+    changed = True
+    while changed:
+        changed = False
+        for index in range(len(operations)):
+            candidate = operations[:index] + operations[index + 1:]
+            violation, _ = replay(subject, ignored, candidate)
+            if violation is not None and violation.invariant == invariant:
+                operations = candidate
+                changed = True
+                break
+    return operations
+
+
+def search(subject: Subject, profile: Profile, seed_value: int,
+           progress: Callable[[str], None] = lambda _: None) -> SearchResult:
+    """Find a shrunk counterexample for every invariant the target breaks."""
+    result = SearchResult(profile, seed_value)
+    start = time.perf_counter()
+    config = settings(max_examples=profile.runs, stateful_step_count=profile.steps,
+                      deadline=None, database=None, verbosity=Verbosity.quiet,
+                      phases=[Phase.generate, Phase.shrink], print_blob=False,
+                      report_multiple_bugs=False,
+                      suppress_health_check=list(HealthCheck))
+    while True:
+        machine = make_machine(subject, frozenset(result.falsified))
+        result.searches += 1
+        try:
+            run_state_machine_as_test(seed(seed_value)(machine), settings=config)
+        except Violation as violation:
+            latest = machine.latest
+            found = [r.operation for r in latest.records] if latest else []
+            ignored = frozenset(result.falsified)
+            shortest = minimize(subject, ignored, violation.invariant, found)
+            final, replayed = replay(subject, ignored, shortest)
+            if final is None:  # the C did not fail again the same way
+                result.unknown = f"invariant {violation.invariant}: failure did not replay"
+                break
+            result.falsified[final.invariant] = Counterexample(
+                final.invariant, final.message, list(replayed.records),  # type: ignore[attr-defined]
+                getattr(replayed, "crash", None))
+            progress(f"invariant {violation.invariant} falsified")
+            continue
+        except HarnessFailure as failure:
+            result.unknown = f"the harness could not decide: {failure}"
+        except errors.Flaky as flaky:
+            result.unknown = f"flaky (the C did not behave the same on replay): {flaky}"
+        break
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def format_timeline(example: Counterexample, indent: str = "    ") -> List[str]:
+    """One line per step: time, operation, what C emitted, what the model expected."""
+    lines = []
+
+    def emitted(items: Tuple[Emission, ...]) -> str:
+        return ", ".join(f"{format_event(e.event, e.data)} at t={format_ns(e.t)}"
+                         for e in items) or "nothing"
+
+    for number, step in enumerate(example.steps, 1):
+        lines.append(f"{indent}{number}. t={format_ns(step.before)}: {step.operation.describe()}")
+        if not isinstance(step.operation, CompareKeys):
+            c_side = emitted(step.c_emitted)
+            model_side = emitted(step.model_emitted)
+            table = "" if step.c_table is None else f"; table {step.c_table}"
+            lines.append(f"{indent}   C emitted: {c_side}{table}")
+            lines.append(f"{indent}   model expected: "
+                         + ("the same" if model_side == c_side else model_side)
+                         + f"; table {step.model_table}")
+        if step.note:
+            lines.append(f"{indent}   ^ {step.note}")
+    if example.crash is not None:
+        lines.append(f"{indent}C crashed: {example.crash.summary()}")
+    return lines

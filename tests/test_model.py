@@ -1,0 +1,501 @@
+"""The reference model: logic layer, policy extraction, GLib table, throttle, invariants.
+
+The throttle model is checked against the compiled C (baseline, stop-bypass and,
+when their sources are available, QEMU 7.2 and 10.0.x) step by step, and every
+invariant is shown to fail on a case that breaks it.
+"""
+# Optional stays (not "X | None"): Python 3.9 compatibility, as in model/.
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+import z3
+from qthrottle.harness.driver import Driver, StepResult
+from qthrottle.harness.extract import Extraction, extract
+from qthrottle.harness.target import Target, resolve
+from qthrottle.model import invariants as inv
+from qthrottle.model.ghash import GHashTableModel, Record, driver_callbacks, glib_hash, matches
+from qthrottle.model.logic import And, Eq, Implies, Ite, Not, Or
+from qthrottle.model.policy import Policy, member_reads, members_read, policy_from_extraction
+from qthrottle.model.qapi_schema import Catalog, load_schema
+from qthrottle.model.throttle import ThrottleModel, Window
+from qthrottle.model.timeline import Advance, AdvanceToNext, Emission, Operation, Queue
+
+SECOND = 1_000_000_000
+CASES_QAPI = Path(__file__).resolve().parent.parent / "cases" / "qapi"
+
+# The shared fixture of each real QEMU target (it skips with a reason, or fails under CI).
+REAL_QEMU = {"qemu-7.2": "qemu_tree_72", "qemu-10.0": "qemu_tree_100"}
+
+
+def _target(name: str, request: pytest.FixtureRequest) -> Target:
+    if name not in REAL_QEMU:
+        return resolve(name)
+    return resolve(str(request.getfixturevalue(REAL_QEMU[name])))
+
+
+@pytest.fixture(scope="module")
+def drivers() -> Iterator[dict[str, Driver]]:
+    opened: dict[str, Driver] = {}
+    yield opened
+    for driver in opened.values():
+        driver.close()
+
+
+def _driver(name: str, request: pytest.FixtureRequest, drivers: dict[str, Driver]) -> Driver:
+    if name not in drivers:
+        drivers[name] = Driver(_target(name, request).build().binary)
+    return drivers[name]
+
+
+def _extraction(name: str, request: pytest.FixtureRequest) -> Extraction:
+    return extract(_target(name, request).monitor_c)
+
+
+def _catalog(name: str, request: pytest.FixtureRequest) -> Catalog:
+    qapi = _target(name, request).qapi_dir
+    assert qapi is not None
+    return load_schema(qapi)
+
+
+def vserport(port: str, is_open: bool = True) -> Queue:
+    return Queue("VSERPORT_CHANGE", {"id": port, "open": is_open})
+
+
+def block_io_error(action: str, qom_path: str = "/machine/peripheral/disk0",
+                   node_name: Optional[str] = "drive0") -> Queue:
+    data: dict[str, Any] = {"qom-path": qom_path, "device": "disk0", "operation": "write",
+                            "action": action, "reason": "No space left on device"}
+    if node_name is not None:
+        data["node-name"] = node_name
+    return Queue("BLOCK_IO_ERROR", data)
+
+
+def record(op: Queue) -> Record:
+    return (op.event, op.data)
+
+
+# ------------------------------------------------------------------- logic
+
+def test_logic_on_plain_values() -> None:
+    assert And() is True and And(True, 1, "x") is True and And(True, False) is False
+    assert Or() is False and Or(False, 0, 1) is True
+    assert Not(False) is True and Not(1) is False
+    assert [Implies(a, b) for a in (False, True) for b in (False, True)] == [
+        True, True, False, True]
+    assert Ite(True, "a", "b") == "a" and Ite(0, "a", "b") == "b"
+    assert Eq("stop", "stop") is True and Eq(1, 2) is False
+
+
+def _valid(formula: Any) -> bool:
+    solver = z3.Solver()
+    solver.add(z3.Not(formula))
+    return bool(solver.check() == z3.unsat)
+
+
+def test_logic_builds_z3_terms() -> None:
+    a, b = z3.Bools("a b")
+    s = z3.String("s")
+    x = z3.BitVec("x", 32)
+    for term in (And(a, True), Or(False, b), Not(a), Implies(a, b), Eq(s, "stop"),
+                 Eq("stop", s)):
+        assert isinstance(term, z3.BoolRef)
+    assert _valid(Implies(And(a, b), a))
+    assert not _valid(Implies(Or(a, b), a))
+    assert _valid(Eq(Ite(Eq(s, "stop"), 1, 2) == 1, Eq(s, "stop")))
+    # GLib's stored hash on bit-vectors: 0 and 1 become 2, nothing else changes.
+    assert _valid(Implies(And(x != 0, x != 1), Eq(glib_hash(x), x)))
+    assert _valid(Eq(glib_hash(z3.BitVecVal(1, 32)), 2))
+
+
+# ------------------------------------------------------------------ policy
+
+EXPECTED_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
+    "baseline": {"VSERPORT_CHANGE": ("id",), "QUORUM_REPORT_BAD": ("node-name",),
+                 "MEMORY_DEVICE_SIZE_CHANGE": ("qom-path",)},
+}
+EXPECTED_KEYS["qemu-7.2"] = EXPECTED_KEYS["baseline"]
+for _name in ("per-device", "stop-irreflexive", "stop-bypass", "qemu-10.0"):
+    EXPECTED_KEYS[_name] = {**EXPECTED_KEYS["baseline"], "BLOCK_IO_ERROR": ("qom-path",)}
+EXPECTED_KEYS["optional-key"] = {**EXPECTED_KEYS["baseline"], "BLOCK_IO_ERROR": ("node-name",)}
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_KEYS))
+def test_policy_from_extraction(name: str, request: pytest.FixtureRequest) -> None:
+    extraction = _extraction(name, request)
+    policy = policy_from_extraction(extraction)
+    assert policy.keys == EXPECTED_KEYS[name]
+    assert policy.rates == {e: r for e, r in extraction.rates.items() if r}
+    assert ("BLOCK_IO_ERROR" in policy.rates) == (name not in ("baseline", "qemu-7.2"))
+    reads = members_read(extraction)
+    for event, members in policy.keys.items():
+        assert set(members) <= reads[event]
+
+
+def test_a_member_read_only_to_return_false_is_a_read_not_a_key(
+        request: pytest.FixtureRequest) -> None:
+    extraction = _extraction("stop-irreflexive", request)
+    assert members_read(extraction)["BLOCK_IO_ERROR"] == {"qom-path", "action"}
+    assert policy_from_extraction(extraction).keys["BLOCK_IO_ERROR"] == ("qom-path",)
+    action = [r for r in member_reads(extraction) if r.member == "action"]
+    assert [(r.role, r.side, r.events) for r in action] == [
+        ("equal", 0, frozenset({"BLOCK_IO_ERROR"}))]
+    source = extraction.path.read_text().splitlines()
+    assert '"action"' in source[action[0].line - 1]
+
+
+SWITCH_HASH = """static unsigned int qapi_event_throttle_hash(const void *key)
+{
+    const MonitorQAPIEventState *evstate = key;
+    unsigned int hash = evstate->event * 255 + g_str_hash(qdict_get_str(evstate->data, "x"));
+
+    switch (evstate->event) {
+    case QAPI_EVENT_VSERPORT_CHANGE:
+        hash += g_str_hash(qdict_get_str(evstate->data, "id"));
+        break;
+    case QAPI_EVENT_MEMORY_DEVICE_SIZE_CHANGE:
+    case QAPI_EVENT_BLOCK_IO_ERROR:
+        hash += g_str_hash(qdict_get_str(evstate->data, "qom-path"));
+        break;
+    default:
+        break;
+    }
+    return hash;
+}
+"""
+
+
+def test_policy_scan_follows_switch_cases_and_unconditional_reads(tmp_path: Path) -> None:
+    source = (CASES_QAPI.parent / "stop-bypass.c").read_text()
+    start = source.index("static unsigned int qapi_event_throttle_hash")
+    end = source.index("\n}\n", start) + 3
+    monitor_c = tmp_path / "monitor.c"
+    monitor_c.write_text(source[:start] + SWITCH_HASH + source[end:])
+    extraction = extract(monitor_c)
+    hashed = {r.member: r.events for r in member_reads(extraction) if r.role == "hash"}
+    assert hashed == {"x": frozenset({"*"}), "id": frozenset({"VSERPORT_CHANGE"}),
+                      "qom-path": frozenset({"MEMORY_DEVICE_SIZE_CHANGE", "BLOCK_IO_ERROR"})}
+    keys = policy_from_extraction(extraction).keys
+    assert keys["RTC_CHANGE"] == ("x",)  # an unconditional read keys every throttled event
+    assert keys["BLOCK_IO_ERROR"] == ("qom-path", "x")
+    assert "x" in members_read(extraction)["WATCHDOG"]
+
+
+def test_policy_key() -> None:
+    policy = Policy(rates={"VSERPORT_CHANGE": SECOND, "RTC_CHANGE": SECOND},
+                    keys={"VSERPORT_CHANGE": ("id",)})
+    assert policy.key("VSERPORT_CHANGE", {"id": "a", "open": True}) == ("VSERPORT_CHANGE", "a")
+    assert policy.key("RTC_CHANGE", {"offset": 3}) == ("RTC_CHANGE",)
+    assert policy.key("VSERPORT_CHANGE", {}) == ("VSERPORT_CHANGE", None)
+    assert not policy.throttled("STOP") and policy.rate("STOP") == 0
+
+
+# ------------------------------------------------------------ GLib table
+
+def _qom_hash(r: Record) -> int:
+    return sum(map(ord, str((r[1] or {}).get("qom-path", ""))))
+
+
+def _per_device_equal(stored: Record, key: Record) -> bool:
+    return stored[0] == key[0] and (stored[1] or {}).get("qom-path") == (key[1] or {}).get(
+        "qom-path")
+
+
+def _irreflexive_equal(stored: Record, key: Record) -> bool:
+    """The withdrawn fix: FALSE whenever the first (stored) argument is a stop event."""
+    return not inv.is_stop_event(*stored) and _per_device_equal(stored, key)
+
+
+def test_ghash_add_lookup_remove() -> None:
+    table: GHashTableModel[Record] = GHashTableModel(_qom_hash, _per_device_equal)
+    first, second = record(block_io_error("report")), record(block_io_error("ignore"))
+    other = record(block_io_error("report", qom_path="/other"))
+    assert table.add(first) is None and table.add(other) is None
+    assert table.lookup(second) is first
+    assert table.add(second) is first  # replaced in place, the old record orphaned
+    assert table.records == (second, other) and table.size == 2
+    assert table.remove(first) is second and table.records == (other,)
+    assert table.remove(first) is None
+
+
+def test_ghash_stores_hash_0_and_1_as_2() -> None:
+    hashes = {"a": 0, "b": 2}
+    table: GHashTableModel[str] = GHashTableModel(hashes.__getitem__, lambda s, k: True)
+    table.add("a")
+    assert table.lookup("b") == "a"  # the probe compares 2 with 0 stored as 2
+
+
+def test_ghash_irreflexive_equality_breaks_removal() -> None:
+    stop, report = record(block_io_error("stop")), record(block_io_error("report"))
+    table: GHashTableModel[Record] = GHashTableModel(_qom_hash, _irreflexive_equal)
+    table.add(stop)
+    assert table.lookup(stop) is None and table.remove(stop) is None  # the C frees it anyway
+    assert table.size == 1
+    assert inv.removal_exact(_qom_hash, _irreflexive_equal, stop, []) is False
+    assert inv.removal_exact(_qom_hash, _irreflexive_equal, report, []) is True
+    # Asymmetric: a report is stored next to a stop of the same device (its lookup
+    # called equal(stop, report): FALSE), and then the stop's removal hits the report.
+    assert table.add(report) is None
+    assert inv.inserted_under_glib_discipline(_qom_hash, _irreflexive_equal, [stop, report])
+    assert table.remove(stop) is report and table.records == (stop,)
+    assert inv.removal_exact(_qom_hash, _irreflexive_equal, stop, [report]) is False
+    # A report's removal is exact here: equal(stop, report) never holds.
+    assert inv.removal_exact(_qom_hash, _irreflexive_equal, report, [stop]) is True
+    # And a stop looked up while a report is stored matches it: delayed (invariant 4).
+    is_stop = inv.is_stop_event(*stop)
+    found = matches(_qom_hash, _irreflexive_equal, report, stop)
+    assert inv.stop_exempt(is_stop, True, found) is False
+
+
+def test_ghash_with_the_c_callbacks(request: pytest.FixtureRequest,
+                                    drivers: dict[str, Driver]) -> None:
+    stop, report = record(block_io_error("stop")), record(block_io_error("report"))
+    h, eq = driver_callbacks(_driver("stop-irreflexive", request, drivers))
+    assert inv.reflexive(eq, report) is True and inv.reflexive(eq, stop) is False
+    assert inv.symmetric(eq, report, stop) is False  # equal(report, stop) but not back
+    assert inv.hash_consistent(h, eq, report, stop) is True
+    assert inv.removal_exact(h, eq, stop, []) is False
+    h, eq = driver_callbacks(_driver("stop-bypass", request, drivers))
+    other = record(block_io_error("report", qom_path="/other"))
+    assert inv.equality_laws(eq, stop, report, other) is True
+    assert inv.removal_exact(h, eq, stop, [other]) is True
+
+
+def test_invariants_on_z3_terms() -> None:
+    def bio(tag: str) -> tuple[Any, dict[str, Any]]:
+        return (z3.String(f"event_{tag}"),
+                {"qom-path": z3.String(f"qom_{tag}"), "action": z3.String(f"action_{tag}")})
+
+    def per_device(a: Any, b: Any) -> Any:
+        return And(Eq(a[0], b[0]), Eq(a[1]["qom-path"], b[1]["qom-path"]))
+
+    def irreflexive(a: Any, b: Any) -> Any:
+        return And(Not(inv.is_stop_event(*a)), per_device(a, b))
+
+    def qom_length(r: Any) -> Any:
+        return z3.Length(r[1]["qom-path"])
+
+    a, b, c = bio("a"), bio("b"), bio("c")
+    assert _valid(inv.equality_laws(per_device, a, b, c))
+    assert _valid(inv.hash_consistent(qom_length, per_device, a, b))
+    solver = z3.Solver()
+    solver.add(Not(inv.reflexive(irreflexive, a)))
+    assert solver.check() == z3.sat
+    witness = solver.model()
+    assert witness.eval(a[1]["action"]).as_string() == "stop"
+    assert witness.eval(a[0]).as_string() == "BLOCK_IO_ERROR"
+    assert not _valid(inv.removal_exact(qom_length, irreflexive, a, [b]))
+    is_stop, throttled, found = z3.Bools("is_stop throttled found")
+    assert not _valid(inv.stop_exempt(is_stop, throttled, found))
+    assert _valid(inv.stop_exempt(is_stop, And(throttled, Not(is_stop)), found))
+
+
+# ------------------------------------------------------------ model vs C
+
+def _assert_same(steps: list[StepResult], model: ThrottleModel, ops: list[Operation]) -> None:
+    for index, (op, c_step) in enumerate(zip(ops, steps)):
+        assert c_step.crash is None, c_step.crash.summary()
+        emitted = model.apply(op)
+        expected = (emitted, model.now, model.table_size, model.next_deadline)
+        actual = (list(c_step.emitted), c_step.now, c_step.table, c_step.next_deadline)
+        assert actual == expected, f"step {index + 1}: {op.describe()}"
+    assert len(steps) == len(ops)
+
+
+BURST = [vserport("vs0", True),              # quiet: at once, window until 1 s
+         Advance(SECOND // 4), vserport("vs0", False),  # held back
+         Advance(SECOND // 4), vserport("vs0", True),   # replaces it
+         Advance(SECOND // 2),               # 1 s: the newest goes out, window until 2 s
+         Advance(SECOND)]                    # 2 s: quiet again, window closed
+INDEPENDENT = [vserport("vs0"), vserport("vs1"), vserport("vs0", False),
+               vserport("vs1", False), AdvanceToNext(), AdvanceToNext(), AdvanceToNext()]
+STOP_AMID_REPORTS = [block_io_error("report"), Advance(SECOND // 2),
+                     block_io_error("report", node_name="drive1"), block_io_error("stop"),
+                     Queue("STOP"), Advance(SECOND // 2), Advance(SECOND // 2),
+                     block_io_error("report"), Advance(3 * SECOND)]
+TIMELINES = {"burst": BURST, "independent": INDEPENDENT, "stop-amid-reports": STOP_AMID_REPORTS}
+MATCHING = ["baseline", "stop-bypass", "qemu-7.2", "qemu-10.0"]
+
+
+@pytest.mark.parametrize("timeline", list(TIMELINES))
+@pytest.mark.parametrize("name", MATCHING)
+def test_model_predicts_the_c(name: str, timeline: str, request: pytest.FixtureRequest,
+                              drivers: dict[str, Driver]) -> None:
+    ops = TIMELINES[timeline]
+    extraction = _extraction(name, request)
+    run = _driver(name, request, drivers).run(ops)
+    policy = policy_from_extraction(extraction)
+    model = ThrottleModel(policy, _catalog(name, request))
+    _assert_same(run.steps, model, ops)
+    c_trace = inv.trace_from_steps(run.steps)
+    model_trace = ThrottleModel(policy).run(ops)
+    assert c_trace == model_trace
+    for trace in (c_trace, model_trace):
+        assert inv.stop_not_delayed(trace) == []
+        assert inv.rate_respected(trace, policy) == []
+        assert inv.unthrottled_immediate(trace, policy) == []
+        assert inv.table_empties_when_quiet(trace, policy) == []
+    assert inv.no_dangling_entry(run) == [] and inv.no_memory_error(run) == []
+
+
+def test_burst_semantics() -> None:
+    policy = Policy(rates={"VSERPORT_CHANGE": SECOND}, keys={"VSERPORT_CHANGE": ("id",)})
+    trace = ThrottleModel(policy).run(BURST)
+    assert [s.emitted for s in trace] == [
+        (Emission(0, "VSERPORT_CHANGE", {"id": "vs0", "open": True}),), (), (), (), (),
+        (Emission(SECOND, "VSERPORT_CHANGE", {"id": "vs0", "open": True}),), ()]
+    assert [s.table for s in trace] == [1, 1, 1, 1, 1, 1, 0]
+    trace = ThrottleModel(policy).run(INDEPENDENT)
+    assert [len(s.emitted) for s in trace] == [1, 1, 0, 0, 2, 0, 0]
+    assert [e.data for e in trace[4].emitted] == [{"id": "vs0", "open": False},
+                                                  {"id": "vs1", "open": False}]
+    assert [s.after for s in trace[4:]] == [SECOND, 2 * SECOND, 2 * SECOND]
+
+
+def test_model_repr_is_python() -> None:
+    policy = Policy(rates={"VSERPORT_CHANGE": SECOND}, keys={"VSERPORT_CHANGE": ("id",)})
+    model = ThrottleModel(policy)
+    model.run(BURST[:3])
+    copy = eval(repr(model), {"ThrottleModel": ThrottleModel, "Policy": Policy,
+                              "Window": Window, "Queue": Queue})
+    assert repr(copy) == repr(model)
+    assert copy.run(BURST[3:]) == model.run(BURST[3:])
+
+
+def test_model_rejects_events_outside_the_schema() -> None:
+    model = ThrottleModel(Policy(rates={}, keys={}), load_schema(CASES_QAPI))
+    with pytest.raises(KeyError, match="VSERPORT_CHANGE"):
+        model.apply(Queue("VSERPORT_CHANGES"))
+
+
+# --------------------------------------------- each invariant can fail
+
+def test_per_device_delays_a_stop_event(request: pytest.FixtureRequest,
+                                        drivers: dict[str, Driver]) -> None:
+    stop = block_io_error("stop")
+    ops: list[Operation] = [block_io_error("report"), stop, Advance(SECOND)]
+    run = _driver("per-device", request, drivers).run(ops)
+    violations = inv.stop_not_delayed(inv.trace_from_steps(run.steps))
+    assert len(violations) == 1 and violations[0].startswith("step 2 ")
+    assert "delayed to t=1 s" in violations[0]
+    model_trace = ThrottleModel(policy_from_extraction(_extraction("per-device", request))
+                                ).run(ops)
+    assert inv.stop_not_delayed(model_trace) == []
+    assert model_trace[1].emitted == (_emit(stop, 0),)
+
+
+def test_stop_irreflexive_dangles_then_crashes(request: pytest.FixtureRequest,
+                                               drivers: dict[str, Driver]) -> None:
+    driver = _driver("stop-irreflexive", request, drivers)
+    run = driver.run([block_io_error("stop"), Advance(SECOND)])
+    assert run.crash is None
+    assert inv.no_dangling_entry(run) and "dangling entry" in inv.no_dangling_entry(run)[0]
+    policy = policy_from_extraction(_extraction("stop-irreflexive", request))
+    quiet = inv.table_empties_when_quiet(inv.trace_from_steps(
+        driver.run([block_io_error("stop"), Advance(2 * SECOND)]).steps), policy)
+    assert quiet and quiet[0].startswith("step 2 ")
+    run = driver.run([block_io_error("stop"), Advance(SECOND), block_io_error("report")])
+    assert run.crash is not None and inv.crash_invariant(run.crash.kind) == 8
+    assert "use-after-free" in inv.no_memory_error(run)[0]
+
+
+def test_optional_key_reads_an_optional_member(request: pytest.FixtureRequest,
+                                               drivers: dict[str, Driver]) -> None:
+    catalog = load_schema(CASES_QAPI)
+    violations = inv.reads_only_mandatory(members_read(_extraction("optional-key", request)),
+                                          catalog)
+    assert [(v.event, v.member) for v in violations] == [("BLOCK_IO_ERROR", "node-name")]
+    assert "optional" in str(violations[0])
+    for name in ("baseline", "per-device", "stop-irreflexive", "stop-bypass"):
+        assert inv.reads_only_mandatory(members_read(_extraction(name, request)), catalog) == []
+    run = _driver("optional-key", request, drivers).run([block_io_error("report", node_name=None)])
+    assert run.crash is not None and inv.crash_invariant(run.crash.kind) == 7
+    assert inv.no_memory_error(run) == []
+
+
+@pytest.mark.parametrize("name", ["qemu-7.2", "qemu-10.0"])
+def test_real_qemu_reads_only_mandatory_members(name: str,
+                                                request: pytest.FixtureRequest) -> None:
+    extraction = _extraction(name, request)
+    assert inv.reads_only_mandatory(members_read(extraction), _catalog(name, request)) == []
+
+
+def test_reads_only_mandatory_names_unknown_events_and_members() -> None:
+    catalog = load_schema(CASES_QAPI)
+    violations = inv.reads_only_mandatory({"NO_SUCH_EVENT": {"x"}, "VSERPORT_CHANGE": {"idd"}},
+                                          catalog)
+    assert [(v.event, v.member) for v in violations] == [("NO_SUCH_EVENT", "x"),
+                                                         ("VSERPORT_CHANGE", "idd")]
+
+
+def test_callback_laws_can_fail() -> None:
+    def same_parity(a: int, b: int) -> bool:
+        return a % 2 == b % 2
+
+    def close(a: int, b: int) -> bool:
+        return abs(a - b) <= 1
+
+    assert inv.hash_consistent(lambda x: x, same_parity, 1, 3) is False
+    assert inv.hash_consistent(lambda x: x % 2, same_parity, 1, 3) is True
+    assert inv.transitive(close, 0, 1, 2) is False
+    assert inv.equality_laws(close, 0, 1, 2) is False
+    assert inv.equality_laws(same_parity, 0, 2, 4) is True
+
+
+VSERPORT_POLICY = Policy(rates={"VSERPORT_CHANGE": SECOND}, keys={"VSERPORT_CHANGE": ("id",)})
+
+
+def _emit(op: Queue, t: int) -> Emission:
+    return Emission(t, op.event, op.data)
+
+
+def test_rate_respected_can_fail() -> None:
+    first, second, third = vserport("vs0"), vserport("vs0", False), vserport("vs0", True)
+    half = SECOND // 2
+    too_soon = [inv.TraceStep(first, 0, 0, (_emit(first, 0),)),
+                inv.TraceStep(Advance(half), 0, half),
+                inv.TraceStep(second, half, half, (_emit(second, half),))]
+    assert [v.split(":")[0] for v in inv.rate_respected(too_soon, VSERPORT_POLICY)] == [
+        "step 3 (t=500 ms"]
+    not_at_once = [inv.TraceStep(first, 0, 0), inv.TraceStep(Advance(half), 0, half,
+                                                             (_emit(first, half),))]
+    assert "quiet" in inv.rate_respected(not_at_once, VSERPORT_POLICY)[0]
+    oldest_wins = [inv.TraceStep(first, 0, 0, (_emit(first, 0),)),
+                   inv.TraceStep(second, 0, 0), inv.TraceStep(third, 0, 0),
+                   inv.TraceStep(Advance(SECOND), 0, SECOND, (_emit(second, SECOND),))]
+    assert any("newer event" in v for v in inv.rate_respected(oldest_wins, VSERPORT_POLICY))
+    dropped = [inv.TraceStep(first, 0, 0, (_emit(first, 0),)), inv.TraceStep(second, 0, 0),
+               inv.TraceStep(Advance(2 * SECOND), 0, 2 * SECOND)]
+    assert "never emitted" in inv.rate_respected(dropped, VSERPORT_POLICY)[0]
+    late = dropped[:2] + [inv.TraceStep(Advance(2 * SECOND), 0, 2 * SECOND,
+                                        (_emit(second, 2 * SECOND),))]
+    assert "more than 1 s" in inv.rate_respected(late, VSERPORT_POLICY)[0]
+
+
+def test_unthrottled_immediate_can_fail() -> None:
+    stop, resume = Queue("STOP"), Queue("RESUME")
+    swallowed = [inv.TraceStep(stop, 0, 0)]
+    assert inv.unthrottled_immediate(swallowed, VSERPORT_POLICY)[0].startswith("step 1 ")
+    reordered = [inv.TraceStep(stop, 0, 0, (_emit(resume, 0),)),
+                 inv.TraceStep(resume, 0, 0, (_emit(stop, 0),))]
+    assert inv.unthrottled_immediate(reordered, VSERPORT_POLICY)
+    in_order = [inv.TraceStep(stop, 0, 0, (_emit(stop, 0),)),
+                inv.TraceStep(resume, 0, 0, (_emit(resume, 0),))]
+    assert inv.unthrottled_immediate(in_order, VSERPORT_POLICY) == []
+
+
+def test_stop_not_delayed_counts_duplicates() -> None:
+    stop = block_io_error("stop")
+    twice = [inv.TraceStep(stop, 0, 0, (_emit(stop, 0),)),
+             inv.TraceStep(Advance(SECOND), 0, SECOND, (_emit(stop, SECOND),))]
+    assert "emitted 2 times" in inv.stop_not_delayed(twice)[0]
+    dropped = [inv.TraceStep(stop, 0, 0)]
+    assert "never emitted" in inv.stop_not_delayed(dropped)[0]
+
+
+def test_every_invariant_has_a_name() -> None:
+    assert sorted(inv.INVARIANTS) == list(range(1, 9))
