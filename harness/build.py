@@ -128,7 +128,7 @@ def _explain_failure(output: str, extraction: Extraction) -> str:
     except OSError:
         source_lines = []
     shown: List[str] = []
-    for match in re.finditer(r"^(.*?):(\d+):(?:\d+:)? (?:fatal )?error: (.*)$", output, re.M):
+    for match in re.finditer(r"^(.*?):(\d+):(?:\d+:)? (?:fatal )?error: (.*)$", output, re.MULTILINE):
         file, line, message = match.group(1), int(match.group(2)), match.group(3)
         shown.append(f"{file}:{line}: error: {message}")
         if Path(file) == extraction.path and 0 < line <= len(source_lines):

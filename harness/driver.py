@@ -131,7 +131,7 @@ class Driver:
     def __repr__(self) -> str:
         return f"Driver({str(self.binary)!r})"
 
-    def __enter__(self) -> "Driver":
+    def __enter__(self) -> Driver:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -159,7 +159,7 @@ class Driver:
         self._stderr.close()
 
     @staticmethod
-    def _kill(process: "subprocess.Popen[bytes]") -> None:
+    def _kill(process: subprocess.Popen[bytes]) -> None:
         try:
             os.killpg(process.pid, signal.SIGKILL)
         except OSError:
@@ -239,12 +239,12 @@ class Driver:
         reply, _ = self._request({"op": "log"})
         return [Emission(e["t"], e["event"], e["data"]) for e in reply.get("log", [])]
 
-    def hash(self, event: str, data: EventData) -> "int | Crash":
+    def hash(self, event: str, data: EventData) -> int | Crash:
         """The hash callback's value for a record of this event, or how it crashed."""
         reply, crash = self._request({"op": "hash", **_event_json(event, data)})
         return crash if crash else int(reply["hash"])
 
-    def equal(self, a: Tuple[str, EventData], b: Tuple[str, EventData]) -> "bool | Crash":
+    def equal(self, a: Tuple[str, EventData], b: Tuple[str, EventData]) -> bool | Crash:
         """equal(a, b) as GLib would call it (a is the stored key), or how it crashed."""
         reply, crash = self._request({"op": "equal", "a": _event_json(*a),
                                       "b": _event_json(*b)})

@@ -21,7 +21,6 @@ builds the formula with the logic layer).
 """
 # Optional/Union stay (not "X | None"): hypothesis and CrossHair evaluate annotations
 # with typing.get_type_hints, which cannot evaluate "|" on Python 3.9.
-# ruff: noqa: UP045
 
 from __future__ import annotations
 

@@ -12,7 +12,6 @@ is still a member.
 
 # Optional/Union stay (not "X | None"): hypothesis and CrossHair evaluate these
 # annotations with typing.get_type_hints, which cannot evaluate "|" on Python 3.9.
-# ruff: noqa: UP007, UP045
 
 from __future__ import annotations
 

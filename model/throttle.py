@@ -16,7 +16,6 @@ choice: a stop event (invariants.is_stop_event) is never throttled.
 """
 # Optional/Union stay (not "X | None"): hypothesis and CrossHair evaluate annotations
 # with typing.get_type_hints, which cannot evaluate "|" on Python 3.9.
-# ruff: noqa: UP045
 
 from __future__ import annotations
 

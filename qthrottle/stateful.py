@@ -22,8 +22,15 @@ from qthrottle.model import invariants as inv
 from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Catalog, Event
 from qthrottle.model.throttle import ThrottleModel
-from qthrottle.model.timeline import (Advance, AdvanceToNext, Emission, Operation, Queue,
-                                      format_event, format_ns)
+from qthrottle.model.timeline import (
+    Advance,
+    AdvanceToNext,
+    Emission,
+    Operation,
+    Queue,
+    format_event,
+    format_ns,
+)
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,7 @@ class Subject:
     events: List[Event]
 
     @classmethod
-    def create(cls, driver: Driver, policy: Policy, catalog: Catalog) -> "Subject":
+    def create(cls, driver: Driver, policy: Policy, catalog: Catalog) -> Subject:
         throttled = [e for e, rate in policy.rates.items() if rate]
         return cls(driver, policy, catalog, events_under_test(catalog, throttled))
 
@@ -122,7 +129,7 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
         lambda e: st.tuples(st.just(e.name), event_data(e), event_data(e)))
 
     class ThrottleMachine(RuleBasedStateMachine):
-        latest: Optional["ThrottleMachine"] = None
+        latest: Optional[ThrottleMachine] = None
 
         def __init__(self) -> None:
             super().__init__()

@@ -4,11 +4,11 @@ from __future__ import annotations
 from typing import Dict
 
 import pytest
-
-from qthrottle.cli import _verify_target
 from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import is_stop_event
 from qthrottle.model.timeline import Queue
+
+from qthrottle.cli import _verify_target
 from qthrottle.stateful import PROFILES, SearchResult
 
 SEED = 20261125
