@@ -204,7 +204,7 @@ def stop_not_delayed(trace: Trace) -> list[str]:
         later = next((e for s in trace[index + 1:] for e in s.emitted
                       if (e.event, e.data) == (op.event, op.data)), None)
         fate = (f"delayed to t={format_ns(later.t)}" if later is not None
-                else "never emitted (merged or dropped)")
+                else "not emitted by the end of the timeline (held back, merged or dropped)")
         violations.append(f"{_where(index, step)}: stop event not emitted at once: {fate}")
     return violations
 

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import List, Optional
 
 from qthrottle.cases import verdict_as_expected
-from qthrottle.harness.build import BuildError, build
+from qthrottle.harness.build import BuildError
 from qthrottle.harness.extract import ExtractionError
 from qthrottle.harness.qemu_sources import add_fetch_command
 from qthrottle.harness.target import Target, bundled_cases, describe, resolve
 from qthrottle.model.invariants import INVARIANTS
 from qthrottle.model.timeline import format_ns
-from qthrottle.stateful import PROFILES, Profile, SearchResult, Subject, format_timeline, search
+from qthrottle.stateful import PROFILES, SearchResult, format_timeline, verify_target
 
 EXIT_HOLDS, EXIT_FALSIFIED, EXIT_ERROR, EXIT_UNKNOWN = 0, 1, 2, 3
 
@@ -71,24 +71,6 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return EXIT_HOLDS
 
 
-def _verify_target(target: Target, profile: Profile, seed_value: int) -> SearchResult:
-    from qthrottle.harness.driver import Driver
-    from qthrottle.model.policy import policy_from_extraction
-    from qthrottle.model.qapi_schema import SchemaError, load_schema
-
-    if target.qapi_dir is None:
-        raise ExtractionError(f"{target.name}: no QAPI schema found: pass --qapi-dir")
-    extraction = target.extract()
-    try:
-        catalog = load_schema(target.qapi_dir)
-    except SchemaError as error:
-        raise ExtractionError(f"cannot read the QAPI schema: {error}") from None
-    built = build(extraction, tuple(catalog.events))
-    with Driver(built.binary) as driver:
-        subject = Subject.create(driver, policy_from_extraction(extraction), catalog)
-        return search(subject, profile, seed_value)
-
-
 def _print_result(target: Target, result: SearchResult) -> None:
     for number, name in INVARIANTS.items():
         if number in result.falsified:
@@ -119,7 +101,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     falsified = unknown = unexpected = False
     for target in targets:
         print(f"\n== {target.name} ({target.monitor_c})")
-        result = _verify_target(target, profile, seed_value)
+        result = verify_target(target, profile, seed_value)
         broken = frozenset(result.falsified)
         falsified |= bool(broken)
         unknown |= result.unknown is not None

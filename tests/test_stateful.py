@@ -8,8 +8,7 @@ from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import is_stop_event
 from qthrottle.model.timeline import Queue
 
-from qthrottle.cli import _verify_target
-from qthrottle.stateful import PROFILES, SearchResult
+from qthrottle.stateful import PROFILES, SearchResult, verify_target
 
 SEED = 20261125
 _results: Dict[str, SearchResult] = {}
@@ -18,7 +17,7 @@ _results: Dict[str, SearchResult] = {}
 def verify(name: str, profile: str = "quick") -> SearchResult:
     key = f"{name}/{profile}"
     if key not in _results:
-        _results[key] = _verify_target(resolve(name), PROFILES[profile], SEED)
+        _results[key] = verify_target(resolve(name), PROFILES[profile], SEED)
     return _results[key]
 
 
@@ -67,5 +66,5 @@ def test_correct_cases_pass(name: str) -> None:
 @pytest.mark.parametrize("fixture", ["qemu_tree_72", "qemu_tree_100"])
 def test_real_qemu_passes(fixture: str, request: pytest.FixtureRequest) -> None:
     tree = request.getfixturevalue(fixture)
-    result = _verify_target(resolve(str(tree)), PROFILES["quick"], SEED)
+    result = verify_target(resolve(str(tree)), PROFILES["quick"], SEED)
     assert result.falsified == {} and result.unknown is None
