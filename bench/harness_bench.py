@@ -35,48 +35,51 @@ def timeline(length: int) -> List[Operation]:
     return ops
 
 
+def bench_target(name: str) -> str:
+    """One table row: cold and warm build, driver throughput, runs per second."""
+    target = resolve(name)
+
+    def cold() -> float:
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ["QTHROTTLE_CACHE_DIR"] = cache
+            start = time.perf_counter()
+            target.build()
+            del os.environ["QTHROTTLE_CACHE_DIR"]
+            return time.perf_counter() - start
+
+    def warm() -> float:
+        start = time.perf_counter()
+        target.build()
+        return time.perf_counter() - start
+
+    cold_s = median_of(REPEATS, cold)
+    warm_s = median_of(REPEATS, warm)
+    ops = timeline(OPERATIONS)
+    short = timeline(10)
+    with Driver(target.build().binary) as driver:
+        def throughput() -> float:
+            driver.reset()
+            start = time.perf_counter()
+            for op in ops:
+                driver.apply(op)
+            return OPERATIONS / (time.perf_counter() - start)
+
+        def runs() -> float:
+            start = time.perf_counter()
+            for _ in range(RUNS):
+                driver.run(short)
+            return RUNS / (time.perf_counter() - start)
+
+        ops_s = median_of(REPEATS, throughput)
+        runs_s = median_of(REPEATS, runs)
+    return f"{name:<14} {cold_s:>10.2f}s {warm_s * 1000:>9.1f}ms {ops_s:>9.0f} {runs_s:>16.0f}"
+
+
 def main(names: List[str]) -> None:
     print(f"{'target':<14} {'cold build':>11} {'warm build':>11} {'ops/s':>9} "
           f"{'runs/s (10 ops)':>16}")
     for name in names or ["stop-bypass"]:
-        target = resolve(name)
-
-        def cold() -> float:
-            with tempfile.TemporaryDirectory() as cache:
-                os.environ["QTHROTTLE_CACHE_DIR"] = cache
-                start = time.perf_counter()
-                target.build()
-                del os.environ["QTHROTTLE_CACHE_DIR"]
-                return time.perf_counter() - start
-
-        cold_s = median_of(REPEATS, cold)
-        binary = target.build().binary
-
-        def warm() -> float:
-            start = time.perf_counter()
-            target.build()
-            return time.perf_counter() - start
-
-        warm_s = median_of(REPEATS, warm)
-        ops = timeline(OPERATIONS)
-        short = timeline(10)
-        with Driver(binary) as driver:
-            def throughput() -> float:
-                driver.reset()
-                start = time.perf_counter()
-                for op in ops:
-                    driver.apply(op)
-                return OPERATIONS / (time.perf_counter() - start)
-
-            def runs() -> float:
-                start = time.perf_counter()
-                for _ in range(RUNS):
-                    driver.run(short)
-                return RUNS / (time.perf_counter() - start)
-
-            ops_s = median_of(REPEATS, throughput)
-            runs_s = median_of(REPEATS, runs)
-        print(f"{name:<14} {cold_s:>10.2f}s {warm_s * 1000:>9.1f}ms {ops_s:>9.0f} {runs_s:>16.0f}")
+        print(bench_target(name))
     print(f"(median of {REPEATS}; throughput over {OPERATIONS} operations; "
           f"a run = reset + 10 operations)")
 

@@ -124,14 +124,15 @@ class Driver:
         self.binary = Path(binary)
         self.timeout = timeout
         self.operations: List[Operation] = []
-        self._stderr = tempfile.TemporaryFile()
+        # Lives as long as the driver: closed in close().
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self._process: Optional[subprocess.Popen[bytes]] = None
         self._start()
 
     def __repr__(self) -> str:
         return f"Driver({str(self.binary)!r})"
 
-    def __enter__(self) -> Driver:
+    def __enter__(self) -> Driver:  # noqa: PYI034 (typing.Self needs Python 3.11)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from qthrottle.cases import EXPECTED, SCHEMA_DIR, case_path
 
@@ -18,7 +18,7 @@ class Target:
     name: str
     monitor_c: Path
     qapi_dir: Optional[Path]
-    expected_broken: Optional[frozenset] = None  # case studies only
+    expected_broken: Optional[FrozenSet[int]] = None  # case studies only
 
     def extract(self) -> Extraction:
         return extract(self.monitor_c)

@@ -129,9 +129,9 @@ def test_crash_ends_one_run_only() -> None:
 
 
 def test_unknown_event_is_a_usage_error() -> None:
-    with Driver(resolve("baseline").build().binary) as driver:
-        with pytest.raises(DriverError, match="unknown event"):
-            driver.queue("NO_SUCH_EVENT", {})
+    with Driver(resolve("baseline").build().binary) as driver, \
+            pytest.raises(DriverError, match="unknown event"):
+        driver.queue("NO_SUCH_EVENT", {})
 
 
 def _mutated(tmp_path: Path, old: str, new: str, case: str = "stop-bypass") -> Build:
