@@ -88,7 +88,10 @@ def trace_from_steps(steps: Iterable[_DriverStep]) -> list[TraceStep]:
 
 
 def _where(index: int, step: TraceStep) -> str:
-    return f"step {index + 1} ({step.describe()})"
+    """Short: the timeline printed beside a violation shows the event data."""
+    op = step.operation
+    what = f"queue {op.event}" if isinstance(op, Queue) else op.describe()
+    return f"step {index + 1} (t={format_ns(step.before)}, {what})"
 
 
 # ------------------------------------------------------- 1, 2: callbacks

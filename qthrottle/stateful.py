@@ -8,6 +8,7 @@ aside (a violation of one of those restarts the run instead of failing it).
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple, Type
@@ -359,27 +360,38 @@ def verify_target(target: Target, profile: Profile, seed_value: int) -> SearchRe
 
 
 def format_timeline(example: Counterexample, indent: str = "    ") -> List[str]:
-    """One line per step: time, operation, what C emitted, what the model expected."""
+    """One line per step: time, operation, what the C emitted, what the model expected.
+
+    An emitted event is named by the step that queued it ("#2 at 1 s"), so the
+    event data is printed once, where it was queued.
+    """
     lines = []
+    queued_at: Dict[Tuple[str, str], int] = {}
 
     def emitted(items: Tuple[Emission, ...]) -> str:
-        return ", ".join(f"{format_event(e.event, e.data)} at t={format_ns(e.t)}"
-                         for e in items) or "nothing"
+        names = []
+        for e in items:
+            step = queued_at.get((e.event, json.dumps(e.data, sort_keys=True)))
+            what = f"#{step}" if step else format_event(e.event, e.data)
+            names.append(f"{what} at {format_ns(e.t)}")
+        return ", ".join(names) or "nothing"
 
     for number, step in enumerate(example.steps, 1):
-        when = f"t={format_ns(step.before)}"
+        op = step.operation
+        if isinstance(op, Queue):
+            queued_at[(op.event, json.dumps(op.data, sort_keys=True))] = number
+        when = format_ns(step.before)
         if step.after is not None and step.after != step.before:
             when += f" -> {format_ns(step.after)}"
-        lines.append(f"{indent}{number}. {when}: {step.operation.describe()}")
-        if not isinstance(step.operation, CompareKeys):
+        line = f"{indent}#{number} t={when}: {op.describe()}"
+        if not isinstance(op, CompareKeys):
             c_side = emitted(step.c_emitted)
-            model_side = emitted(step.model_emitted)
-            table = "" if step.c_table is None else f"; table {step.c_table}"
-            lines.append(f"{indent}   C emitted: {c_side}{table}")
+            table = "" if step.c_table is None else f" (table {step.c_table})"
+            line += f"  | C: {c_side}{table}"
             if step.model_compared:
-                lines.append(f"{indent}   model expected: "
-                             + ("the same" if model_side == c_side else model_side)
-                             + f"; table {step.model_table}")
+                model_side = emitted(step.model_emitted)
+                line += f"  | model: {model_side} (table {step.model_table})"
+        lines.append(line)
         if step.note:
             lines.append(f"{indent}   ^ {step.note}")
     if example.crash is not None:

@@ -460,7 +460,7 @@ def test_rate_respected_can_fail() -> None:
                 inv.TraceStep(Advance(half), 0, half),
                 inv.TraceStep(second, half, half, (_emit(second, half),))]
     assert [v.split(":")[0] for v in inv.rate_respected(too_soon, VSERPORT_POLICY)] == [
-        "step 3 (t=500 ms"]
+        "step 3 (t=500 ms, queue VSERPORT_CHANGE)"]
     not_at_once = [inv.TraceStep(first, 0, 0), inv.TraceStep(Advance(half), 0, half,
                                                              (_emit(first, half),))]
     assert "quiet" in inv.rate_respected(not_at_once, VSERPORT_POLICY)[0]
