@@ -20,7 +20,13 @@ from qthrottle.harness.qemu_sources import add_fetch_command
 from qthrottle.harness.target import Target, bundled_cases, describe, resolve
 from qthrottle.model.invariants import INVARIANTS
 from qthrottle.model.timeline import format_ns
-from qthrottle.stateful import PROFILES, SearchResult, format_timeline, verify_target
+from qthrottle.stateful import (
+    PROFILES,
+    CompareKeys,
+    SearchResult,
+    format_timeline,
+    verify_target,
+)
 
 EXIT_HOLDS, EXIT_FALSIFIED, EXIT_ERROR, EXIT_UNKNOWN = 0, 1, 2, 3
 
@@ -86,6 +92,9 @@ def _print_result(target: Target, result: SearchResult) -> None:
         print(f"\n  invariant {number} FALSIFIED ({len(example.steps)} operation(s)): "
               f"{example.message}")
         print("\n".join(format_timeline(example)))
+        timeline = [op for op in example.operations if not isinstance(op, CompareKeys)]
+        if timeline:
+            print(f"    replay (qthrottle.harness.driver.Driver.run): {timeline!r}")
         if example.crash is not None:
             print("    sanitizer / shim report:")
             print("\n".join("      " + line for line in

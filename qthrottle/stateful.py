@@ -63,8 +63,12 @@ class Violation(AssertionError):
         self.message = message
 
 
-class HarnessFailure(Exception):
-    """The harness could not decide (timeout, driver died): UNKNOWN, never a verdict."""
+class HarnessFailure(BaseException):
+    """The harness could not decide (timeout, driver died): UNKNOWN, never a verdict.
+
+    A BaseException, so that hypothesis stops at once instead of shrinking it: each
+    replay would wait for the same timeout again.
+    """
 
 
 @dataclass
@@ -305,6 +309,33 @@ def minimize(subject: Subject, ignored: FrozenSet[int], invariant: int,
     return operations
 
 
+def _search_once(subject: Subject, config: settings, seed_value: int,
+                 result: SearchResult) -> Optional[int]:
+    """One hypothesis search with the invariants found so far set aside.
+
+    The number of the invariant it found falsified (and recorded), if any.
+    """
+    ignored = frozenset(result.falsified)
+    machine = make_machine(subject, ignored)
+    result.searches += 1
+    try:
+        run_state_machine_as_test(  # type: ignore[no-untyped-call]
+            seed(seed_value)(machine), settings=config)
+    except Violation as violation:
+        latest = getattr(machine, "latest", None)
+        found = [r.operation for r in latest.records] if latest else []
+        shortest = minimize(subject, ignored, violation.invariant, found)
+        final, replayed = replay(subject, ignored, shortest)
+        if final is None:  # the C did not fail again the same way
+            result.unknown = f"invariant {violation.invariant}: the failure did not replay"
+            return None
+        result.falsified[final.invariant] = Counterexample(
+            final.invariant, final.message, list(replayed.records),  # type: ignore[attr-defined]
+            getattr(replayed, "crash", None))
+        return final.invariant
+    return None
+
+
 def search(subject: Subject, profile: Profile, seed_value: int,
            progress: Callable[[str], None] = lambda _: None) -> SearchResult:
     """Find a shrunk counterexample for every invariant the target breaks."""
@@ -315,31 +346,13 @@ def search(subject: Subject, profile: Profile, seed_value: int,
                       phases=[Phase.generate, Phase.shrink], print_blob=False,
                       report_multiple_bugs=False,
                       suppress_health_check=list(HealthCheck))
-    while True:
-        machine = make_machine(subject, frozenset(result.falsified))
-        result.searches += 1
-        try:
-            run_state_machine_as_test(  # type: ignore[no-untyped-call]
-                seed(seed_value)(machine), settings=config)
-        except Violation as violation:
-            latest = getattr(machine, "latest", None)
-            found = [r.operation for r in latest.records] if latest else []
-            ignored = frozenset(result.falsified)
-            shortest = minimize(subject, ignored, violation.invariant, found)
-            final, replayed = replay(subject, ignored, shortest)
-            if final is None:  # the C did not fail again the same way
-                result.unknown = f"invariant {violation.invariant}: failure did not replay"
-                break
-            result.falsified[final.invariant] = Counterexample(
-                final.invariant, final.message, list(replayed.records),  # type: ignore[attr-defined]
-                getattr(replayed, "crash", None))
-            progress(f"invariant {violation.invariant} falsified")
-            continue
-        except HarnessFailure as failure:
-            result.unknown = f"the harness could not decide: {failure}"
-        except errors.Flaky as flaky:
-            result.unknown = f"flaky (the C did not behave the same on replay): {flaky}"
-        break
+    try:
+        while (found := _search_once(subject, config, seed_value, result)) is not None:
+            progress(f"invariant {found} falsified")
+    except HarnessFailure as failure:
+        result.unknown = f"the harness could not decide: {failure}"
+    except errors.Flaky as flaky:
+        result.unknown = f"flaky (the C did not behave the same on replay): {flaky}"
     result.seconds = time.perf_counter() - start
     return result
 
