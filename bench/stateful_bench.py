@@ -60,8 +60,9 @@ def main() -> None:
           f"{'steps/s':>8}  invariants found per seed")
     for name, broken in EXPECTED.items():
         runs = [measure(name, args.profile, s) for s in seeds]
-        first = statistics.median(r["first"] for r in runs) if broken else float("nan")
-        print(f"{name:<18} {first:>20.1f}s {statistics.median(r['total'] for r in runs):>12.1f}s "
+        first = (f"{statistics.median(r['first'] for r in runs):.1f}s" if broken
+                 else "- (holds)")
+        print(f"{name:<18} {first:>21} {statistics.median(r['total'] for r in runs):>12.1f}s "
               f"{statistics.median(r['steps_per_s'] for r in runs):>8.0f}  "
               f"{[int(r['found']) for r in runs]}")
 
