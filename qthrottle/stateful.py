@@ -309,6 +309,10 @@ def minimize(subject: Subject, ignored: FrozenSet[int], invariant: int,
     return operations
 
 
+# Typed here: hypothesis releases differ in whether this function is annotated.
+run_machine: Callable[..., None] = run_state_machine_as_test
+
+
 def _search_once(subject: Subject, config: settings, seed_value: int,
                  result: SearchResult) -> Optional[int]:
     """One hypothesis search with the invariants found so far set aside.
@@ -319,8 +323,7 @@ def _search_once(subject: Subject, config: settings, seed_value: int,
     machine = make_machine(subject, ignored)
     result.searches += 1
     try:
-        run_state_machine_as_test(  # type: ignore[no-untyped-call]
-            seed(seed_value)(machine), settings=config)
+        run_machine(seed(seed_value)(machine), settings=config)
     except Violation as violation:
         latest = getattr(machine, "latest", None)
         found = [r.operation for r in latest.records] if latest else []
