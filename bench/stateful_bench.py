@@ -19,7 +19,6 @@ from qthrottle.harness.target import resolve
 from qthrottle.model.policy import policy_from_extraction
 from qthrottle.model.qapi_schema import load_schema
 from qthrottle.model.timeline import Operation
-
 from qthrottle.stateful import PROFILES, Subject, search
 
 

@@ -35,9 +35,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from tree_sitter import Node
+
 from qthrottle.harness.extract import EVENT_PREFIX, Extraction, function_node
 from qthrottle.model.timeline import EventData
-from tree_sitter import Node
 
 ALL_EVENTS = "*"  # attribution of a read under no event condition
 KeyValue = Any  # a member's value made hashable (None when absent)

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from qthrottle.harness.qemu_sources import RELEASES, QemuSourceError, cached_tree, is_qemu_tree
 
 

@@ -5,13 +5,13 @@ import re
 from pathlib import Path
 
 import pytest
+
 from qthrottle.cases import SCHEMA_DIR
+from qthrottle.cli import main
 from qthrottle.harness.driver import Driver
 from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import stop_not_delayed, trace_from_steps
 from qthrottle.model.timeline import Advance, AdvanceToNext, Queue
-
-from qthrottle.cli import main
 
 SEED = "20261125"
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from qthrottle.cases import SCHEMA_DIR
+from qthrottle.generate import event_data, g_str_hash, string_values
 from qthrottle.harness.driver import Driver
 from qthrottle.harness.target import resolve
 from qthrottle.model.qapi_schema import load_schema
-
-from qthrottle.generate import event_data, g_str_hash, string_values
 
 CATALOG = load_schema(SCHEMA_DIR)
 

@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Dict, Iterator
 
 import pytest
+
 from qthrottle.cases import EXPECTED
+from qthrottle.cli import main
 from qthrottle.harness.build import Build, BuildError, build
 from qthrottle.harness.driver import Driver, DriverError
 from qthrottle.harness.extract import extract
 from qthrottle.harness.target import Target, resolve
 from qthrottle.model.timeline import Advance, Emission, Queue
-
-from qthrottle.cli import main
 
 SECOND = 1_000_000_000
 TARGETS = [*EXPECTED, "qemu-7.2", "qemu-10.0"]

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import pytest
 import z3
+
 from qthrottle.harness.driver import Driver, StepResult
 from qthrottle.harness.extract import Extraction, extract
 from qthrottle.harness.target import Target, resolve

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from qthrottle.model.qapi_schema import Catalog, Event, Member, SchemaError, load_schema
 
 REPO = Path(__file__).resolve().parents[1]

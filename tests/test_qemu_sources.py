@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from qthrottle.harness import qemu_sources as qs
 from qthrottle.harness.qemu_sources import (
     RELEASES,

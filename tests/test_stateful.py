@@ -6,11 +6,11 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Dict, Iterator
 
 import pytest
+
 from qthrottle.harness.qemu_sources import cached_tree
 from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import is_stop_event
 from qthrottle.model.timeline import Queue
-
 from qthrottle.stateful import PROFILES, SearchResult, verify_target
 
 SEED = 20261125

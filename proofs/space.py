@@ -1,0 +1,268 @@
+"""Symbolic QMP events: the event space of a target and the records the proofs quantify over.
+
+A record is what the throttle keys on (event + data dict): the event is a
+32-bit value numbered as QEMU's generated QAPIEvent enum (schema order, then
+events only the code names, as the harness numbers them); each data member the
+code or an invariant touches has a presence flag and one value per C getter
+kind (String for str and enums, 64-bit for integers, Bool). ``valid`` states
+the schema: which events carry the member, which must, enum values. An absent
+member's values are pinned to a canonical default so that ``model.invariants``
+functions reading the data (``is_stop_event``) see "not stop".
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import z3
+
+from qthrottle.generate import INTEGER_TYPES, string_values
+from qthrottle.harness.extract import Extraction
+from qthrottle.model.ghash import Record
+from qthrottle.model.qapi_schema import Catalog, Member
+
+Term = Any  # a z3 expression; z3 ships no type information
+KINDS = ("str", "int", "bool")
+# Enum values a counterexample prefers where it has the choice: QEMU's default
+# error policy reports (rerror=report), so a non-stop I/O error reads best so.
+TYPICAL = {"action": "report"}
+
+
+def member_kind(member: Member) -> str:
+    """The C getter family that reads this member: str, int, bool, or other."""
+    if member.enum_values is not None or member.type == "str":
+        return "str"
+    if member.type == "bool":
+        return "bool"
+    return "int" if member.type in INTEGER_TYPES else "other"
+
+
+def _default(kind: str) -> Term:
+    if kind == "str":
+        return z3.StringVal("")
+    if kind == "int":
+        return z3.BitVecVal(0, 64)
+    return z3.BoolVal(False)
+
+
+def filler(member: Member) -> Any:
+    """A readable schema-valid value for a member no proof constrains."""
+    kind = member_kind(member)
+    if member.enum_values:
+        typical = TYPICAL.get(member.name)
+        return typical if typical in member.enum_values else member.enum_values[0]
+    if kind == "str":
+        return string_values(member.name)[0]
+    if kind == "int":
+        return 0
+    if kind == "bool":
+        return False
+    return 0.5 if member.type == "number" else {}
+
+
+class EventSpace:
+    """The events of one target (schema plus code) and where each member occurs."""
+
+    def __init__(self, catalog: Catalog, extraction: Extraction) -> None:
+        self.catalog = catalog
+        self.names: List[str] = list(catalog.events)
+        self.names += [e for e in extraction.events_named if e not in catalog.events]
+        self.valid_count = len(catalog.events)  # only schema events can be queued
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.rates = {self.index[e]: rate for e, rate in extraction.rates.items()
+                      if e in self.index and rate}
+        self.members: Dict[str, Dict[int, Member]] = {}
+        for i, event in enumerate(catalog.events.values()):
+            for member in event.members:
+                self.members.setdefault(member.name, {})[i] = member
+
+    def among(self, event: Term, indices: Sequence[int]) -> Term:
+        return z3.Or(*(event == i for i in indices)) if indices else z3.BoolVal(False)
+
+    def events_with(self, member: str, kind: Optional[str] = None,
+                    mandatory: bool = False) -> List[int]:
+        found = self.members.get(member, {})
+        return [i for i, m in found.items()
+                if (kind is None or member_kind(m) == kind) and not (mandatory and m.optional)]
+
+    def rate(self, event: Term) -> Term:
+        """The rate table's entry for @event, in ns, as a 64-bit term (0: unthrottled)."""
+        value: Term = z3.BitVecVal(0, 64)
+        for i, rate in sorted(self.rates.items()):
+            value = z3.If(event == i, z3.BitVecVal(rate, 64), value)
+        return value
+
+
+class SymbolicRecord:
+    """One throttle key: an event and its data dict, both symbolic."""
+
+    def __init__(self, space: EventSpace, name: str) -> None:
+        self.space = space
+        self.name = name
+        self.event = z3.BitVec(f"{name}.event", 32)
+        self._present: Dict[str, Term] = {}
+        self._values: Dict[Tuple[str, str], Term] = {}
+
+    def __repr__(self) -> str:
+        return f"<record {self.name}>"
+
+    def present(self, member: str) -> Term:
+        if member not in self._present:
+            self._present[member] = z3.Bool(f"{self.name}.{member}?")
+        return self._present[member]
+
+    def value(self, member: str, kind: str) -> Term:
+        """The member's value as the getter of @kind reads it."""
+        self.present(member)
+        key = (member, kind)
+        if key not in self._values:
+            label = f"{self.name}.{member}"
+            if kind == "str":
+                self._values[key] = z3.String(label)
+            elif kind == "int":
+                self._values[key] = z3.BitVec(label, 64)
+            else:
+                self._values[key] = z3.Bool(label)
+        return self._values[key]
+
+    def kind_ok(self, member: str, kind: str) -> Term:
+        """The schema types the member so that the getter of @kind can read it."""
+        return self.space.among(self.event, self.space.events_with(member, kind))
+
+    def has_data(self) -> Term:
+        """The event has a data dict (qobject_to(QDict, qdict_get(qdict, "data")) != NULL)."""
+        return self.space.among(self.event, [i for i, e in enumerate(
+            self.space.catalog.events.values()) if e.members])
+
+    def event_name(self) -> Term:
+        """The event's name as a z3 string, for the model's invariants."""
+        space = self.space
+        name: Term = z3.StringVal(space.names[0] if space.names else "")
+        for i in reversed(range(1, space.valid_count)):
+            name = z3.If(self.event == i, z3.StringVal(space.names[i]), name)
+        return name
+
+    def data(self) -> SymbolicData:
+        return SymbolicData(self)
+
+    def valid(self, free: Optional[str] = None) -> Term:
+        """A QMP event the schema allows; @free's presence is left to the solver."""
+        space = self.space
+        facts = [z3.ULT(self.event, space.valid_count)]
+        for member, present in self._present.items():
+            facts.append(z3.Implies(present, space.among(
+                self.event, space.events_with(member))))
+            if member != free:
+                facts.append(z3.Implies(space.among(
+                    self.event, space.events_with(member, mandatory=True)), present))
+            for kind in KINDS:
+                value = self._values.get((member, kind))
+                if value is None:
+                    continue
+                facts.append(z3.Implies(z3.Not(present), value == _default(kind)))
+                if kind == "str":
+                    facts.append(z3.Not(z3.Contains(value, z3.StringVal("\x00"))))
+                    facts += self._enum_facts(member, present, value)
+                elif kind == "int":
+                    facts += self._range_facts(member, present, value)
+        return z3.And(*facts)
+
+    def _range_facts(self, member: str, present: Term, value: Term) -> List[Term]:
+        """An integer member holds a value of its QAPI type (read as int64_t)."""
+        by_type: Dict[str, List[int]] = {}
+        for i, m in self.space.members.get(member, {}).items():
+            if member_kind(m) == "int":
+                by_type.setdefault(m.type, []).append(i)
+        facts = []
+        for type_name, indices in by_type.items():
+            match = re.fullmatch(r"(u?)int(\d*)", type_name)  # else size: unsigned 64
+            signed = match is not None and not match.group(1)
+            width = int(match.group(2)) if match is not None and match.group(2) else 64
+            if signed and width == 64:
+                continue
+            if signed:
+                fits = value == z3.SignExt(64 - width, z3.Extract(width - 1, 0, value))
+            elif width < 64:
+                fits = z3.Extract(63, width, value) == 0
+            else:
+                fits = value >= 0  # larger uint64 values are beyond qdict_get_int
+            facts.append(z3.Implies(z3.And(present, self.space.among(self.event, indices)),
+                                    fits))
+        return facts
+
+    def _enum_facts(self, member: str, present: Term, value: Term) -> List[Term]:
+        by_enum: Dict[Tuple[str, ...], List[int]] = {}
+        for i, m in self.space.members.get(member, {}).items():
+            if m.enum_values is not None:
+                by_enum.setdefault(m.enum_values, []).append(i)
+        return [z3.Implies(z3.And(present, self.space.among(self.event, indices)),
+                           z3.Or(*(value == v for v in values)) if values else False)
+                for values, indices in by_enum.items()]
+
+    def preferences(self) -> List[Tuple[Term, int]]:
+        """Soft goals that make a counterexample readable: strings from the stateful
+        engine's universe, shared between records unless they must differ; optional
+        members absent; integers 0 or 1."""
+        goals: List[Tuple[Term, int]] = [
+            (z3.Not(present), 3) for member, present in self._present.items()
+            if any(m.optional for m in self.space.members.get(member, {}).values())]
+        for (member, kind), value in self._values.items():
+            if kind == "str" and member in TYPICAL:
+                goals.append((value == TYPICAL[member], 1))
+            elif kind == "str":
+                first, second = string_values(member)[:2]
+                goals += [(value == first, 2), (value == second, 1)]
+            elif kind == "int":
+                goals += [(value == 0, 2), (value == 1, 1)]
+        return goals
+
+    def concrete(self, model: z3.ModelRef) -> Record:
+        """The record as a concrete QMP event (name, data) under @model."""
+        space = self.space
+        index = model.eval(self.event, model_completion=True).as_long()
+        name = space.names[index]
+        event = space.catalog.events[name]
+        if not event.members:
+            return name, None
+        data: Dict[str, Any] = {}
+        for member in event.members:
+            present = self._present.get(member.name)
+            if present is None:
+                if not member.optional:
+                    data[member.name] = filler(member)
+                continue
+            if not z3.is_true(model.eval(present, model_completion=True)):
+                continue
+            value = self._values.get((member.name, member_kind(member)))
+            data[member.name] = filler(member) if value is None else _python(
+                model.eval(value, model_completion=True))
+        return name, data
+
+
+def _python(value: Term) -> Any:
+    if z3.is_string_value(value):
+        return value.as_string()
+    if z3.is_bv_value(value):
+        return value.as_signed_long()
+    return z3.is_true(value)
+
+
+class SymbolicData(Mapping[str, Any]):
+    """A record's data as the model's invariants read it: member -> z3 value."""
+
+    def __init__(self, record: SymbolicRecord) -> None:
+        self.record = record
+
+    def __getitem__(self, member: str) -> Any:
+        kinds = {member_kind(m) for m in self.record.space.members.get(member, {}).values()}
+        kind = next((k for k in KINDS if k in kinds), None)
+        if kind is None:
+            raise KeyError(member)
+        return self.record.value(member, kind)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.record.space.members)
+
+    def __len__(self) -> int:
+        return len(self.record.space.members)
