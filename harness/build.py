@@ -20,9 +20,12 @@ from .qemu_sources import cache_dir
 
 SHIM_DIR = Path(__file__).parent / "shims"
 SHIM_SOURCES = ("qobject_refcounted.c", "virtual_clock.c", "emit_recorder.c", "driver.c")
+# The libFuzzer target: fuzz_entry.c compiles driver.c's command handling into itself.
+FUZZ_SOURCES = ("qobject_refcounted.c", "virtual_clock.c", "emit_recorder.c", "fuzz_entry.c")
 PKG_CONFIG_PACKAGES = ("glib-2.0", "json-glib-1.0")
 SANITIZE = ("-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
             "-fno-omit-frame-pointer")
+FUZZ_SANITIZE = ("-fsanitize=fuzzer", *SANITIZE)
 CFLAGS = ("-std=gnu11", "-g", "-O1", "-Wall", "-Wno-unused-function",
           "-Wno-unused-variable", "-Wno-unused-but-set-variable")
 UNIT_NAME = "throttle_unit.c"
@@ -30,6 +33,10 @@ UNIT_NAME = "throttle_unit.c"
 
 class BuildError(Exception):
     """The extracted code or the toolchain failed; the message is for a person."""
+
+
+class FuzzerUnavailable(BuildError):
+    """clang or its libFuzzer runtime is not installed."""
 
 
 @dataclass(frozen=True)
@@ -140,21 +147,42 @@ def _explain_failure(output: str, extraction: Extraction) -> str:
 
 def build(extraction: Extraction, schema_events: Sequence[str] = ()) -> Build:
     """Compile @extraction into a driver, reusing a cached build when inputs match."""
+    return _build(extraction, schema_events, _compiler(), SANITIZE, SHIM_SOURCES, "driver")
+
+
+def build_fuzzer(extraction: Extraction, schema_events: Sequence[str] = ()) -> Build:
+    """The same unit and shims as build(), as a libFuzzer target (shims/fuzz_entry.c).
+
+    For bench/engines_bench.py. libFuzzer comes with clang, whatever CC says.
+    """
+    if not shutil.which("clang"):
+        raise FuzzerUnavailable("the libFuzzer target needs clang (install clang; ./dev does)")
+    try:
+        return _build(extraction, schema_events, "clang", FUZZ_SANITIZE, FUZZ_SOURCES, "fuzzer")
+    except BuildError as error:
+        if "libclang_rt.fuzzer" in str(error):
+            raise FuzzerUnavailable("clang's libFuzzer runtime (libclang_rt.fuzzer) is missing: "
+                                    "install clang's compiler-rt (Debian: libclang-rt-*-dev)"
+                                    ) from None
+        raise
+
+
+def _build(extraction: Extraction, schema_events: Sequence[str], compiler: str,
+           sanitize: Sequence[str], shim_sources: Sequence[str], output: str) -> Build:
     events = list(schema_events) + [e for e in extraction.events_named if e not in schema_events]
     files = generated_files(extraction, events)
-    compiler = _compiler()
     cflags, libs = _pkg_config()
     version = subprocess.run([compiler, "--version"], check=False, capture_output=True,
                              text=True).stdout
     digest = hashlib.sha256()
-    for text in [version, *cflags, *libs, *SANITIZE, *CFLAGS]:
+    for text in [version, *cflags, *libs, *sanitize, *CFLAGS, *shim_sources, output]:
         digest.update(text.encode() + b"\0")
     for name in sorted(files):
         digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
     for shim in sorted(SHIM_DIR.iterdir()):
         digest.update(shim.name.encode() + b"\0" + shim.read_bytes() + b"\0")
     out_dir = cache_dir() / "builds" / digest.hexdigest()[:20]
-    binary = out_dir / "driver"
+    binary = out_dir / output
     if binary.exists():
         return Build(binary, extraction, tuple(events), cached=True)
 
@@ -164,9 +192,9 @@ def build(extraction: Extraction, schema_events: Sequence[str] = ()) -> Build:
         for name, text in files.items():
             (work / name).write_text(text, encoding="utf-8")
         sources = [str(work / UNIT_NAME), str(work / "qapi_event_enum.c"),
-                   *(str(SHIM_DIR / s) for s in SHIM_SOURCES)]
-        command = [compiler, *CFLAGS, *SANITIZE, f"-I{work}", f"-I{SHIM_DIR}", *cflags,
-                   *sources, "-o", str(work / "driver"), *libs]
+                   *(str(SHIM_DIR / s) for s in shim_sources)]
+        command = [compiler, *CFLAGS, *sanitize, f"-I{work}", f"-I{SHIM_DIR}", *cflags,
+                   *sources, "-o", str(work / output), *libs]
         result = subprocess.run(command, check=False, capture_output=True, text=True)
         if result.returncode != 0:
             raise BuildError(f"cannot compile the throttle code of {extraction.path}:\n"

@@ -36,7 +36,10 @@ static JsonNode *to_json_node(QObject *obj)
         for (i = 0; i < items->len; i++) {
             json_array_add_element(array, to_json_node(g_ptr_array_index(items, i)));
         }
-        return json_node_init_array(json_node_alloc(), array);
+        /* The node takes its own reference. */
+        node = json_node_init_array(json_node_alloc(), array);
+        json_array_unref(array);
+        return node;
     }
     case QTYPE_QDICT: {
         JsonObject *object = json_object_new();
@@ -45,7 +48,9 @@ static JsonNode *to_json_node(QObject *obj)
             QDictEntry *entry = g_ptr_array_index(entries, i);
             json_object_set_member(object, entry->key, to_json_node(entry->value));
         }
-        return json_node_init_object(json_node_alloc(), object);
+        node = json_node_init_object(json_node_alloc(), object);
+        json_object_unref(object);
+        return node;
     }
     default:
         return json_node_init_null(json_node_alloc());

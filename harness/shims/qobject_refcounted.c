@@ -6,6 +6,7 @@
 
 static long live_objects;
 static unsigned next_serial;
+static GPtrArray *run_objects;  /* every QObject of this run, released or not */
 
 static const char *type_name(QType type)
 {
@@ -23,6 +24,10 @@ static void *object_new(size_t size, QType type)
     obj->refcnt = 1;
     obj->serial = ++next_serial;
     live_objects++;
+    if (!run_objects) {
+        run_objects = g_ptr_array_new();
+    }
+    g_ptr_array_add(run_objects, obj);
     return obj;
 }
 
@@ -38,6 +43,40 @@ static void check_alive(const QObject *obj, const char *what)
 long qthrottle_qobject_live(void)
 {
     return live_objects;
+}
+
+static void object_free(QObject *obj)
+{
+    guint i;
+
+    if (obj->type == QTYPE_QSTRING) {
+        g_free(((QString *)obj)->str);
+    } else if (obj->type == QTYPE_QDICT) {
+        GPtrArray *entries = ((QDict *)obj)->entries;
+        for (i = 0; i < entries->len; i++) {
+            QDictEntry *entry = g_ptr_array_index(entries, i);
+            g_free(entry->key);
+            g_free(entry);
+        }
+        g_ptr_array_free(entries, TRUE);
+    } else if (obj->type == QTYPE_QLIST) {
+        g_ptr_array_free(((QList *)obj)->items, TRUE);
+    }
+    g_free(obj);
+}
+
+void qthrottle_qobject_end_run(void)
+{
+    guint i;
+
+    for (i = 0; run_objects && i < run_objects->len; i++) {
+        object_free(g_ptr_array_index(run_objects, i));
+    }
+    if (run_objects) {
+        g_ptr_array_set_size(run_objects, 0);
+    }
+    live_objects = 0;
+    next_serial = 0;
 }
 
 QObject *qthrottle_qobject_ref(QObject *obj)

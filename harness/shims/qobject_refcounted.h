@@ -77,5 +77,11 @@ bool qdict_get_try_bool(const QDict *dict, const char *key, bool def);
 
 /* Accounting, for the driver. */
 long qthrottle_qobject_live(void);
+/*
+ * End of a run in a process that serves many runs (the fuzz entry; the driver
+ * forks one child per run instead): every QObject of the run goes back to
+ * malloc, released or not. Nothing may use them afterwards.
+ */
+void qthrottle_qobject_end_run(void);
 
 #endif

@@ -160,3 +160,17 @@ void qthrottle_clock_advance_to(int64_t target, QThrottleAfterTimer *after)
         now_ns = target;
     }
 }
+
+void qthrottle_clock_end_run(void)
+{
+    guint i;
+
+    for (i = 0; all_timers && i < all_timers->len; i++) {
+        g_free(g_ptr_array_index(all_timers, i));
+    }
+    if (all_timers) {
+        g_ptr_array_set_size(all_timers, 0);
+    }
+    now_ns = 0;
+    arm_seq = 0;
+}

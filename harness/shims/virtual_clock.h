@@ -44,5 +44,7 @@ int64_t qthrottle_clock_next_deadline(void);
 unsigned qthrottle_clock_pending(void);
 /* Fire due timers in deadline order up to @target, then set the clock to it. */
 void qthrottle_clock_advance_to(int64_t target, QThrottleAfterTimer *after);
+/* End of a run in a process that serves many runs: every timer freed, time 0. */
+void qthrottle_clock_end_run(void);
 
 #endif
