@@ -197,12 +197,11 @@ def stop_not_delayed(trace: Trace) -> list[str]:
         op = step.operation
         if not isinstance(op, Queue) or not is_stop_event(op.event, op.data):
             continue
-        what = format_event(op.event, op.data)
         if Emission(step.before, op.event, op.data) in step.emitted:
             queued, emitted = _count(trace, op.event, op.data)
             if emitted > queued:
-                violations.append(f"{_where(index, step)}: {what} queued {queued} time(s) "
-                                  f"but emitted {emitted} times")
+                violations.append(f"{_where(index, step)}: {format_event(op.event, op.data)} "
+                                  f"queued {queued} time(s) but emitted {emitted} times")
             continue
         later = next((e for s in trace[index + 1:] for e in s.emitted
                       if (e.event, e.data) == (op.event, op.data)), None)
@@ -294,27 +293,29 @@ def _delays(trace: Trace, events: list[_Queued], claimed: dict[int, tuple[int, E
     for position, event in enumerate(events):
         if event.stop:
             continue
-        where = _where(event.index, trace[event.index])
+        # Formatted only for a violation: CrossHair forks on formatting a symbolic time.
+        where = (event.index, trace[event.index])
         emission = claimed.get(position)
         at_once = emission is not None and emission[0] == event.index
         # Every window opens or re-arms with an emission, so a key is quiet
         # exactly when nothing of it was emitted in the last rate ns.
         recent = any(i < event.index and e.t > event.t - rate for i, e in emissions)
         if not at_once and not recent:
-            violations.append(f"{where}: the key was quiet, yet the event was not emitted at once")
+            violations.append(
+                f"{_where(*where)}: the key was quiet, yet the event was not emitted at once")
         if at_once:
             continue
         newer = [e for e in events[position + 1:]
                  if emission is None or e.index < emission[0]]
         if emission is not None and emission[1].t > event.t + rate:
-            violations.append(f"{where}: held back until t={format_ns(emission[1].t)}, "
+            violations.append(f"{_where(*where)}: held back until t={format_ns(emission[1].t)}, "
                               f"more than {format_ns(rate)} after it was queued")
         elif emission is not None and any(not e.stop for e in newer):
-            violations.append(f"{where}: emitted at t={format_ns(emission[1].t)} although a "
-                              "newer event of its key had replaced it")
+            violations.append(f"{_where(*where)}: emitted at t={format_ns(emission[1].t)} "
+                              "although a newer event of its key had replaced it")
         elif emission is None and end >= event.t + rate and not any(
                 e.t <= event.t + rate for e in newer):
-            violations.append(f"{where}: never emitted, and no newer event of its key "
+            violations.append(f"{_where(*where)}: never emitted, and no newer event of its key "
                               f"replaced it within {format_ns(rate)}")
     return violations
 
@@ -335,6 +336,123 @@ def unthrottled_immediate(trace: Trace, policy: Policy) -> list[str]:
         if not violations and seen != expected:
             violations.append(f"{_where(index, step)}: unthrottled events emitted as {seen}, "
                               f"queued as {expected}")
+    return violations
+
+
+# ------------------------------------ 3, 4, 5, 6: the reference's transitions
+# The state and the transitions of the reference (model/throttle.py), stated as
+# the invariants they keep; the reference's contracts call these, and CrossHair
+# checks them (qthrottle selfcheck).
+
+class _Window(Protocol):
+    """What these properties need of an open window (model/throttle.py's Window)."""
+
+    @property
+    def deadline(self) -> int: ...
+
+    @property
+    def pending(self) -> Optional[Queue]: ...
+
+
+def held_back(windows: Mapping[Any, _Window]) -> dict[Any, tuple[int, Optional[Queue]]]:
+    """A snapshot of the open windows: key -> (deadline, held-back event)."""
+    return {key: (window.deadline, window.pending) for key, window in windows.items()}
+
+
+def windows_sound(now: int, windows: Mapping[Any, _Window], policy: Policy,
+                  due: bool = False) -> list[str]:
+    """Invariants 3, 4 and 5 on the throttle's state: what a live record may be.
+
+    Each open window is a throttled key's (policy.key: the event name first) and
+    ends within one interval, now < deadline <= now + rate: a due timer has
+    fired, so a window outlives the last event of its key by at most two
+    intervals (3) and holds an event back by at most one (5). With ``due``
+    (inside a clock advance) a timer may be due now: now <= deadline. A window
+    holds back at most one event, of its own key (5: the newest wins), never a
+    stop event (4). Messages name no time: formatting a symbolic time makes
+    CrossHair fork.
+    """
+    violations = []
+    for key, window in windows.items():
+        rate = policy.rate(key[0])
+        if rate <= 0:
+            violations.append(f"window {key!r}: {key[0]} is not throttled")
+        elif not (now <= window.deadline if due else now < window.deadline) \
+                or window.deadline > now + rate:
+            violations.append(f"window {key!r}: its deadline is not within one interval "
+                              "after the clock")
+        held = window.pending
+        if held is not None and policy.key(held.event, held.data) != key:
+            violations.append(f"window {key!r} holds back an event of another key: "
+                              f"{format_event(held.event, held.data)}")
+        if held is not None and is_stop_event(held.event, held.data):
+            violations.append(f"window {key!r} holds back a stop event")
+    return violations
+
+
+def queue_sound(op: Queue, now: int, emitted: Sequence[Emission], policy: Policy,
+                was_open: bool, held_after: Optional[Queue]) -> list[str]:
+    """Invariants 4, 5 and 6 as the queue function's outcome at time now.
+
+    A stop or unthrottled event is emitted at once (stop_not_delayed and
+    unthrottled_immediate on the one-step trace: 4, 6). A throttled event whose
+    key is quiet (no open window) is emitted at once; with its key's window
+    open nothing is emitted and it is held back, replacing any event held back
+    before (5: the newest wins).
+    """
+    step = [TraceStep(op, now, now, tuple(emitted))]
+    violations = stop_not_delayed(step) + unthrottled_immediate(step, policy)
+    if violations or not policy.throttled(op.event) or is_stop_event(op.event, op.data):
+        return violations
+    if not was_open and list(emitted) != [Emission(now, op.event, op.data)]:
+        return [f"{format_event(op.event, op.data)}: its key was quiet, yet it was not "
+                "emitted at once"]
+    if was_open and (emitted or held_after != op):
+        return [f"{format_event(op.event, op.data)}: its key's window was open, yet it was "
+                + ("emitted" if emitted else "not held back as the newest event")]
+    return []
+
+
+def expiry_sound(held: Optional[Queue], now: int, rate: int, emitted: Sequence[Emission],
+                 after: Optional[_Window]) -> list[str]:
+    """Invariants 3 and 5 at a timer expiry (the C's timer callback), at its deadline now.
+
+    A held-back event is emitted now, at most one interval after it was queued,
+    and its window re-armed for a full interval with nothing held back (5: the
+    next event of the key waits at least rate). With nothing held back the
+    window closes: the record leaves the table (3).
+    """
+    if held is None:
+        if emitted or after is not None:
+            return ["an idle window's expiry " + ("emitted an event" if emitted
+                                                  else "left the window open")]
+        return []
+    if list(emitted) != [Emission(now, held.event, held.data)]:
+        return [f"the held-back {format_event(held.event, held.data)} was not emitted at its "
+                "window's deadline"]
+    if after is None or after.pending is not None or after.deadline != now + rate:
+        return [f"after emitting the held-back {format_event(held.event, held.data)}, its "
+                "window was not re-armed for one interval with nothing held back"]
+    return []
+
+
+def advance_sound(held: Mapping[Any, tuple[int, Optional[Queue]]], end: int,
+                  emitted: Sequence[Emission]) -> list[str]:
+    """Invariants 4, 5 and 6 as the outcome of advancing the clock to end.
+
+    Exactly the events held back in windows due by end are emitted, each at its
+    window's deadline (at most one interval after it was queued: 5), in time
+    order. Timers emit nothing else: no unthrottled or stop event is ever late
+    (4, 6), no event twice.
+    """
+    due = [Emission(deadline, op.event, op.data) for deadline, op in held.values()
+           if op is not None and deadline <= end]
+    violations = [f"the held-back {format_event(e.event, e.data)} was not emitted at its "
+                  "window's deadline" for e in due if emitted.count(e) < due.count(e)]
+    violations += [f"a timer emitted {format_event(e.event, e.data)}, which no due window "
+                   "held back" for e in emitted if due.count(e) < emitted.count(e)]
+    if any(later.t < earlier.t for earlier, later in zip(emitted, emitted[1:])):
+        violations.append("timers emitted out of time order")
     return violations
 
 

@@ -13,6 +13,14 @@ with the clock set to each deadline: as the harness's virtual clock does.
 
 The model applies the suite's requirement rather than any implementation's
 choice: a stop event (invariants.is_stop_event) is never throttled.
+
+Contracts (PEP 316, in the docstrings) state the invariants that the state and
+each transition keep, by calling model/invariants.py: the state invariant is a
+pre- and postcondition of each transition (the queue function, the clock
+advance, the timer expiry), and each transition has a postcondition of its own.
+CrossHair checks each of them, with the model built in the tiny world of
+model/bounded.py (qthrottle selfcheck). They cost nothing at run time: docstrings
+are not executed. A condition is one line (PEP 316), however long.
 """
 # Optional/Union stay (not "X | None"): hypothesis and CrossHair evaluate annotations
 # with typing.get_type_hints, which cannot evaluate "|" on Python 3.9.
@@ -23,10 +31,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from qthrottle.model import invariants
+from qthrottle.model.ghash import Record
 from qthrottle.model.invariants import TraceStep, is_stop_event
 from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Catalog
-from qthrottle.model.timeline import Advance, AdvanceToNext, Emission, Operation, Queue
+from qthrottle.model.timeline import Advance, AdvanceToNext, Emission, EventData, Operation, Queue
 
 Key = tuple[Any, ...]
 
@@ -50,8 +60,15 @@ class ThrottleModel:
 
     def __repr__(self) -> str:
         catalog = "" if self.catalog is None else f", catalog={self.catalog!r}"
-        return (f"ThrottleModel({self.policy!r}{catalog}, now={self.now!r}, "
+        return (f"{type(self).__name__}({self.policy!r}{catalog}, now={self.now!r}, "
                 f"windows={self.windows!r})")
+
+    def __copy__(self) -> ThrottleModel:
+        """A snapshot of the state: CrossHair takes a contract's __old__ from a copy."""
+        snapshot = object.__new__(type(self))
+        snapshot.__dict__.update(self.__dict__, windows={
+            key: Window(w.deadline, w.pending, w.armed) for key, w in self.windows.items()})
+        return snapshot
 
     @property
     def table_size(self) -> int:
@@ -60,6 +77,18 @@ class ThrottleModel:
     @property
     def next_deadline(self) -> Optional[int]:
         return min((w.deadline for w in self.windows.values()), default=None)
+
+    # The model's key function, and the hash and equality callbacks in GLib's shape
+    # that its table (a dict over keys) amounts to: invariants 1 and 2 are theirs.
+    def key(self, event: str, data: EventData) -> Key:
+        key: Key = self.policy.key(event, data)
+        return key
+
+    def key_hash(self, record: Record) -> int:
+        return hash(self.key(*record))
+
+    def key_equal(self, stored: Record, lookup: Record) -> bool:
+        return self.key(*stored) == self.key(*lookup)
 
     def throttled(self, op: Queue) -> bool:
         return self.policy.throttled(op.event) and not is_stop_event(op.event, op.data)
@@ -89,11 +118,17 @@ class ThrottleModel:
         return max((w.armed for w in self.windows.values()), default=0) + 1
 
     def _queue(self, op: Queue) -> list[Emission]:
+        """qapi_event_emit.
+
+        pre: _sound(self)
+        post[self]: _sound(self)  # invariants 3, 4, 5
+        post: invariants.queue_sound(op, self.now, __return__, self.policy, _window(__old__.self, op) is not None, _held(self, op)) == []  # invariants 4, 5, 6
+        """
         if self.catalog is not None:
             self.catalog.event(op.event)  # KeyError naming close matches
         if not self.throttled(op):
             return [Emission(self.now, op.event, op.data)]
-        key = self.policy.key(op.event, op.data)
+        key = self.key(op.event, op.data)
         window = self.windows.get(key)
         if window is not None:
             window.pending = op
@@ -103,19 +138,62 @@ class ThrottleModel:
         return [Emission(self.now, op.event, op.data)]
 
     def _advance_to(self, target: int) -> list[Emission]:
+        """Move the clock to target, firing the timers due by then in order.
+
+        pre: target >= self.now and _sound(self)
+        post[self]: _sound(self)  # invariants 3, 4, 5
+        post: invariants.advance_sound(invariants.held_back(__old__.self.windows), target, __return__) == []  # invariants 4, 5, 6
+        """
         emitted: list[Emission] = []
-        while self.windows:
-            key, window = min(self.windows.items(), key=lambda kw: (kw[1].deadline, kw[1].armed))
-            if window.deadline > target:
-                break
-            self.now = max(self.now, window.deadline)
-            pending = window.pending
-            if pending is None:
-                del self.windows[key]
-                continue
-            emitted.append(Emission(self.now, pending.event, pending.data))
-            window.pending = None
-            window.deadline = self.now + self.policy.rate(pending.event)
-            window.armed = self._next_armed()
+        while self.windows and min(w.deadline for w in self.windows.values()) <= target:
+            emitted += self._fire_next()
         self.now = max(self.now, target)
         return emitted
+
+    def _next_timer(self) -> tuple[Key, Window]:
+        """The window whose timer fires next: deadline order, then arming order."""
+        return min(self.windows.items(), key=lambda kw: (kw[1].deadline, kw[1].armed))
+
+    def _fire_next(self) -> list[Emission]:
+        """The clock reaches the next deadline and that window's timer callback runs.
+
+        pre: self.windows and _sound(self, due=True)
+        post[self]: _sound(self, due=True)  # invariants 3, 4, 5
+        post: _expiry_sound(__old__.self, self, __return__)  # invariants 3, 5
+        """
+        key, window = self._next_timer()
+        self.now = max(self.now, window.deadline)
+        pending = window.pending
+        if pending is None:
+            del self.windows[key]
+            return []
+        window.pending = None
+        window.deadline = self.now + self.policy.rate(pending.event)
+        window.armed = self._next_armed()
+        return [Emission(self.now, pending.event, pending.data)]
+
+
+# What the contracts read of a model, judged by its policy (what it implements),
+# never by the model's own key function.
+
+def _sound(model: ThrottleModel, due: bool = False) -> bool:
+    """The state invariant (invariants 3, 4, 5); due: inside a clock advance."""
+    return not invariants.windows_sound(model.now, model.windows, model.policy, due)
+
+
+def _window(model: ThrottleModel, op: Queue) -> Optional[Window]:
+    """The open window of op's key, if any."""
+    return model.windows.get(model.policy.key(op.event, op.data))
+
+
+def _held(model: ThrottleModel, op: Queue) -> Optional[Queue]:
+    window = _window(model, op)
+    return None if window is None else window.pending
+
+
+def _expiry_sound(before: ThrottleModel, after: ThrottleModel,
+                  emitted: Sequence[Emission]) -> bool:
+    """Invariants 3 and 5 for the timer that fired: the next one in before."""
+    key, window = before._next_timer()
+    return not invariants.expiry_sound(window.pending, after.now, after.policy.rate(key[0]),
+                                       emitted, after.windows.get(key))

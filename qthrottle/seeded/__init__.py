@@ -1,0 +1,45 @@
+"""Seeded bugs: a deliberately broken reference, to show that CrossHair can fail.
+
+Each bug subclasses the real model (model/throttle.py's ThrottleModel) and
+overrides one method (bugs.py); it names the invariant it breaks and the
+contracts that must find a counterexample (CrossHair qualnames: a
+ThrottleModel method, or a key-law entry point of model/bounded.py's Checks run
+with the broken model). ``qthrottle selfcheck`` fails unless CrossHair catches
+every one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+PACKAGE = "qthrottle.seeded.bugs"
+
+
+@dataclass(frozen=True)
+class SeededBug:
+    name: str
+    invariant: int  # the invariant (model/invariants.py) it breaks
+    what: str
+    targets: Tuple[str, ...]  # qualnames under PACKAGE whose contracts must catch it
+
+
+SEEDED = (
+    SeededBug("stop-never-equal", 1,
+              "the key equality is FALSE whenever the stored key is a stop event (the "
+              "rejected Feb 2026 fix)", ("StopNeverEqualChecks.key_reflexive",)),
+    SeededBug("hash-reads-non-key-member", 2,
+              "the key hash also reads VSERPORT_CHANGE's 'open', which the equality ignores",
+              ("HashReadsNonKeyMemberChecks.key_hash_consistent",)),
+    SeededBug("key-ignores-member", 5,
+              "the key function ignores the key member (one window per event name), so the "
+              "model no longer finds its policy's windows", ("WindowPerEvent._queue",)),
+    SeededBug("stop-throttled", 4,
+              "a BLOCK_IO_ERROR with action=stop is throttled like any other (2155d2dd)",
+              ("StopThrottled._queue",)),
+    SeededBug("expiry-forgets-pending", 5,
+              "the timer expiry forgets the held-back event and closes the window",
+              ("ExpiryForgetsPending._fire_next",)),
+    SeededBug("idle-window-stays-open", 3,
+              "the timer expiry re-arms an idle window instead of closing it",
+              ("IdleWindowStaysOpen._fire_next",)),
+)

@@ -1,0 +1,74 @@
+"""The seeded bugs: each overrides one method of the real reference (see __init__.py).
+
+CrossHair finds a method by qualname only in its class's own __dict__, so a bug
+whose broken method is not the one whose contract catches it binds that method
+again (``_queue = ThrottleModel._queue``); the Checks subclasses do the same for
+the key-law entry points.
+"""
+# mypy does not map qthrottle.model to model/ (the package-dir mapping), so it
+# sees the base classes as Any: hence the ignores on the class lines.
+
+from __future__ import annotations
+
+from qthrottle.model.bounded import Checks
+from qthrottle.model.ghash import Record
+from qthrottle.model.invariants import is_stop_event
+from qthrottle.model.throttle import Key, ThrottleModel, Window
+from qthrottle.model.timeline import Emission, EventData, Queue
+
+
+class StopNeverEqual(ThrottleModel):  # type: ignore[misc]
+    def key_equal(self, stored: Record, lookup: Record) -> bool:
+        equal: bool = not is_stop_event(*stored) and super().key_equal(stored, lookup)
+        return equal
+
+
+class HashReadsNonKeyMember(ThrottleModel):  # type: ignore[misc]
+    def key_hash(self, record: Record) -> int:
+        return hash((super().key_hash(record), (record[1] or {}).get("open")))
+
+
+class WindowPerEvent(ThrottleModel):  # type: ignore[misc]
+    def key(self, event: str, data: EventData) -> Key:
+        return (event,)
+
+    _queue = ThrottleModel._queue
+
+
+class StopThrottled(ThrottleModel):  # type: ignore[misc]
+    def throttled(self, op: Queue) -> bool:
+        throttled: bool = self.policy.throttled(op.event)
+        return throttled
+
+    _queue = ThrottleModel._queue
+
+
+class ExpiryForgetsPending(ThrottleModel):  # type: ignore[misc]
+    def _fire_next(self) -> list[Emission]:
+        self._next_timer()[1].pending = None
+        emitted: list[Emission] = super()._fire_next()
+        return emitted
+
+
+class IdleWindowStaysOpen(ThrottleModel):  # type: ignore[misc]
+    def _fire_next(self) -> list[Emission]:
+        key, window = self._next_timer()
+        idle = window.pending is None
+        emitted: list[Emission] = super()._fire_next()
+        if idle:  # re-armed instead of closed
+            self.windows[key] = Window(self.now + self.policy.rate(key[0]), None, window.armed)
+        return emitted
+
+
+MODELS = (StopNeverEqual, HashReadsNonKeyMember, WindowPerEvent, StopThrottled,
+          ExpiryForgetsPending, IdleWindowStaysOpen)
+
+
+class StopNeverEqualChecks(Checks):  # type: ignore[misc]
+    model = StopNeverEqual
+    key_reflexive = Checks.key_reflexive
+
+
+class HashReadsNonKeyMemberChecks(Checks):  # type: ignore[misc]
+    model = HashReadsNonKeyMember
+    key_hash_consistent = Checks.key_hash_consistent
