@@ -78,18 +78,26 @@ def _timeline(driver: Driver, operations: List[Operation]) -> Tuple[RunResult, L
     return run, lines
 
 
-def removal(driver: Driver, events: Dict[str, Record]) -> Outcome:
+def removal_timeline(events: Dict[str, Record]) -> List[Operation]:
     """Insert both records as the queue function does, 1 ns apart, then let each timer
     fire on its own: r1's removal, then r2's."""
-    run, lines = _timeline(driver, [Queue(*events["r1"]), Advance(1), Queue(*events["r2"]),
-                                    AdvanceToNext(), AdvanceToNext()])
+    return [Queue(*events["r1"]), Advance(1), Queue(*events["r2"]), AdvanceToNext(),
+            AdvanceToNext()]
+
+
+def removal(driver: Driver, events: Dict[str, Record]) -> Outcome:
+    run, lines = _timeline(driver, removal_timeline(events))
     dangling = inv.no_dangling_entry(run)
     return bool(dangling) or run.crash is not None, lines
 
 
-def stop_never_throttled(driver: Driver, events: Dict[str, Record]) -> Outcome:
+def stop_timeline(events: Dict[str, Record]) -> List[Operation]:
     """The table's record first, then the stop event; then the window's end."""
-    run, lines = _timeline(driver, [Queue(*events["s"]), Queue(*events["e"]), AdvanceToNext()])
+    return [Queue(*events["s"]), Queue(*events["e"]), AdvanceToNext()]
+
+
+def stop_never_throttled(driver: Driver, events: Dict[str, Record]) -> Outcome:
+    run, lines = _timeline(driver, stop_timeline(events))
     violations = inv.stop_not_delayed(inv.trace_from_steps(run.steps))
     return bool(violations), lines + [f"  invariant 4 (stop_not_delayed): {v}"
                                       for v in violations]
