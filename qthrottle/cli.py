@@ -10,31 +10,38 @@ import argparse
 import json
 import random
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
-from qthrottle.cases import MAY_ALSO_BREAK, verdict_as_expected
+from qthrottle import diff, explore, mutate, selfcheck
+from qthrottle.common import (
+    EXIT_ERROR,
+    EXIT_FALSIFIED,
+    EXIT_HOLDS,
+    EXIT_UNKNOWN,
+    add_timeout,
+    target_from,
+)
+from qthrottle.explain import explain_lines
 from qthrottle.harness.build import BuildError
 from qthrottle.harness.extract import ExtractionError
 from qthrottle.harness.qemu_sources import add_fetch_command
-from qthrottle.harness.target import Target, bundled_cases, describe, resolve
-from qthrottle.model.invariants import INVARIANTS
+from qthrottle.harness.target import Target, bundled_cases, describe
+from qthrottle.model.lint import lint_extraction
+from qthrottle.model.qapi_schema import load_schema
 from qthrottle.model.timeline import format_ns
-from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS, prove_target
+from qthrottle.proofs.engine import prove_target
 from qthrottle.proofs.report import bounds, details, summary
-from qthrottle.stateful import (
-    PROFILES,
-    CompareKeys,
-    SearchResult,
-    format_timeline,
-    verify_target,
-)
-
-EXIT_HOLDS, EXIT_FALSIFIED, EXIT_ERROR, EXIT_UNKNOWN = 0, 1, 2, 3
+from qthrottle.reports import VerifyReport, target_lines, target_result, to_json, to_junit
+from qthrottle.selfcheck import DEFAULT_TIMEOUT_S as SELFCHECK_TIMEOUT_S
+from qthrottle.selfcheck import SelfcheckError, SelfcheckReport, run_selfcheck
+from qthrottle.stateful import PROFILES, verify_target
+from qthrottle.terminal import Painter, Phases
 
 
 def _target(args: argparse.Namespace) -> Target:
-    return resolve(args.target, Path(args.qapi_dir) if args.qapi_dir else None)
+    return target_from(args.target, args.qapi_dir)
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -79,64 +86,76 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return EXIT_HOLDS
 
 
-def _print_result(target: Target, result: SearchResult) -> None:
-    for number, name in INVARIANTS.items():
-        if number in result.falsified:
-            status = "FALSIFIED"
-        elif result.unknown:
-            status = "UNKNOWN"
-        else:
-            status = "PASS"
-        print(f"  {number}  {name:<62} {status}")
-    if result.unknown:
-        print(f"  UNKNOWN: {result.unknown}")
-    for number, example in sorted(result.falsified.items()):
-        print(f"\n  invariant {number} FALSIFIED ({len(example.steps)} operation(s)): "
-              f"{example.message}")
-        print("\n".join(format_timeline(example)))
-        timeline = [op for op in example.operations if not isinstance(op, CompareKeys)]
-        if timeline:
-            print(f"    replay (qthrottle.harness.driver.Driver.run): {timeline!r}")
-        if example.crash is not None:
-            print("    sanitizer / shim report:")
-            print("\n".join("      " + line for line in
-                            example.crash.report.strip().splitlines()[:12]))
+def _unwritable(args: argparse.Namespace) -> Optional[str]:
+    """Why a --json or --junit file could not be written, checked before the long run."""
+    for option, name in (("--json", args.json), ("--junit", args.junit)):
+        if name is not None and not Path(name).resolve().parent.is_dir():
+            return f"{option} {name}: no such directory {Path(name).resolve().parent}"
+        if name is not None and Path(name).is_dir():
+            return f"{option} {name}: is a directory"
+    return None
+
+
+def _write_reports(args: argparse.Namespace, report: VerifyReport) -> Optional[str]:
+    try:
+        if args.json is not None:
+            with open(args.json, "w", encoding="utf-8") as stream:
+                json.dump(to_json(report), stream, indent=2)
+                stream.write("\n")
+        if args.junit is not None:
+            to_junit(report).write(args.junit, encoding="utf-8", xml_declaration=True)
+    except OSError as error:
+        return f"cannot write the report: {error}"
+    return None
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check the invariants of one target, or of every bundled case against its expectation."""
+    problem = _unwritable(args)
+    if problem is not None:
+        print(f"qthrottle: error: {problem}", file=sys.stderr)
+        return EXIT_ERROR
     profile = PROFILES[args.profile]
     seed_value = args.seed if args.seed is not None else random.randrange(1 << 30)
     targets = [_target(args)] if args.target else bundled_cases()
+    paint, phases = Painter(sys.stdout), Phases(sys.stderr)
+    report = VerifyReport(seed_value, profile, args.timeout_ms, bundled=not args.target,
+                          strict=args.strict)
+    start = time.perf_counter()
+    crosshair: Optional[SelfcheckReport] = None
+    if args.explain:  # CrossHair checks the model, the same for every target: once
+        with phases.phase("CrossHair on the reference model's contracts (qthrottle selfcheck)"):
+            try:
+                crosshair = run_selfcheck(args.crosshair_timeout)
+            except SelfcheckError as error:
+                print(f"qthrottle: error: CrossHair: {error}", file=sys.stderr)
+                return EXIT_ERROR
     print(f"qthrottle verify: seed {seed_value}; stateful engine, {profile.describe()}")
     print(f"                  and z3 proofs, {bounds(args.timeout_ms)}")
-    falsified = unknown = unexpected = False
-    for target in targets:
-        print(f"\n== {target.name} ({target.monitor_c})")
-        result = verify_target(target, profile, seed_value)
-        print(f"   {result.searches} search(es) in {result.seconds:.1f} s")
-        _print_result(target, result)
-        proofs = prove_target(target, args.timeout_ms)
-        print("\n" + "\n".join(summary(proofs) + details(proofs)))
+    for index, target in enumerate(targets, 1):
+        print(f"\n== {target.name} ({target.monitor_c})", flush=True)
+        step = f"[{index}/{len(targets)}] {target.name}"
+        with phases.phase(f"{step}: stateful search, {profile.describe()}"):
+            search = verify_target(target, profile, seed_value)
+        with phases.phase(f"{step}: z3 proofs"):
+            proofs = prove_target(target, args.timeout_ms)
+        assert target.qapi_dir is not None  # both engines refuse a target without a schema
+        lint = lint_extraction(target.extract(), load_schema(target.qapi_dir))
         # Either engine's counterexample breaks an invariant; either's UNKNOWN is no pass.
-        broken = frozenset(result.falsified) | proofs.falsified
-        falsified |= bool(broken)
-        undecided = result.unknown is not None or proofs.unknown
-        unknown |= undecided
-        if target.expected_broken is not None and not args.target:
-            ok = verdict_as_expected(target.name, broken) and not undecided
-            unexpected |= not ok
-            meant = f"{sorted(target.expected_broken) or 'none'}"
-            if target.name in MAY_ALSO_BREAK:
-                meant += f" (may also break {sorted(MAY_ALSO_BREAK[target.name])})"
-            print(f"   meant to break: {meant}; broke: {sorted(broken) or 'none'} -> "
-                  + ("as expected" if ok else "NOT AS EXPECTED"))
+        result = target_result(report, target, search, proofs, lint)
+        print("\n".join(paint(line) for line in target_lines(result)), flush=True)
+        if args.explain:
+            print("\n" + "\n".join(explain_lines(report, result, crosshair)), flush=True)
+    report.seconds = time.perf_counter() - start
     print(f"\n(seed {seed_value}: rerun with --seed {seed_value} to reproduce)")
-    if not args.target:  # the bundled demo: every case gets the verdict it is meant to get
-        return EXIT_FALSIFIED if unexpected else EXIT_HOLDS
-    if falsified:
-        return EXIT_FALSIFIED
-    return EXIT_UNKNOWN if unknown else EXIT_HOLDS
+    if args.strict and report.warnings:
+        print(f"--strict: {report.warnings} policy lint warning(s) count as a failure")
+    problem = _write_reports(args, report)
+    if problem is not None:
+        print(f"qthrottle: error: {problem}", file=sys.stderr)
+        return EXIT_ERROR
+    # The bundled demo passes when every case gets the verdict it is meant to get.
+    return report.exit_code
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
@@ -149,19 +168,6 @@ def cmd_prove(args: argparse.Namespace) -> int:
     if report.falsified:
         return EXIT_FALSIFIED
     return EXIT_UNKNOWN if report.unknown else EXIT_HOLDS
-
-
-def _timeout_ms(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be a positive number of milliseconds")
-    return value
-
-
-def _add_timeout(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--timeout-ms", type=_timeout_ms, default=DEFAULT_TIMEOUT_MS,
-                         metavar="N",
-                         help=f"z3 timeout per solver query (default {DEFAULT_TIMEOUT_MS})")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -189,13 +195,29 @@ def parser() -> argparse.ArgumentParser:
         "engine and z3 proofs)",
         description="TARGET is a QEMU tree, a monitor.c file or a case-study name; "
         "without TARGET, every bundled case is checked against the verdict it is meant "
-        "to get. Exit: 0 holds, 1 falsified, 2 input or tool error, 3 unknown.")
+        "to get. Policy lint warnings are printed and reported; they fail the run only "
+        "with --strict. Exit: 0 holds, 1 falsified (or a lint warning under --strict), "
+        "2 input or tool error, 3 unknown.")
     verify.add_argument("target", metavar="TARGET", nargs="?")
     verify.add_argument("--qapi-dir", metavar="DIR",
                         help="QAPI schema directory (default: the tree's qapi/)")
     verify.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     verify.add_argument("--seed", type=int, help="seed of the search (printed when not given)")
-    _add_timeout(verify)
+    add_timeout(verify)
+    verify.add_argument("--explain", action="store_true",
+                        help="also print, per target, the invariant x engine table: which "
+                        "engines check each invariant, on what bound, with what result "
+                        "(runs CrossHair on the reference model once; its result does not "
+                        "change the exit code: see qthrottle selfcheck)")
+    verify.add_argument("--crosshair-timeout", type=float, default=SELFCHECK_TIMEOUT_S,
+                        metavar="S", help="with --explain: CrossHair's CPU seconds per "
+                        f"condition (default {SELFCHECK_TIMEOUT_S:g})")
+    verify.add_argument("--strict", action="store_true",
+                        help="policy lint warnings fail the run (exit 1) when nothing else did")
+    verify.add_argument("--json", metavar="FILE",
+                        help="also write the report as JSON (docs/report.schema.json)")
+    verify.add_argument("--junit", metavar="FILE",
+                        help="also write JUnit XML: a testcase per target x invariant")
     verify.set_defaults(func=cmd_verify)
 
     prove = sub.add_parser(
@@ -206,10 +228,12 @@ def parser() -> argparse.ArgumentParser:
     prove.add_argument("target", metavar="TARGET")
     prove.add_argument("--qapi-dir", metavar="DIR",
                        help="QAPI schema directory (default: the tree's qapi/)")
-    _add_timeout(prove)
+    add_timeout(prove)
     prove.set_defaults(func=cmd_prove)
 
     add_fetch_command(sub)
+    for module in (diff, explore, mutate, selfcheck):
+        module.add_command(sub)
     return top
 
 
