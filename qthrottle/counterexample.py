@@ -167,6 +167,7 @@ def qmp_message(event: str, data: EventData, ns: int) -> Dict[str, Any]:
 
 @dataclass
 class QmpEvents:
+    compared: List[Dict[str, Any]] = field(default_factory=list)  # hash/equal called directly
     queued: List[Dict[str, Any]] = field(default_factory=list)
     emitted: List[Dict[str, Any]] = field(default_factory=list)  # by the C
 
@@ -175,6 +176,9 @@ def qmp_events(records: Sequence[StepRecord]) -> QmpEvents:
     events = QmpEvents()
     for record in records:
         op = record.operation
+        if isinstance(op, CompareKeys):
+            events.compared += [qmp_message(key[0], key[1], record.before)
+                                for key in (op.a, op.b, op.c) if key is not None]
         if isinstance(op, Queue):
             events.queued.append(qmp_message(op.event, op.data, record.before))
         events.emitted += [qmp_message(e.event, e.data, e.t) for e in record.c_emitted]
@@ -202,6 +206,9 @@ def render(counterexample: Counterexample, replayed: Replay,
     lines += replayed.report()
     events = qmp_events(replayed.records)
     lines.append("    QMP events (JSON; timestamps in virtual time):")
+    if events.compared:
+        lines.append("      compared (a, b[, c] in order: the hash and equality callbacks called on them):")
+        lines += [f"        {json.dumps(message)}" for message in events.compared]
     for title, messages in (("queued", events.queued), ("emitted by the C", events.emitted)):
         lines.append(f"      {title}:" + ("" if messages else " none"))
         lines += [f"        {json.dumps(message)}" for message in messages]
