@@ -35,7 +35,7 @@ from qthrottle.proofs.engine import prove_target
 from qthrottle.proofs.report import bounds, details, summary
 from qthrottle.reports import VerifyReport, target_lines, target_result, to_json, to_junit
 from qthrottle.selfcheck import DEFAULT_TIMEOUT_S as SELFCHECK_TIMEOUT_S
-from qthrottle.selfcheck import SelfcheckError, SelfcheckReport, run_selfcheck
+from qthrottle.selfcheck import SelfcheckError, SelfcheckReport, positive, run_selfcheck
 from qthrottle.stateful import PROFILES, verify_target
 from qthrottle.terminal import Painter, Phases
 
@@ -209,7 +209,7 @@ def parser() -> argparse.ArgumentParser:
                         "engines check each invariant, on what bound, with what result "
                         "(runs CrossHair on the reference model once; its result does not "
                         "change the exit code: see qthrottle selfcheck)")
-    verify.add_argument("--crosshair-timeout", type=float, default=SELFCHECK_TIMEOUT_S,
+    verify.add_argument("--crosshair-timeout", type=positive(float), default=SELFCHECK_TIMEOUT_S,
                         metavar="S", help="with --explain: CrossHair's CPU seconds per "
                         f"condition (default {SELFCHECK_TIMEOUT_S:g})")
     verify.add_argument("--strict", action="store_true",

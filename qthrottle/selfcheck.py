@@ -357,7 +357,7 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         try:
             value = kind(text)
@@ -379,11 +379,11 @@ def add_command(sub: argparse._SubParsersAction[Any]) -> None:
         "caught; 1 a counterexample in model/, or a seeded bug missed (the checker failed to "
         "fail); 2 CrossHair could not run or crashed; 3 no counterexample, every seeded bug "
         "caught, but some model condition only exhausted its budget.")
-    command.add_argument("--per-condition-timeout", type=_positive(float),
+    command.add_argument("--per-condition-timeout", type=positive(float),
                          default=DEFAULT_TIMEOUT_S, metavar="S",
                          help=f"CrossHair's CPU seconds per condition (default "
                          f"{DEFAULT_TIMEOUT_S:g})")
-    command.add_argument("--jobs", type=_positive(int), default=DEFAULT_JOBS, metavar="N",
+    command.add_argument("--jobs", type=positive(int), default=DEFAULT_JOBS, metavar="N",
                          help=f"CrossHair processes at once (default {DEFAULT_JOBS})")
     command.add_argument("--json", action="store_true", help="machine-readable output")
     command.set_defaults(func=cmd_selfcheck)
