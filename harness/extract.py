@@ -84,16 +84,23 @@ class Extraction:
         return "".join(parts)
 
 
-def _text(node: Node) -> str:
-    return node.text.decode("utf-8") if node.text is not None else ""
+def node_text(node: Optional[Node]) -> str:
+    """A syntax node's source text ("" for none)."""
+    return node.text.decode("utf-8") if node is not None and node.text is not None else ""
 
 
-def _walk(node: Node) -> Iterator[Node]:
+def walk(node: Node) -> Iterator[Node]:
+    """Every node under @node, @node first, in source order."""
     stack = [node]
     while stack:
         current = stack.pop()
         yield current
         stack.extend(reversed(current.children))
+
+
+def named_children(node: Node) -> List[Node]:
+    """A node's named children, comments left out."""
+    return [c for c in node.named_children if c.type != "comment"]
 
 
 def _declared_names(declarator: Optional[Node]) -> List[str]:
@@ -102,7 +109,7 @@ def _declared_names(declarator: Optional[Node]) -> List[str]:
         if declarator.type == "function_declarator":
             return []
         declarator = declarator.child_by_field_name("declarator")
-    return [_text(declarator)] if declarator is not None else []
+    return [node_text(declarator)] if declarator is not None else []
 
 
 def _function_name(node: Node) -> Optional[str]:
@@ -110,7 +117,7 @@ def _function_name(node: Node) -> Optional[str]:
     while declarator is not None:
         if declarator.type == "function_declarator":
             inner = declarator.child_by_field_name("declarator")
-            return _text(inner) if inner is not None and inner.type == "identifier" else None
+            return node_text(inner) if inner is not None and inner.type == "identifier" else None
         declarator = declarator.child_by_field_name("declarator")
     return None
 
@@ -145,7 +152,7 @@ def _index(root: Node) -> Dict[str, _Definition]:
             if spec is not None and spec.type == "struct_specifier":
                 tag = spec.child_by_field_name("name")
                 if tag is not None:
-                    index.setdefault("struct " + _text(tag), _Definition(node, "type"))
+                    index.setdefault("struct " + node_text(tag), _Definition(node, "type"))
         elif node.type == "declaration":
             for declarator in node.children_by_field_name("declarator"):
                 for name in _declared_names(declarator):
@@ -154,36 +161,36 @@ def _index(root: Node) -> Dict[str, _Definition]:
             if spec is not None and spec.type == "struct_specifier" and spec.child_by_field_name("body"):
                 tag = spec.child_by_field_name("name")
                 if tag is not None:
-                    index.setdefault("struct " + _text(tag), _Definition(node, "type"))
+                    index.setdefault("struct " + node_text(tag), _Definition(node, "type"))
     return index
 
 
 def _references(node: Node) -> Set[str]:
     names: Set[str] = set()
-    for sub in _walk(node):
+    for sub in walk(node):
         if sub.type in ("identifier", "type_identifier"):
-            names.add(_text(sub))
+            names.add(node_text(sub))
         elif sub.type == "struct_specifier" and sub.child_by_field_name("body") is None:
             tag = sub.child_by_field_name("name")
             if tag is not None:
-                names.add("struct " + _text(tag))
+                names.add("struct " + node_text(tag))
     return names
 
 
 def _calls(node: Node, callee: str) -> List[List[Node]]:
     """Argument lists of every call to @callee inside @node."""
     found = []
-    for sub in _walk(node):
+    for sub in walk(node):
         if sub.type == "call_expression":
             function = sub.child_by_field_name("function")
             args = sub.child_by_field_name("arguments")
-            if function is not None and _text(function) == callee and args is not None:
+            if function is not None and node_text(function) == callee and args is not None:
                 found.append([a for a in args.named_children if a.type != "comment"])
     return found
 
 
 def _first_error(node: Node) -> Optional[Node]:
-    for sub in _walk(node):
+    for sub in walk(node):
         if sub.type == "ERROR" or sub.is_missing:
             return sub
     return None
@@ -192,15 +199,15 @@ def _first_error(node: Node) -> Optional[Node]:
 def _eval_rate(node: Node, path: Path) -> int:
     kind = node.type
     if kind == "number_literal":
-        return int(_text(node).rstrip("uUlL"), 0)
-    if kind == "identifier" and _text(node) in TIME_CONSTANTS:
-        return TIME_CONSTANTS[_text(node)]
+        return int(node_text(node).rstrip("uUlL"), 0)
+    if kind == "identifier" and node_text(node) in TIME_CONSTANTS:
+        return TIME_CONSTANTS[node_text(node)]
     if kind == "parenthesized_expression":
         return _eval_rate(node.named_children[0], path)
     if kind == "binary_expression":
         left = _eval_rate(node.child_by_field_name("left"), path)  # type: ignore[arg-type]
         right = _eval_rate(node.child_by_field_name("right"), path)  # type: ignore[arg-type]
-        operator = _text(node.child_by_field_name("operator"))  # type: ignore[arg-type]
+        operator = node_text(node.child_by_field_name("operator"))
         if operator == "*":
             return left * right
         if operator == "+":
@@ -210,13 +217,13 @@ def _eval_rate(node: Node, path: Path) -> int:
         if operator == "/" and right:
             return left // right
     raise ExtractionError(
-        f"{path}:{node.start_point[0] + 1}: cannot evaluate the rate '{_text(node)}'")
+        f"{path}:{node.start_point[0] + 1}: cannot evaluate the rate '{node_text(node)}'")
 
 
 def _rate_table(node: Node, path: Path) -> Optional[Dict[str, int]]:
     """event -> rate from `conf[QAPI_EVENT__MAX] = { [QAPI_EVENT_X] = { rate }, ... }`."""
     rates: Dict[str, int] = {}
-    pairs = [n for n in _walk(node) if n.type == "initializer_pair"]
+    pairs = [n for n in walk(node) if n.type == "initializer_pair"]
     if not pairs:
         return None
     for pair in pairs:
@@ -224,7 +231,7 @@ def _rate_table(node: Node, path: Path) -> Optional[Dict[str, int]]:
         value = pair.child_by_field_name("value")
         if designator is None or designator.type != "subscript_designator" or value is None:
             continue
-        event = _text(designator.named_children[0])
+        event = node_text(designator.named_children[0])
         if not event.startswith(EVENT_PREFIX):
             return None
         inner = value.named_children[0] if value.type == "initializer_list" else value
@@ -281,7 +288,7 @@ def extract(path: Path) -> Extraction:
     # A file cut short ends inside a definition; said when something is missing.
     end = len(data.rstrip())
     truncated = root.has_error and any(
-        (n.type == "ERROR" or n.is_missing) and n.end_byte >= end for n in _walk(root))
+        (n.type == "ERROR" or n.is_missing) and n.end_byte >= end for n in walk(root))
     hint = " (the file ends inside a definition: truncated, or not C?)" if truncated else ""
 
     def definition(name: str, role: str) -> Node:
@@ -312,18 +319,18 @@ def extract(path: Path) -> Extraction:
         return calls[0]
 
     lookup_args = one_call(queue, "g_hash_table_lookup", "the throttle table")
-    table_variable = _text(lookup_args[0])
+    table_variable = node_text(lookup_args[0])
     timer_args = next((args for callee in ("timer_new_ns", "timer_new_ms", "timer_new")
                        for args in _calls(queue, callee)), None)
     if timer_args is None or len(timer_args) < 2:
         raise ExtractionError(f"{path}: the queue function arms no timer (timer_new_ns){hint}")
-    handler_name = _text(timer_args[1])
+    handler_name = node_text(timer_args[1])
     record_args = next((args for callee in ("g_new", "g_new0")
                         for args in _calls(queue, callee)), None)
     if record_args is None:
         raise ExtractionError(
             f"{path}: the queue function allocates no state record (g_new){hint}")
-    record_type = _text(record_args[0])
+    record_type = node_text(record_args[0])
 
     init_name = hash_name = equal_name = None
     for name, found in index.items():
@@ -334,8 +341,8 @@ def extract(path: Path) -> Extraction:
                 parent = args[0].parent.parent if args else None  # type: ignore[union-attr]
                 assignment = parent.parent if parent is not None else None
                 if (assignment is not None and assignment.type == "assignment_expression"
-                        and _text(assignment.child_by_field_name("left")) == table_variable):  # type: ignore[arg-type]
-                    init_name, hash_name, equal_name = name, _text(args[0]), _text(args[1])
+                        and node_text(assignment.child_by_field_name("left")) == table_variable):
+                    init_name, hash_name, equal_name = name, node_text(args[0]), node_text(args[1])
     if init_name is None or hash_name is None or equal_name is None:
         raise ExtractionError(
             f"{path}: no function creates the throttle table '{table_variable}' "
@@ -390,16 +397,16 @@ def extract(path: Path) -> Extraction:
             head = data[found.node.start_byte:body.start_byte]  # type: ignore[union-attr]
             prototype = head.decode("utf-8").rstrip() + ";"
         chunks.append(Chunk(name, found.kind, found.node.start_point[0] + 1,
-                            _text(found.node), prototype))
+                            node_text(found.node), prototype))
 
     identifiers: Set[str] = set()
     calls: Set[str] = set()
     for chunk_name in wanted:
         node = index[chunk_name].node
         identifiers |= _references(node)
-        for sub in _walk(node):
+        for sub in walk(node):
             if sub.type == "call_expression":
-                calls.add(_text(sub.child_by_field_name("function")))  # type: ignore[arg-type]
+                calls.add(node_text(sub.child_by_field_name("function")))
     events = sorted({n[len(EVENT_PREFIX):] for n in identifiers
                      if n.startswith(EVENT_PREFIX) and n != EVENT_PREFIX + "_MAX"}
                     | set(rates))

@@ -27,10 +27,11 @@ from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Set, Tup
 import tree_sitter_c
 from tree_sitter import Language, Node, Parser
 
-from qthrottle.harness.extract import EVENT_PREFIX, Extraction
 from qthrottle.model.qapi_schema import Catalog, Member
 from qthrottle.proofs.space import member_kind
 from qthrottle.proofs.translate import IGNORED_CALLS
+
+from .extract import EVENT_PREFIX, Extraction, named_children, node_text, walk
 
 _C = Language(tree_sitter_c.language())
 
@@ -96,29 +97,13 @@ def _one_line(text: str, limit: int = 72) -> str:
     return flat if len(flat) <= limit else flat[:limit - 3] + "..."
 
 
-def _text(node: Optional[Node]) -> str:
-    return node.text.decode("utf-8") if node is not None and node.text is not None else ""
-
-
-def _walk(node: Node) -> Iterator[Node]:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(reversed(current.children))
-
-
-def _named(node: Node) -> List[Node]:
-    return [c for c in node.named_children if c.type != "comment"]
-
-
 def _callee(call: Node) -> str:
-    return _text(call.child_by_field_name("function"))
+    return node_text(call.child_by_field_name("function"))
 
 
 def _arguments(call: Node) -> List[Node]:
     args = call.child_by_field_name("arguments")
-    return _named(args) if args is not None else []
+    return named_children(args) if args is not None else []
 
 
 def _not_mutated(node: Node) -> bool:
@@ -144,11 +129,11 @@ def _function_name(node: Node) -> Optional[str]:
     while declarator is not None and declarator.type != "function_declarator":
         declarator = declarator.child_by_field_name("declarator")
     inner = declarator.child_by_field_name("declarator") if declarator is not None else None
-    return _text(inner) if inner is not None and inner.type == "identifier" else None
+    return node_text(inner) if inner is not None and inner.type == "identifier" else None
 
 
 def _definition_at(root: Node, name: str, line: int, kinds: Sequence[str]) -> Optional[Node]:
-    for node in _walk(root):
+    for node in walk(root):
         if node.type in kinds and node.start_point[0] == line - 1 and (
                 node.type != "function_definition" or _function_name(node) == name):
             return node
@@ -190,7 +175,7 @@ class _Sites:
             if tokens in seen:
                 continue
             seen.add(tokens)
-            calls = frozenset(_callee(n) for n in _walk(subject) if n.type == "call_expression")
+            calls = frozenset(_callee(n) for n in walk(subject) if n.type == "call_expression")
             line = self.data[:start].count(b"\n") + 1
             result.append(Mutant(f"m{len(result) + 1:03d}", operator, role, function, line,
                                  start, end, replacement, self.data[start:end].decode("utf-8"),
@@ -206,19 +191,19 @@ def _tokens(source: str) -> Tuple[str, ...]:
 
 
 def _negation(expression: Node) -> str:
-    if expression.type == "unary_expression" and _text(
+    if expression.type == "unary_expression" and node_text(
             expression.child_by_field_name("operator")) == "!":
-        return _text(expression.child_by_field_name("argument"))
+        return node_text(expression.child_by_field_name("argument"))
     if expression.type in ("identifier", "call_expression", "field_expression",
                            "parenthesized_expression"):
-        return "!" + _text(expression)
-    return f"!({_text(expression)})"
+        return "!" + node_text(expression)
+    return f"!({node_text(expression)})"
 
 
 def _condition(node: Node) -> Optional[Node]:
     condition = node.child_by_field_name("condition")
     if condition is not None and condition.type == "parenthesized_expression":
-        inner = _named(condition)
+        inner = named_children(condition)
         return inner[0] if inner else None
     return condition
 
@@ -233,8 +218,8 @@ def _guard_events(node: Node) -> List[str]:
             alternative = parent.child_by_field_name("alternative")
             in_else = alternative is not None and alternative.start_byte <= node.start_byte
             if condition is not None and not in_else:
-                names = [_text(n)[len(EVENT_PREFIX):] for n in _walk(condition)
-                         if n.type == "identifier" and _text(n).startswith(EVENT_PREFIX)]
+                names = [node_text(n)[len(EVENT_PREFIX):] for n in walk(condition)
+                         if n.type == "identifier" and node_text(n).startswith(EVENT_PREFIX)]
                 if names:
                     return list(dict.fromkeys(names))
         current = parent
@@ -244,8 +229,8 @@ def _guard_events(node: Node) -> List[str]:
 def _member_read(node: Node, function: Node) -> Optional[Tuple[Node, str, str]]:
     """(getter call, member, getter) read by @node: the call itself or a local set from it."""
     if node.type == "identifier":
-        for sub in _walk(function):
-            if sub.type == "init_declarator" and _declared(sub) == _text(node):
+        for sub in walk(function):
+            if sub.type == "init_declarator" and _declared(sub) == node_text(node):
                 value = sub.child_by_field_name("value")
                 return _member_read(value, function) if value is not None else None
         return None
@@ -263,11 +248,11 @@ def _declared(declarator: Node) -> str:
     target: Optional[Node] = declarator.child_by_field_name("declarator")
     while target is not None and target.type != "identifier":
         target = target.child_by_field_name("declarator")
-    return _text(target)
+    return node_text(target)
 
 
 def _literal(node: Node) -> str:
-    return "".join(_text(c) for c in node.named_children if c.type == "string_content")
+    return "".join(node_text(c) for c in node.named_children if c.type == "string_content")
 
 
 def _quoted(text: str) -> str:
@@ -308,7 +293,7 @@ def _function_sites(sites: _Sites, role: str, name: str, function: Node) -> None
             if condition is not None:
                 sites.replace(NEGATE, role, name, condition, _negation(condition))
         if kind == "binary_expression":
-            operator = _text(node.child_by_field_name("operator"))
+            operator = node_text(node.child_by_field_name("operator"))
             left, right = node.child_by_field_name("left"), node.child_by_field_name("right")
             if left is None or right is None:
                 continue
@@ -318,8 +303,8 @@ def _function_sites(sites: _Sites, role: str, name: str, function: Node) -> None
             if operator in ORDERED_OPERATORS:
                 middle = data[left.end_byte:right.start_byte].decode("utf-8")
                 sites.add(SWAP, role, name, node, left.start_byte, right.end_byte,
-                          _text(right) + middle + _text(left))
-        elif kind == "unary_expression" and _text(node.child_by_field_name("operator")) == "!":
+                          node_text(right) + middle + node_text(left))
+        elif kind == "unary_expression" and node_text(node.child_by_field_name("operator")) == "!":
             sites.replace(NEGATE, role, name, node, _negation(node))
         elif kind == "if_statement":
             consequence = node.child_by_field_name("consequence")
@@ -334,9 +319,9 @@ def _function_sites(sites: _Sites, role: str, name: str, function: Node) -> None
             for branch in ("consequence", "alternative"):
                 kept = node.child_by_field_name(branch)
                 if kept is not None:
-                    sites.replace(DROP_BRANCH, role, name, node, f"({_text(kept)})")
+                    sites.replace(DROP_BRANCH, role, name, node, f"({node_text(kept)})")
         elif kind == "expression_statement":
-            expression = _named(node)
+            expression = named_children(node)
             if not expression or _not_mutated(expression[0]):
                 continue
             callee = _callee(expression[0]) if expression[0].type == "call_expression" else ""
@@ -363,7 +348,7 @@ def _call_sites(sites: _Sites, role: str, name: str, call: Node, function: Node)
         first, second = args[0], args[1]
         middle = sites.data[first.end_byte:second.start_byte].decode("utf-8")
         sites.add(SWAP, role, name, call, first.start_byte, second.end_byte,
-                  _text(second) + middle + _text(first))
+                  node_text(second) + middle + node_text(first))
         for literal, other_side in ((first, second), (second, first)):
             compared = _member_read(other_side, function)
             if literal.type != "string_literal" or compared is None:
@@ -375,19 +360,19 @@ def _call_sites(sites: _Sites, role: str, name: str, call: Node, function: Node)
 
 
 def _rate_sites(sites: _Sites, table: Node, name: str) -> None:
-    for pair in _walk(table):
+    for pair in walk(table):
         designator = pair.child_by_field_name("designator") \
             if pair.type == "initializer_pair" else None
         value = pair.child_by_field_name("value")
         if designator is None or value is None or designator.type != "subscript_designator":
             continue
-        inner = _named(value)[0] if value.type == "initializer_list" and _named(value) else value
+        inner = named_children(value)[0] if value.type == "initializer_list" and named_children(value) else value
         if inner.type == "initializer_pair":  # { .rate = N }
             inner = inner.child_by_field_name("value") or inner
-        if not re.fullmatch(r"0+[uUlL]*", _text(inner)):
-            sites.replace(CHANGE_RATE, RATE_ROLE, name, inner, f"({_text(inner)}) * 2",
+        if not re.fullmatch(r"0+[uUlL]*", node_text(inner)):
+            sites.replace(CHANGE_RATE, RATE_ROLE, name, inner, f"({node_text(inner)}) * 2",
                           subject=pair)
-            sites.replace(CHANGE_RATE, RATE_ROLE, name, inner, f"({_text(inner)}) / 2",
+            sites.replace(CHANGE_RATE, RATE_ROLE, name, inner, f"({node_text(inner)}) / 2",
                           subject=pair)
         end = pair.end_byte
         following = pair.next_sibling

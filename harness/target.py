@@ -3,12 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, FrozenSet, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, FrozenSet, List, Optional, Tuple
 
 from qthrottle.cases import EXPECTED, SCHEMA_DIR, case_path
 
 from .build import Build, build
 from .extract import Extraction, ExtractionError, extract
+
+if TYPE_CHECKING:  # the model imports the harness: no import cycle at run time
+    from qthrottle.model.qapi_schema import Catalog
 
 
 @dataclass(frozen=True)
@@ -24,12 +27,16 @@ class Target:
         return extract(self.monitor_c)
 
     def schema_events(self) -> Tuple[str, ...]:
-        if self.qapi_dir is None:
-            return ()
+        return () if self.qapi_dir is None else tuple(self.catalog().events)
+
+    def catalog(self, missing: str = "pass --qapi-dir") -> Catalog:
+        """The target's QAPI schema; a missing or unreadable one is an input error."""
         from qthrottle.model.qapi_schema import SchemaError, load_schema
 
+        if self.qapi_dir is None:
+            raise ExtractionError(f"{self.name}: no QAPI schema found: {missing}")
         try:
-            return tuple(load_schema(self.qapi_dir).events)
+            return load_schema(self.qapi_dir)
         except SchemaError as error:
             raise ExtractionError(f"cannot read the QAPI schema: {error}") from None
 

@@ -37,7 +37,7 @@ from typing import Any, Optional
 
 from tree_sitter import Node
 
-from qthrottle.harness.extract import EVENT_PREFIX, Extraction, function_node
+from qthrottle.harness.extract import EVENT_PREFIX, Extraction, function_node, node_text, walk
 from qthrottle.model.timeline import EventData
 
 ALL_EVENTS = "*"  # attribution of a read under no event condition
@@ -88,7 +88,7 @@ def member_reads(extraction: Extraction) -> tuple[MemberRead, ...]:
         function = function_node(extraction, extraction.roles[role])
         params = _parameter_aliases(function)
         for call, member, dict_arg in _reader_calls(function):
-            variable = next((_text(n) for n in _walk(dict_arg) if n.type == "identifier"), "")
+            variable = next((node_text(n) for n in walk(dict_arg) if n.type == "identifier"), "")
             reads.append(MemberRead(role, member, _events_for(call), params.get(variable),
                                     call.start_point[0] + 1))
     return tuple(reads)
@@ -134,34 +134,22 @@ def _expand(events: frozenset[str], rates: Mapping[str, int]) -> set[str]:
 
 # ------------------------------------------------------------- syntax scan
 
-def _text(node: Node) -> str:
-    return node.text.decode("utf-8") if node.text is not None else ""
-
-
-def _walk(node: Node) -> Iterator[Node]:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(reversed(current.children))
-
-
 def _string_literal(node: Node) -> Optional[str]:
     if node.type != "string_literal":
         return None
-    return "".join(_text(c) for c in node.named_children if c.type == "string_content")
+    return "".join(node_text(c) for c in node.named_children if c.type == "string_content")
 
 
 def _reader_calls(function: Node) -> Iterator[tuple[Node, str, Node]]:
     """(call, member, dict argument) for each qdict_get*/qdict_haskey with a literal member."""
-    for node in _walk(function):
+    for node in walk(function):
         if node.type != "call_expression":
             continue
         callee = node.child_by_field_name("function")
         args = node.child_by_field_name("arguments")
         if callee is None or args is None:
             continue
-        name = _text(callee)
+        name = node_text(callee)
         if not (name.startswith("qdict_get") or name == "qdict_haskey"):
             continue
         arguments = [a for a in args.named_children if a.type != "comment"]
@@ -182,7 +170,7 @@ def _parameter_aliases(function: Node) -> dict[str, int]:
         name = _declared_name(param.child_by_field_name("declarator"))
         if name:
             aliases[name] = index
-    for node in _walk(function):
+    for node in walk(function):
         target: Optional[Node] = None
         value: Optional[Node] = None
         if node.type == "init_declarator":
@@ -191,7 +179,7 @@ def _parameter_aliases(function: Node) -> dict[str, int]:
         elif node.type == "assignment_expression":  # `x = a`, not `x->f = a`
             target, value = node.child_by_field_name("left"), node.child_by_field_name("right")
             target = target if target is not None and target.type == "identifier" else None
-        source = next((_text(n) for n in _walk(value) if n.type == "identifier"), None) \
+        source = next((node_text(n) for n in walk(value) if n.type == "identifier"), None) \
             if value is not None else None
         name = _declared_name(target)
         if name and source in aliases:
@@ -202,7 +190,7 @@ def _parameter_aliases(function: Node) -> dict[str, int]:
 def _declared_name(declarator: Optional[Node]) -> Optional[str]:
     while declarator is not None and declarator.type != "identifier":
         declarator = declarator.child_by_field_name("declarator")
-    return _text(declarator) if declarator is not None else None
+    return node_text(declarator) if declarator is not None else None
 
 
 def _within(node: Node, ancestor: Optional[Node]) -> bool:
@@ -213,16 +201,16 @@ def _within(node: Node, ancestor: Optional[Node]) -> bool:
 def _events_compared(condition: Node) -> set[str]:
     """QAPI events that appear as an operand of == in @condition."""
     events: set[str] = set()
-    for node in _walk(condition):
+    for node in walk(condition):
         operator = node.child_by_field_name("operator") if node.type == "binary_expression" \
             else None
-        if operator is None or _text(operator) != "==":
+        if operator is None or node_text(operator) != "==":
             continue
         for side in ("left", "right"):
             operand = node.child_by_field_name(side)
             if operand is not None and operand.type == "identifier" \
-                    and _text(operand).startswith(EVENT_PREFIX):
-                events.add(_text(operand)[len(EVENT_PREFIX):])
+                    and node_text(operand).startswith(EVENT_PREFIX):
+                events.add(node_text(operand)[len(EVENT_PREFIX):])
     return events
 
 
@@ -232,8 +220,8 @@ def _case_events(case: Node) -> set[str]:
     label: Optional[Node] = case
     while label is not None and label.type == "case_statement":
         value = label.child_by_field_name("value")
-        if value is not None and _text(value).startswith(EVENT_PREFIX):
-            events.add(_text(value)[len(EVENT_PREFIX):])
+        if value is not None and node_text(value).startswith(EVENT_PREFIX):
+            events.add(node_text(value)[len(EVENT_PREFIX):])
         label = label.prev_named_sibling
         if label is not None and label.type == "case_statement" and any(
                 c.type.endswith("statement") or c.type == "declaration"

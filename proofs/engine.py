@@ -15,10 +15,10 @@ import z3
 
 from qthrottle.harness.build import BuildError, build
 from qthrottle.harness.driver import Driver, DriverError
-from qthrottle.harness.extract import Extraction, ExtractionError
+from qthrottle.harness.extract import Extraction
 from qthrottle.harness.target import Target
 from qthrottle.model.ghash import Record
-from qthrottle.model.qapi_schema import Catalog, SchemaError, load_schema
+from qthrottle.model.qapi_schema import Catalog
 
 from .callbacks import Callbacks
 from .execution import Unsupported
@@ -149,13 +149,8 @@ def replay_counterexamples(report: ProofReport, extraction: Extraction,
 def prove_target(target: Target, timeout_ms: int = DEFAULT_TIMEOUT_MS,
                  replay_in_c: bool = True) -> ProofReport:
     """Extract a target, prove its invariants, replay counterexamples against its C."""
-    if target.qapi_dir is None:
-        raise ExtractionError(f"{target.name}: no QAPI schema found: pass --qapi-dir")
+    catalog = target.catalog()
     extraction = target.extract()
-    try:
-        catalog = load_schema(target.qapi_dir)
-    except SchemaError as error:
-        raise ExtractionError(f"cannot read the QAPI schema: {error}") from None
     report = prove(extraction, catalog, target.name, timeout_ms)
     if replay_in_c:
         replay_counterexamples(report, extraction, catalog)

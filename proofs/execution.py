@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import z3
-from tree_sitter import Node
+
+from qthrottle.harness.extract import named_children, node_text
 
 from .space import SymbolicRecord
 from .values import CType, Value, merge
@@ -26,6 +27,9 @@ class Unsupported(Exception):
         super().__init__(f"{where}: unsupported C construct: {construct}")
         self.where = where
         self.construct = construct
+
+
+text, named = node_text, named_children  # the names the translation reads best with
 
 
 @dataclass
@@ -69,14 +73,6 @@ def satisfiable(term: Term) -> bool:
     solver.set("timeout", 2000)
     solver.add(term)
     return bool(solver.check() != z3.unsat)
-
-
-def text(node: Optional[Node]) -> str:
-    return node.text.decode("utf-8") if node is not None and node.text is not None else ""
-
-
-def named(node: Node) -> List[Node]:
-    return [c for c in node.named_children if c.type != "comment"]
 
 
 @dataclass

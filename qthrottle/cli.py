@@ -20,6 +20,7 @@ from qthrottle.common import (
     EXIT_FALSIFIED,
     EXIT_HOLDS,
     EXIT_UNKNOWN,
+    add_qapi_dir,
     add_timeout,
     target_from,
 )
@@ -29,7 +30,6 @@ from qthrottle.harness.extract import ExtractionError
 from qthrottle.harness.qemu_sources import add_fetch_command
 from qthrottle.harness.target import Target, bundled_cases, describe
 from qthrottle.model.lint import lint_extraction
-from qthrottle.model.qapi_schema import load_schema
 from qthrottle.model.timeline import format_ns
 from qthrottle.proofs.engine import prove_target
 from qthrottle.proofs.report import bounds, details, summary
@@ -139,8 +139,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             search = verify_target(target, profile, seed_value)
         with phases.phase(f"{step}: z3 proofs"):
             proofs = prove_target(target, args.timeout_ms)
-        assert target.qapi_dir is not None  # both engines refuse a target without a schema
-        lint = lint_extraction(target.extract(), load_schema(target.qapi_dir))
+        lint = lint_extraction(target.extract(), target.catalog())
         # Either engine's counterexample breaks an invariant; either's UNKNOWN is no pass.
         result = target_result(report, target, search, proofs, lint)
         print("\n".join(paint(line) for line in target_lines(result)), flush=True)
@@ -181,8 +180,7 @@ def parser() -> argparse.ArgumentParser:
         "extract", help="show the throttle code found in a monitor.c and build its driver",
         description="TARGET is a case-study name, a QEMU tree or a monitor.c file.")
     extract.add_argument("target", metavar="TARGET")
-    extract.add_argument("--qapi-dir", metavar="DIR",
-                         help="QAPI schema directory (default: the tree's qapi/)")
+    add_qapi_dir(extract)
     extract.add_argument("--build", action="store_true",
                          help="also compile the sanitized driver (cached)")
     extract.add_argument("--source", action="store_true",
@@ -199,8 +197,7 @@ def parser() -> argparse.ArgumentParser:
         "with --strict. Exit: 0 holds, 1 falsified (or a lint warning under --strict), "
         "2 input or tool error, 3 unknown.")
     verify.add_argument("target", metavar="TARGET", nargs="?")
-    verify.add_argument("--qapi-dir", metavar="DIR",
-                        help="QAPI schema directory (default: the tree's qapi/)")
+    add_qapi_dir(verify)
     verify.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     verify.add_argument("--seed", type=int, help="seed of the search (printed when not given)")
     add_timeout(verify)
@@ -226,8 +223,7 @@ def parser() -> argparse.ArgumentParser:
         "invariants 1, 2, 3, 4 and 7 for every valid event, replaying each counterexample "
         "against the C. Exit: 0 proved, 1 falsified, 2 input or tool error, 3 unknown.")
     prove.add_argument("target", metavar="TARGET")
-    prove.add_argument("--qapi-dir", metavar="DIR",
-                       help="QAPI schema directory (default: the tree's qapi/)")
+    add_qapi_dir(prove)
     add_timeout(prove)
     prove.set_defaults(func=cmd_prove)
 

@@ -37,11 +37,10 @@ from qthrottle.divergence import (
     side_by_side,
 )
 from qthrottle.harness.driver import Crash
-from qthrottle.harness.extract import ExtractionError
 from qthrottle.harness.target import Target, resolve
 from qthrottle.model.ghash import Record
 from qthrottle.model.invariants import INVARIANTS
-from qthrottle.model.qapi_schema import Catalog, SchemaError, load_schema
+from qthrottle.model.qapi_schema import Catalog
 from qthrottle.proofs.decision_diff import (
     CHANGED,
     UNKNOWN,
@@ -232,18 +231,8 @@ class Version:
         return any(self.status(n) == "UNKNOWN" for n in INVARIANTS)
 
 
-def _catalog(target: Target) -> Catalog:
-    if target.qapi_dir is None:
-        raise ExtractionError(f"{target.name}: no QAPI schema found: pass "
-                              "--old-qapi-dir/--new-qapi-dir")
-    try:
-        return load_schema(target.qapi_dir)
-    except SchemaError as error:
-        raise ExtractionError(f"cannot read the QAPI schema: {error}") from None
-
-
 def _version(label: str, target: Target, args: argparse.Namespace, seed: int) -> Version:
-    catalog = _catalog(target)
+    catalog = target.catalog("pass --old-qapi-dir/--new-qapi-dir")
     proofs = prove_target(target, args.timeout_ms, replay_in_c=False)
     stateful = verify_target(target, PROFILES["quick"], seed) if args.stateful else None
     return Version(label, target, catalog, proofs, stateful)

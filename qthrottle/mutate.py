@@ -73,13 +73,13 @@ from qthrottle.harness.build import (
     generated_files,
 )
 from qthrottle.harness.driver import Driver, RunResult, StepResult
-from qthrottle.harness.extract import SHIMMED, Extraction, ExtractionError, extract
+from qthrottle.harness.extract import SHIMMED, Extraction, ExtractionError, extract, walk
 from qthrottle.harness.mutation import MUTATED_ROLES, Mutant, Point, mutants
 from qthrottle.harness.qemu_sources import cache_dir
 from qthrottle.harness.target import Target
 from qthrottle.model import invariants as inv
 from qthrottle.model.policy import policy_from_extraction
-from qthrottle.model.qapi_schema import Catalog, SchemaError, load_schema
+from qthrottle.model.qapi_schema import Catalog
 from qthrottle.model.timeline import Advance, AdvanceToNext, Operation, Queue
 from qthrottle.proofs.callbacks import Callbacks
 from qthrottle.proofs.engine import (
@@ -207,10 +207,7 @@ class _Original:
     """What every mutant of one target is compared with (built once per worker)."""
 
     def __init__(self, path: Path, qapi_dir: Path) -> None:
-        try:
-            self.catalog = load_schema(qapi_dir)
-        except SchemaError as error:
-            raise ExtractionError(f"cannot read the QAPI schema: {error}") from None
+        self.catalog = Target(str(path), path, qapi_dir).catalog()
         self.extraction = extract(path)
         self.policy = policy_from_extraction(self.extraction)
         self.source = path.read_bytes()
@@ -411,7 +408,7 @@ class _Traced(Executor):  # type: ignore[misc]
         example after an emit, on the path that emitted): so the state at the decisions
         is all the untranslated rest of the function depends on. Conservative."""
         function = self.ctx.function(self.ctx.extraction.roles["queue"])
-        for call in _walk_nodes(function):
+        for call in walk(function):
             if call.type != "call_expression" or text(
                     call.child_by_field_name("function")) not in LOOKUPS | SHIMMED:
                 continue
@@ -425,7 +422,7 @@ class _Traced(Executor):  # type: ignore[misc]
                     condition = parent.child_by_field_name("condition")
                     if condition is None or condition.id != current.id:
                         later = []
-                if any(_span(n) in self.visited for c in later for n in _walk_nodes(c)):
+                if any(_span(n) in self.visited for c in later for n in walk(c)):
                     return False
                 current = parent
         return True
@@ -449,15 +446,6 @@ class _Traced(Executor):  # type: ignore[misc]
                 self.snapshots.append(("lookup" if name in LOOKUPS else "emit",
                                        conj(state.pc, guard), variables))
         return super().eval(node, state, guard)
-
-
-def _walk_nodes(node: Any) -> List[Any]:
-    found, stack = [], [node]
-    while stack:
-        current = stack.pop()
-        found.append(current)
-        stack.extend(current.children)
-    return found
 
 
 def _same_value(a: Value, b: Value) -> Optional[Term]:

@@ -21,12 +21,11 @@ from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_a
 from qthrottle.generate import event_data, events_under_test
 from qthrottle.harness.build import build
 from qthrottle.harness.driver import Crash, Driver, StepResult
-from qthrottle.harness.extract import ExtractionError
 from qthrottle.harness.target import Target
 from qthrottle.model import invariants as inv
 from qthrottle.model.ghash import CallbackCrashed, driver_callbacks
 from qthrottle.model.policy import Policy, policy_from_extraction
-from qthrottle.model.qapi_schema import Catalog, Event, SchemaError, load_schema
+from qthrottle.model.qapi_schema import Catalog, Event
 from qthrottle.model.throttle import ThrottleModel
 from qthrottle.model.timeline import (
     Advance,
@@ -386,13 +385,8 @@ def search(subject: Subject, profile: Profile, seed_value: int,
 @contextmanager
 def open_subject(target: Target) -> Iterator[Subject]:
     """Build a target's sanitized driver; the subject the engine (and a replay) drives."""
-    if target.qapi_dir is None:
-        raise ExtractionError(f"{target.name}: no QAPI schema found: pass --qapi-dir")
+    catalog = target.catalog()
     extraction = target.extract()
-    try:
-        catalog = load_schema(target.qapi_dir)
-    except SchemaError as error:
-        raise ExtractionError(f"cannot read the QAPI schema: {error}") from None
     built = build(extraction, tuple(catalog.events))
     with Driver(built.binary) as driver:
         yield Subject.create(driver, policy_from_extraction(extraction), catalog)
