@@ -50,22 +50,10 @@ from hypothesis.internal.conjecture.data import ConjectureData
 from hypothesis.stateful import RULE_MARKER, RuleBasedStateMachine
 
 from qthrottle.cases import EXPECTED, MAY_ALSO_BREAK
-from qthrottle.generate import event_data, string_values
-from qthrottle.harness.build import BuildError, build_fuzzer
-from qthrottle.harness.driver import SANITIZER_ENV, Driver, RunResult, _classify
-from qthrottle.harness.qemu_sources import RELEASES, QemuSourceError, cached_tree
-from qthrottle.harness.target import Target, resolve
-from qthrottle.model import invariants as inv
-from qthrottle.model.invariants import INVARIANTS
-from qthrottle.model.qapi_schema import load_schema
-from qthrottle.model.timeline import Advance, AdvanceToNext, Operation, Queue, format_ns
-from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS, PROVEN_INVARIANTS, ProofReport, prove
-from qthrottle.proofs.replay import replay as replay_proof
-from qthrottle.proofs.solve import FALSIFIED
-from qthrottle.stateful import (
-    PROFILES,
+from qthrottle.engines.bounds import PROFILES
+from qthrottle.engines.generate import event_data
+from qthrottle.engines.stateful import (
     CompareKeys,
-    HarnessFailure,
     Subject,
     Violation,
     make_machine,
@@ -73,6 +61,18 @@ from qthrottle.stateful import (
     replay,
     search,
 )
+from qthrottle.harness.build import BuildError, build_fuzzer
+from qthrottle.harness.driver import SANITIZER_ENV, Driver, HarnessFailure, RunResult, _classify
+from qthrottle.harness.qemu_sources import RELEASES, QemuSourceError, cached_tree
+from qthrottle.harness.target import Target, resolve
+from qthrottle.model import invariants as inv
+from qthrottle.model.invariants import INVARIANTS
+from qthrottle.model.members import string_values
+from qthrottle.model.qapi_schema import load_schema
+from qthrottle.model.timeline import Advance, AdvanceToNext, Operation, Queue, format_ns
+from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS, PROVEN_INVARIANTS, ProofReport, prove
+from qthrottle.proofs.replay import replay as replay_proof
+from qthrottle.proofs.solve import FALSIFIED
 
 INF = float("inf")
 PROFILE = PROFILES["quick"]  # the profile `qthrottle verify` uses by default

@@ -1,7 +1,7 @@
 """Compile extracted throttle code with the shims into a sanitized driver.
 
 Builds are cached by the hash of everything that goes into them, outside the
-repository (see harness.qemu_sources.cache_dir).
+repository (see qthrottle.core.cache_dir).
 """
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence, Tuple
 
+from qthrottle.core import QthrottleError, cache_dir
+
 from .extract import EVENT_PREFIX, Extraction
-from .qemu_sources import cache_dir
 
 SHIM_DIR = Path(__file__).parent / "shims"
 SHIM_SOURCES = ("qobject_refcounted.c", "virtual_clock.c", "emit_recorder.c", "driver.c")
@@ -31,7 +32,7 @@ CFLAGS = ("-std=gnu11", "-g", "-O1", "-Wall", "-Wno-unused-function",
 UNIT_NAME = "throttle_unit.c"
 
 
-class BuildError(Exception):
+class BuildError(QthrottleError):
     """The extracted code or the toolchain failed; the message is for a person."""
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from qthrottle.core import QthrottleError
 from qthrottle.model.timeline import Advance, AdvanceToNext, Emission, EventData, Operation, Queue
 
 SANITIZER_ENV = {
@@ -91,8 +92,17 @@ class RunResult:
         return [e for s in self.steps for e in s.emitted]
 
 
-class DriverError(Exception):
+class DriverError(QthrottleError):
     """A request the driver refused (unknown event, malformed data): a usage error."""
+
+
+class HarnessFailure(BaseException):
+    """The harness could not decide (the C hung, the driver died): UNKNOWN, never a verdict.
+
+    Raised by the engines on a "timeout" or "driver-died" crash. A BaseException, so that
+    hypothesis stops at once instead of shrinking it: each replay would wait for the
+    same timeout again.
+    """
 
 
 def _event_json(event: str, data: EventData) -> Dict[str, Any]:

@@ -16,6 +16,8 @@ from typing import Dict, Iterator, List, Optional, Set, Tuple
 import tree_sitter_c
 from tree_sitter import Language, Node, Parser
 
+from qthrottle.core import QthrottleError
+
 _C = Language(tree_sitter_c.language())
 
 QUEUE_FUNCTION_NAMES = ("monitor_qapi_event_queue_no_reenter", "monitor_qapi_event_queue")
@@ -25,9 +27,18 @@ SHIMMED = frozenset({"monitor_qapi_event_emit"})
 TIME_CONSTANTS = {"SCALE_NS": 1, "SCALE_US": 1000, "SCALE_MS": 1_000_000,
                   "NANOSECONDS_PER_SECOND": 1_000_000_000}
 EVENT_PREFIX = "QAPI_EVENT_"
+# The monitor lock and its guards: the driver is single-threaded, so the harness compiles
+# them to nothing (shims/lock_guard_noop.h), as it does trace points (build.trace_header).
+LOCK_CALLS = frozenset({"qemu_mutex_init", "qemu_mutex_lock", "qemu_mutex_unlock",
+                        "QEMU_LOCK_GUARD", "WITH_QEMU_LOCK_GUARD"})
 
 
-class ExtractionError(Exception):
+def compiles_to_nothing(callee: str) -> bool:
+    """A call the harness compiles to nothing: locking and trace points."""
+    return callee in LOCK_CALLS or callee.startswith("trace_")
+
+
+class ExtractionError(QthrottleError):
     """The input is not a monitor.c whose throttle can be extracted."""
 
 

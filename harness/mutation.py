@@ -8,10 +8,9 @@ user's file. Two edits that give the same tokens (an emptied one-statement
 branch, and that statement dropped) make one mutant.
 
 Not mutated, by design:
-* trace points, assert() and QEMU_LOCK_GUARD(): the harness compiles trace points
-  and the lock guard to nothing, and the z3 translation treats all three as
-  having no effect (proofs/translate.py IGNORED_CALLS), so a mutant there says
-  nothing about the verification;
+* trace points and locking (extract.compiles_to_nothing): the harness compiles
+  them to nothing, so a mutant there says nothing about the verification;
+* assertions (ASSERTIONS): left alone, as the z3 translation has left them;
 * declarations: a dropped declaration does not compile;
 * the operands of ==, != and the other commutative operators: swapped, they give
   a mutant equivalent by C's semantics;
@@ -27,11 +26,17 @@ from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Set, Tup
 import tree_sitter_c
 from tree_sitter import Language, Node, Parser
 
+from qthrottle.model.members import member_kind
 from qthrottle.model.qapi_schema import Catalog, Member
-from qthrottle.proofs.space import member_kind
-from qthrottle.proofs.translate import IGNORED_CALLS
 
-from .extract import EVENT_PREFIX, Extraction, named_children, node_text, walk
+from .extract import (
+    EVENT_PREFIX,
+    Extraction,
+    compiles_to_nothing,
+    named_children,
+    node_text,
+    walk,
+)
 
 _C = Language(tree_sitter_c.language())
 
@@ -49,6 +54,7 @@ CHANGE_LITERAL = "change a string literal"
 OPERATORS = (NEGATE, DROP_BRANCH, DROP_STATEMENT, NO_REARM, NO_REMOVAL, NO_RELEASE,
              COMPARE_OTHER_MEMBER, HASH_OTHER_MEMBER, SWAP, CHANGE_RATE, CHANGE_LITERAL)
 
+ASSERTIONS = frozenset({"assert", "g_assert"})
 MUTATED_ROLES = ("queue", "handler", "hash", "equal", "init")
 RATE_ROLE = "rates"  # the role of a rate-table mutant
 # Dropping a call statement to one of these is named after what it removes.
@@ -109,7 +115,7 @@ def _arguments(call: Node) -> List[Node]:
 def _not_mutated(node: Node) -> bool:
     """A call the operators leave alone (trace point, assertion, lock guard)."""
     name = _callee(node) if node.type == "call_expression" else ""
-    return name in IGNORED_CALLS or name.startswith("trace_")
+    return bool(name) and (compiles_to_nothing(name) or name in ASSERTIONS)
 
 
 def _body_nodes(function: Node) -> Iterator[Node]:

@@ -16,7 +16,6 @@ else ``~/.cache/qthrottle``. A cached tree is reused without network access.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime
 import fcntl
@@ -25,21 +24,20 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from qthrottle.core import QthrottleError, cache_dir
+
 __all__ = [
     "RELEASES",
     "AptSource",
     "DebianArchive",
     "QemuSourceError",
-    "add_fetch_command",
     "apt_source_files",
-    "cache_dir",
     "cached_tree",
     "deb_src_list",
     "debian_archive",
@@ -51,7 +49,7 @@ __all__ = [
 ]
 
 
-class QemuSourceError(Exception):
+class QemuSourceError(QthrottleError):
     """An expected failure while obtaining QEMU sources (message is user-facing)."""
 
 
@@ -78,18 +76,6 @@ _TIMEOUT_S = 900.0
 
 
 # --------------------------------------------------------------------------- cache
-
-
-def cache_dir() -> Path:
-    """The qthrottle cache directory (not created)."""
-    own = os.environ.get("QTHROTTLE_CACHE_DIR", "")
-    if own:
-        return Path(own).expanduser().absolute()
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    # The XDG spec says to ignore relative paths in XDG_* variables.
-    if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "qthrottle"
-    return Path.home() / ".cache" / "qthrottle"
 
 
 def is_qemu_tree(path: Path) -> bool:
@@ -596,54 +582,3 @@ def fetch_qemu(
                     for sub in ("lists", "cache"):
                         shutil.rmtree(root / "apt" / sub, ignore_errors=True)
     return {r: result[r] for r in wanted}
-
-
-# ---------------------------------------------------------------------------- CLI
-
-
-def _cmd_fetch(args: argparse.Namespace) -> int:
-    releases: list[str] = args.releases or list(RELEASES)
-    try:
-        trees = fetch_qemu(releases, refresh=args.refresh,
-                           log=lambda msg: print(msg, file=sys.stderr))
-    except QemuSourceError as exc:
-        msg = str(exc).replace("\n", " ")
-        print(f"qthrottle: error: {' '.join(msg.split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("qthrottle: error: interrupted", file=sys.stderr)
-        return 130
-    for release, tree in trees.items():
-        print(f"{release}: {tree}")
-    return 0
-
-
-def add_fetch_command(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> argparse.ArgumentParser:
-    """Register ``fetch-qemu`` on an argparse subparsers object; return its parser."""
-    parser = subparsers.add_parser(
-        "fetch-qemu",
-        help="fetch Debian's QEMU sources (monitor/, qapi/) into the cache",
-        description=(
-            "Fetch Debian's qemu source packages (bookworm: QEMU 7.2, trixie: QEMU "
-            "10.0.x) with apt-get source, using deb-src entries derived from this "
-            "machine's apt sources, and cache their monitor/ and qapi/ directories in "
-            f"{cache_dir()} (QTHROTTLE_CACHE_DIR overrides)."
-        ),
-    )
-    parser.add_argument(
-        "--release",
-        metavar="NAME",
-        action="append",
-        dest="releases",
-        choices=list(RELEASES),
-        help="Debian release to fetch (repeatable; default: all of "
-        + ", ".join(RELEASES)
-        + ")",
-    )
-    parser.add_argument(
-        "--refresh", action="store_true", help="fetch again even if already cached"
-    )
-    parser.set_defaults(func=_cmd_fetch)
-    return parser

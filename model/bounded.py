@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Set, Type
+from typing import Any, Callable, List, Optional, Set, Type
 
 from qthrottle.model import invariants  # noqa: F401  (the conditions below use it)
 from qthrottle.model.ghash import Record
@@ -157,7 +157,8 @@ def register_tiny_world(*models: Type[ThrottleModel]) -> None:
     from crosshair import register_type
 
     creators: list[tuple[type, Callable[[Any], object]]] = [(Queue, _tiny_queue)]
-    creators += [(model, _tiny_model_creator(model)) for model in (ThrottleModel, *models)]
+    every: List[Type[ThrottleModel]] = [ThrottleModel, *models]
+    creators += [(model, _tiny_model_creator(model)) for model in every]
     for typ, creator in creators:
         if typ not in _REGISTERED:
             register_type(typ, creator)

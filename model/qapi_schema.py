@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
+from qthrottle.core import QthrottleError
+
 _META_KEYS = ("include", "pragma", "enum", "struct", "union", "alternate", "command", "event")
 _MAX_NESTING = 100  # real schemas nest a handful of levels; this keeps recursion bounded
 
 
-class SchemaError(Exception):
+class SchemaError(QthrottleError):
     """Unreadable or malformed schema; the message starts with ``FILE:LINE: ``."""
 
 

@@ -33,15 +33,17 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 import z3
 
 from qthrottle.harness.extract import Extraction
+from qthrottle.harness.policy_scan import policy_from_extraction
 from qthrottle.model.ghash import Record
-from qthrottle.model.policy import Policy, policy_from_extraction
+from qthrottle.model.members import KINDS, member_kind
+from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Catalog, Event, Member
 from qthrottle.model.timeline import format_ns
 
 from .callbacks import Callbacks
 from .execution import Unsupported
 from .solve import GOAL_TIMEOUT_MS, readable
-from .space import KINDS, EventSpace, SymbolicRecord, member_kind
+from .space import EventSpace, SymbolicRecord
 from .values import NotModelled
 
 Term = Any

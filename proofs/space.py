@@ -17,25 +17,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import z3
 
-from qthrottle.generate import INTEGER_TYPES, string_values
 from qthrottle.harness.extract import Extraction
 from qthrottle.model.ghash import Record
+from qthrottle.model.members import KINDS, TYPICAL, filler, member_kind, string_values
 from qthrottle.model.qapi_schema import Catalog, Member
 
 Term = Any  # a z3 expression; z3 ships no type information
-KINDS = ("str", "int", "bool")
-# Enum values a counterexample prefers where it has the choice: QEMU's default
-# error policy reports (rerror=report), so a non-stop I/O error reads best so.
-TYPICAL = {"action": "report"}
-
-
-def member_kind(member: Member) -> str:
-    """The C getter family that reads this member: str, int, bool, or other."""
-    if member.enum_values is not None or member.type == "str":
-        return "str"
-    if member.type == "bool":
-        return "bool"
-    return "int" if member.type in INTEGER_TYPES else "other"
 
 
 def _default(kind: str) -> Term:
@@ -44,21 +31,6 @@ def _default(kind: str) -> Term:
     if kind == "int":
         return z3.BitVecVal(0, 64)
     return z3.BoolVal(False)
-
-
-def filler(member: Member) -> Any:
-    """A readable schema-valid value for a member no proof constrains."""
-    kind = member_kind(member)
-    if member.enum_values:
-        typical = TYPICAL.get(member.name)
-        return typical if typical in member.enum_values else member.enum_values[0]
-    if kind == "str":
-        return string_values(member.name)[0]
-    if kind == "int":
-        return 0
-    if kind == "bool":
-        return False
-    return 0.5 if member.type == "number" else {}
 
 
 class EventSpace:

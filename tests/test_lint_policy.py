@@ -13,9 +13,9 @@ import pytest
 
 from qthrottle.cases import EXPECTED, SCHEMA_DIR
 from qthrottle.harness.target import resolve
-from qthrottle.model.lint import LintWarning, lint_extraction, lint_policy, member_docs
 from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Catalog, Event, Member, load_schema
+from qthrottle.review.lint import LintWarning, lint_extraction, lint_policy, member_docs
 
 SECOND = 1_000_000_000
 

@@ -17,11 +17,12 @@ import z3
 
 from qthrottle.harness.driver import Driver, StepResult
 from qthrottle.harness.extract import Extraction, extract
+from qthrottle.harness.policy_scan import member_reads, members_read, policy_from_extraction
 from qthrottle.harness.target import Target, resolve
 from qthrottle.model import invariants as inv
 from qthrottle.model.ghash import GHashTableModel, Record, driver_callbacks, glib_hash, matches
 from qthrottle.model.logic import And, Eq, Implies, Ite, Not, Or
-from qthrottle.model.policy import Policy, member_reads, members_read, policy_from_extraction
+from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Catalog, load_schema
 from qthrottle.model.throttle import ThrottleModel, Window
 from qthrottle.model.timeline import Advance, AdvanceToNext, Emission, Operation, Queue

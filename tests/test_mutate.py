@@ -13,6 +13,7 @@ from typing import List
 import pytest
 
 from qthrottle.cli import main
+from qthrottle.engines.bounds import PROFILES
 from qthrottle.harness.extract import extract
 from qthrottle.harness.mutation import (
     CHANGE_RATE,
@@ -24,7 +25,8 @@ from qthrottle.harness.mutation import (
     Mutant,
 )
 from qthrottle.harness.target import resolve
-from qthrottle.mutate import (
+from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS
+from qthrottle.review.mutate import (
     EQUIVALENT,
     KILLED,
     STILLBORN,
@@ -38,8 +40,6 @@ from qthrottle.mutate import (
     run,
     to_json,
 )
-from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS
-from qthrottle.stateful import PROFILES
 
 SEED = 20261125
 

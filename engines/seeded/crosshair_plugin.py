@@ -2,7 +2,7 @@
 
 Run by ``qthrottle selfcheck``; see model/bounded.py.
 """
+from qthrottle.engines.seeded.bugs import MODELS
 from qthrottle.model.bounded import register_tiny_world
-from qthrottle.seeded.bugs import MODELS
 
 register_tiny_world(*MODELS)

@@ -17,20 +17,19 @@ import re
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from qthrottle import stateful
-from qthrottle.common import target_from
-from qthrottle.harness.driver import Crash
+from qthrottle.engines import stateful
+from qthrottle.engines.stateful import CompareKeys, Step, StepRecord, Subject, Violation
+from qthrottle.harness.driver import Crash, HarnessFailure
+from qthrottle.harness.target import resolve
 from qthrottle.model.ghash import Record
 from qthrottle.model.invariants import INVARIANTS
-from qthrottle.model.timeline import EventData, Operation, Queue
+from qthrottle.model.timeline import EventData, Queue
 from qthrottle.proofs.engine import ProofResult
 from qthrottle.proofs.replay import removal_timeline, stop_timeline
 from qthrottle.proofs.solve import FALSIFIED
-from qthrottle.stateful import CompareKeys, StepRecord, Subject, Violation
 
-Step = Union[Operation, CompareKeys]
 Timeline = Tuple[Step, ...]
 CRASH_INVARIANTS = frozenset({7, 8})  # a crash of the C counts, whatever invariant is replayed
 
@@ -140,7 +139,7 @@ def replay(subject: Subject, invariant: int, timeline: Sequence[Step]) -> Replay
     ignored = frozenset(INVARIANTS) - {invariant} - CRASH_INVARIANTS
     try:
         violation, machine = stateful.replay(subject, ignored, list(timeline))
-    except stateful.HarnessFailure as failure:
+    except HarnessFailure as failure:
         return Replay(invariant, [], None, None, undecided=str(failure))
     records: List[StepRecord] = machine.records  # type: ignore[attr-defined]
     return Replay(invariant, records, violation, getattr(machine, "crash", None))
@@ -149,7 +148,7 @@ def replay(subject: Subject, invariant: int, timeline: Sequence[Step]) -> Replay
 def replay_target(spec: str, invariant: int, timeline: Sequence[Step],
                   qapi_dir: Optional[str] = None) -> Replay:
     """Build a target's sanitized driver and replay one timeline on it (reproducers call this)."""
-    with stateful.open_subject(target_from(spec, qapi_dir)) as subject:
+    with stateful.open_subject(resolve(spec, Path(qapi_dir) if qapi_dir else None)) as subject:
         return replay(subject, invariant, timeline)
 
 
@@ -253,11 +252,11 @@ def reproducer_source(counterexample: Counterexample, timeline: Timeline, target
     used = {type(step).__name__ for step in timeline}
     timeline_names = [n for n in ("Advance", "AdvanceToNext", "Queue") if n in used]
     imports = ["import os", "", "import pytest", "",
-               "from qthrottle.counterexample import replay_target"]
+               "from qthrottle.review.counterexample import replay_target"]
     if timeline_names:
         imports.append(f"from qthrottle.model.timeline import {', '.join(timeline_names)}")
     if "CompareKeys" in used:
-        imports.append("from qthrottle.stateful import CompareKeys")
+        imports.append("from qthrottle.engines.stateful import CompareKeys")
     steps = "".join(f"    {step!r},\n" for step in timeline)
     return f'''"""qthrottle {version()} explore {_docstring(target_name)}: invariant {number}, \
 engine {counterexample.engine}{law}, seed {seed_value}.

@@ -12,19 +12,22 @@ import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple, Type
+from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple, Type, Union
 
-from hypothesis import HealthCheck, Phase, Verbosity, errors, seed, settings
+from hypothesis import errors, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
-from qthrottle.generate import event_data, events_under_test
+from qthrottle.engines.bounds import Profile, clock_steps, search_settings
+from qthrottle.engines.generate import event_data, events_under_test
+from qthrottle.engines.minimise import minimise
 from qthrottle.harness.build import build
-from qthrottle.harness.driver import Crash, Driver, StepResult
+from qthrottle.harness.driver import Crash, Driver, HarnessFailure, StepResult
+from qthrottle.harness.policy_scan import policy_from_extraction
 from qthrottle.harness.target import Target
 from qthrottle.model import invariants as inv
 from qthrottle.model.ghash import CallbackCrashed, driver_callbacks
-from qthrottle.model.policy import Policy, policy_from_extraction
+from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Catalog, Event
 from qthrottle.model.throttle import ThrottleModel
 from qthrottle.model.timeline import (
@@ -38,24 +41,6 @@ from qthrottle.model.timeline import (
 )
 
 
-@dataclass(frozen=True)
-class Profile:
-    """Bounds of the stateful engine (printed with every result)."""
-
-    name: str
-    runs: int  # state-machine runs (hypothesis examples) per search
-    steps: int  # operations per run, at most
-
-    def describe(self) -> str:
-        return f"profile {self.name}: up to {self.runs} runs x {self.steps} steps per search"
-
-
-# smoke: for many targets at once (qthrottle mutate in the test suite), a quarter of quick.
-PROFILES = {"smoke": Profile("smoke", runs=100, steps=12),
-            "quick": Profile("quick", runs=400, steps=12),
-            "ci": Profile("ci", runs=2000, steps=16)}
-
-
 class Violation(AssertionError):
     """An invariant broken at the current step."""
 
@@ -65,19 +50,29 @@ class Violation(AssertionError):
         self.message = message
 
 
-class HarnessFailure(BaseException):
-    """The harness could not decide (timeout, driver died): UNKNOWN, never a verdict.
+@dataclass(frozen=True)
+class CompareKeys:
+    """Not a timeline step: the callbacks called directly on two records (three for
+    transitivity, which only a proof's counterexample asks for)."""
 
-    A BaseException, so that hypothesis stops at once instead of shrinking it: each
-    replay would wait for the same timeout again.
-    """
+    a: Tuple[str, Any]
+    b: Tuple[str, Any]
+    c: Optional[Tuple[str, Any]] = None
+
+    def describe(self) -> str:
+        third = "" if self.c is None else f", c = {format_event(*self.c)}"
+        return (f"compare keys a = {format_event(*self.a)}, b = {format_event(*self.b)}"
+                f"{third} (equal and hash callbacks called directly)")
+
+
+Step = Union[Operation, CompareKeys]  # a line of a timeline
 
 
 @dataclass
 class StepRecord:
     """One line of a counterexample timeline."""
 
-    operation: Operation
+    operation: Step
     before: int
     c_emitted: Tuple[Emission, ...]
     model_emitted: Tuple[Emission, ...]
@@ -96,7 +91,7 @@ class Counterexample:
     crash: Optional[Crash] = None
 
     @property
-    def operations(self) -> List[Operation]:
+    def operations(self) -> List[Step]:
         return [s.operation for s in self.steps]
 
 
@@ -133,9 +128,7 @@ def _queue_strategy(events: List[Event]) -> st.SearchStrategy[Queue]:
 
 def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedStateMachine]:
     """A state machine class for one target; violations of @ignored restart the run."""
-    rates = sorted({r for r in subject.policy.rates.values() if r}) or [1_000_000_000]
-    steps = sorted({1, *(r // 2 for r in rates), *(r - 1 for r in rates), *rates,
-                    *(r + 1 for r in rates), *(2 * r for r in rates)})
+    steps = clock_steps(subject.policy.rates.values())
     queue_ops = _queue_strategy(subject.events)
     stop_events = [e for e in subject.events if e.name == inv.STOP_EVENT]
     hash_of, equal = driver_callbacks(subject.driver)
@@ -273,21 +266,6 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
     return ThrottleMachine
 
 
-@dataclass(frozen=True)
-class CompareKeys:
-    """Not a timeline step: the callbacks called directly on two records (three for
-    transitivity, which only a proof's counterexample asks for)."""
-
-    a: Tuple[str, Any]
-    b: Tuple[str, Any]
-    c: Optional[Tuple[str, Any]] = None
-
-    def describe(self) -> str:
-        third = "" if self.c is None else f", c = {format_event(*self.c)}"
-        return (f"compare keys a = {format_event(*self.a)}, b = {format_event(*self.b)}"
-                f"{third} (equal and hash callbacks called directly)")
-
-
 def replay(subject: Subject, ignored: FrozenSet[int], operations: List[Any]
            ) -> Tuple[Optional[Violation], RuleBasedStateMachine]:
     """Run one timeline through a fresh machine; the violation it raises, if any."""
@@ -305,22 +283,16 @@ def replay(subject: Subject, ignored: FrozenSet[int], operations: List[Any]
 
 def minimize(subject: Subject, ignored: FrozenSet[int], invariant: int,
              operations: List[Any]) -> List[Any]:
-    """Drop operations one at a time while the same invariant still breaks.
+    """The timeline made 1-minimal (engines/minimise.py) for the same broken invariant.
 
-    hypothesis shrinks well but stops early on slow tests; this greedy pass
-    makes the timeline 1-minimal (no single operation can be removed).
+    hypothesis shrinks well but stops early on slow tests; the minimiser's greedy
+    pass makes the timeline 1-minimal (no single operation can be removed).
     """
-    changed = True
-    while changed:
-        changed = False
-        for index in range(len(operations)):
-            candidate = operations[:index] + operations[index + 1:]
-            violation, _ = replay(subject, ignored, candidate)
-            if violation is not None and violation.invariant == invariant:
-                operations = candidate
-                changed = True
-                break
-    return operations
+    def fails(candidate: List[Any]) -> bool:
+        violation, _ = replay(subject, ignored, candidate)
+        return violation is not None and violation.invariant == invariant
+
+    return minimise(operations, fails)
 
 
 # Typed here: hypothesis releases differ in whether this function is annotated.
@@ -363,11 +335,7 @@ def search(subject: Subject, profile: Profile, seed_value: int,
     """
     result = SearchResult(profile, seed_value)
     start = time.perf_counter()
-    config = settings(max_examples=profile.runs, stateful_step_count=profile.steps,
-                      deadline=None, database=None, verbosity=Verbosity.quiet,
-                      phases=[Phase.generate, Phase.shrink], print_blob=False,
-                      report_multiple_bugs=False,
-                      suppress_health_check=list(HealthCheck))
+    config = search_settings(profile.runs, profile.steps)
     try:
         while set(inv.INVARIANTS) - set_aside - set(result.falsified):
             found = _search_once(subject, config, seed_value, result, set_aside)

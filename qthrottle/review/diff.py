@@ -14,28 +14,22 @@ qapi/ (OLD must then be a tree). The report, on one screen:
 """
 from __future__ import annotations
 
-import argparse
 import json
-import random
-import re
-import shutil
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from qthrottle.common import EXIT_ERROR, EXIT_FALSIFIED, EXIT_HOLDS, EXIT_UNKNOWN, TARGET_HELP
-from qthrottle.divergence import (
-    DEFAULT_STEPS,
-    DEFAULT_TIMELINES,
+from qthrottle.core import EXIT_FALSIFIED, EXIT_HOLDS, EXIT_UNKNOWN, Status
+from qthrottle.engines.bounds import DYNAMIC_DIFF, PROFILES, Profile
+from qthrottle.engines.divergence import (
     Bounds,
     DynamicDiff,
     divergence_json,
     dynamic_diff,
     side_by_side,
 )
+from qthrottle.engines.stateful import SearchResult, verify_target
 from qthrottle.harness.driver import Crash
 from qthrottle.harness.target import Target, resolve
 from qthrottle.model.ghash import Record
@@ -54,150 +48,23 @@ from qthrottle.proofs.decision_diff import (
 )
 from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS, PROVEN_INVARIANTS, ProofReport, prove_target
 from qthrottle.proofs.report import bounds as proof_bounds
-from qthrottle.stateful import PROFILES, SearchResult, verify_target
-
-PATCHED_DIRS = ("monitor/", "qapi/")  # what qthrottle reads of a tree
-DESCRIPTION = """\
-OLD and NEW: {targets}.
-NEW may also be a patch (unified diff), applied with `patch -p1` to a temporary
-copy of OLD's monitor/ and qapi/ (OLD must then be a QEMU tree; files outside
-those directories are listed, not applied).
-
-Reports, per event, the rate and key members old -> new and the queue function's
-decision compared by z3 for every valid event (each change with its condition and
-a witness event); the invariants old -> new (z3 proofs; --stateful adds the
-stateful engine on both, slow); and a dynamic diff: both sanitized C drivers on
-the same generated timelines, the first divergence minimised, side by side.
-
-Exit codes reflect NEW, so that CI fails on a patch that breaks something (the
-differences themselves are information):
-  0  no invariant falsified in NEW, nothing UNKNOWN
-  1  NEW falsifies an invariant (z3 proofs, --stateful, or a crash of NEW's C
-     in the dynamic diff)
-  2  input or tool error (e.g. a patch that does not apply)
-  3  nothing falsified in NEW, but something UNKNOWN (NEW's proofs, a question
-     of the diff, the harness)
-"""
-
-
-class PatchError(Exception):
-    """The patch cannot be read or does not apply: an input error (exit 2)."""
-
-
-# ------------------------------------------------------------------ patches
-
-_HUNK = re.compile(r"@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
-
-
-@dataclass
-class FilePatch:
-    path: str  # inside the tree (one leading component stripped, as -p1)
-    text: str
-
-
-def is_patch(path: Path) -> bool:
-    """A file holding a unified diff (not a monitor.c)."""
-    if not path.is_file():
-        return False
-    text = path.read_text(errors="replace")
-    return bool(re.search(r"^\+\+\+ ", text, re.M) and re.search(r"^@@ -\d", text, re.M))
-
-
-def _patch_path(header: str) -> str:
-    name = header[4:].split("\t")[0].strip()
-    return name.split("/", 1)[1] if "/" in name else name
-
-
-def split_patch(text: str) -> List[FilePatch]:
-    """The file sections of a unified diff, hunks counted so '--- ' lines inside stay put."""
-    lines = text.splitlines(keepends=True)
-    sections: List[FilePatch] = []
-    start = 0  # first line of the current section's header ("diff --git ...")
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("diff "):
-            start = i
-        if not (line.startswith("--- ") and i + 1 < len(lines)
-                and lines[i + 1].startswith("+++ ")):
-            i += 1
-            continue
-        header_start = start if start <= i and not any(
-            lines[j].startswith(("--- ", "@@")) for j in range(start, i)) else i
-        target = lines[i + 1] if not lines[i + 1].startswith("+++ /dev/null") else line
-        i += 2
-        while i < len(lines) and (match := _HUNK.match(lines[i])):
-            old_count = int(match.group(1) or 1)
-            new_count = int(match.group(2) or 1)
-            i += 1
-            while i < len(lines) and (old_count > 0 or new_count > 0):
-                kind = lines[i][:1]
-                if kind in (" ", "\n", "\r"):
-                    old_count, new_count = old_count - 1, new_count - 1
-                elif kind == "-":
-                    old_count -= 1
-                elif kind == "+":
-                    new_count -= 1
-                elif kind != "\\":
-                    break  # a truncated hunk: patch reports it
-                i += 1
-            while i < len(lines) and lines[i].startswith("\\"):
-                i += 1
-        sections.append(FilePatch(_patch_path(target), "".join(lines[header_start:i])))
-        start = i
-    return sections
-
-
-def apply_patch(tree: Path, patch: Path, workdir: Path) -> Tuple[Path, List[str]]:
-    """A copy of @tree's monitor/ and qapi/ with @patch applied; the files it skipped."""
-    if not (tree / "monitor" / "monitor.c").is_file():
-        raise PatchError(f"{tree}: a patch applies to a QEMU tree (a directory with "
-                         "monitor/monitor.c and qapi/), not to this")
-    patch_program = shutil.which("patch")
-    if patch_program is None:
-        raise PatchError("the 'patch' program is needed to apply a patch "
-                         "(Debian package patch)")
-    try:
-        sections = split_patch(patch.read_text())
-    except (OSError, UnicodeDecodeError) as error:
-        raise PatchError(f"{patch}: cannot read the patch: {error}") from None
-    kept = [s for s in sections if s.path.startswith(PATCHED_DIRS)]
-    skipped = [s.path for s in sections if not s.path.startswith(PATCHED_DIRS)]
-    if not kept:
-        raise PatchError(f"{patch}: the patch changes nothing under monitor/ or qapi/"
-                         + (f" (it changes {', '.join(skipped)})" if skipped else ""))
-    copy = workdir / "tree"
-    for directory in ("monitor", "qapi"):
-        if (tree / directory).is_dir():
-            shutil.copytree(tree / directory, copy / directory)
-    filtered = workdir / "monitor-qapi.patch"
-    filtered.write_text("".join(s.text for s in kept))
-    command = [patch_program, "-p1", "--batch", "--forward", "--no-backup-if-mismatch",
-               "-d", str(copy), "-i", str(filtered)]
-    # A dry run first, so that a failing patch leaves nothing half applied behind.
-    for run in ([*command, "--dry-run"], command):
-        result = subprocess.run(run, check=False, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise PatchError(f"{patch} does not apply to {tree}: "
-                             f"{_patch_failure(result.stdout + result.stderr)}")
-    return copy, skipped
-
-
-def _patch_failure(output: str) -> str:
-    """The failing file and hunk(s) from patch's output, in one line."""
-    current = "?"
-    problems: List[str] = []
-    for line in output.splitlines():
-        found = re.match(r"(?:checking|patching) file (.+)", line)
-        if found:
-            current = found.group(1).strip("'\"")
-        elif ("FAILED" in line and " out of " not in line) or "malformed" in line \
-                or "Reversed" in line or "can't find file" in line or "No such file" in line:
-            problems.append(f"{current}: {line.strip().rstrip('.')}")
-    return "; ".join(problems) or " ".join(output.split())[:200] or "patch failed"
-
+from qthrottle.review.patches import PatchError, apply_patch, is_patch
 
 # ---------------------------------------------------------------- the run
+
+@dataclass(frozen=True)
+class DiffOptions:
+    """What to compare and within which bounds (the command line's arguments)."""
+
+    old: str  # a tree, a monitor.c or a case study
+    new: str  # the same, or a patch to OLD (a tree)
+    old_qapi_dir: Optional[str] = None
+    new_qapi_dir: Optional[str] = None
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
+    seed: int = 0
+    dynamic: Profile = DYNAMIC_DIFF  # runs 0: no dynamic diff
+    stateful: bool = False  # also the stateful engine on both versions
+
 
 @dataclass
 class Version:
@@ -215,26 +82,27 @@ class Version:
             if invariant in PROVEN_INVARIANTS else None
         run = self.stateful
         if invariant in self.crashed or (run is not None and invariant in run.falsified):
-            return "FALSIFIED"
-        if run is not None and run.unknown and proved != "FALSIFIED":
-            return "UNKNOWN"
+            return Status.FALSIFIED
+        if run is not None and run.unknown and proved != Status.FALSIFIED:
+            return Status.UNKNOWN
         if proved is not None:
             return proved
-        return "PASS" if run is not None else "-"
+        return Status.PASS if run is not None else "-"
 
     @property
     def falsified(self) -> List[int]:
-        return [n for n in INVARIANTS if self.status(n) == "FALSIFIED"]
+        return [n for n in INVARIANTS if self.status(n) == Status.FALSIFIED]
 
     @property
     def unknown(self) -> bool:
-        return any(self.status(n) == "UNKNOWN" for n in INVARIANTS)
+        return any(self.status(n) == Status.UNKNOWN for n in INVARIANTS)
 
 
-def _version(label: str, target: Target, args: argparse.Namespace, seed: int) -> Version:
+def _version(label: str, target: Target, options: DiffOptions) -> Version:
     catalog = target.catalog("pass --old-qapi-dir/--new-qapi-dir")
-    proofs = prove_target(target, args.timeout_ms, replay_in_c=False)
-    stateful = verify_target(target, PROFILES["quick"], seed) if args.stateful else None
+    proofs = prove_target(target, options.timeout_ms, replay_in_c=False)
+    stateful = verify_target(target, PROFILES["quick"], options.seed) \
+        if options.stateful else None
     return Version(label, target, catalog, proofs, stateful)
 
 
@@ -253,7 +121,7 @@ class DiffRun:
 
     @property
     def code(self) -> int:
-        """The exit code: NEW's status (see DESCRIPTION)."""
+        """The exit code: NEW's status (see the command's description)."""
         if self.new.falsified:
             return EXIT_FALSIFIED
         if self.new.unknown or self.throttle.unknown or (
@@ -262,51 +130,38 @@ class DiffRun:
         return EXIT_HOLDS
 
 
-def run_diff(args: argparse.Namespace) -> DiffRun:
+def run_diff(options: DiffOptions) -> DiffRun:
     """Both versions through every engine; PatchError if NEW is a patch that does not apply."""
-    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     with tempfile.TemporaryDirectory(prefix="qthrottle-diff-") as workdir:
-        old_target, new_target, skipped = _targets(args, Path(workdir))
-        old = _version("old", old_target, args, seed)
-        new = _version("new", new_target, args, seed)
+        old_target, new_target, skipped = _targets(options, Path(workdir))
+        old = _version("old", old_target, options)
+        new = _version("new", new_target, options)
         throttle = diff_throttles(old_target.extract(), old.catalog, new_target.extract(),
-                                  new.catalog, args.timeout_ms)
-        dynamic = _dynamic(old, new, throttle, Bounds(args.timelines, args.steps, seed))
+                                  new.catalog, options.timeout_ms)
+        dynamic = _dynamic(old, new, throttle, Bounds(options.dynamic, options.seed))
     if dynamic is not None:
         old.crashed, new.crashed = dynamic.falsified("old"), dynamic.falsified("new")
-    return DiffRun(old, new, throttle, dynamic, skipped, seed, args.timeout_ms, args.stateful)
+    return DiffRun(old, new, throttle, dynamic, skipped, options.seed, options.timeout_ms,
+                   options.stateful)
 
 
-def cmd_diff(args: argparse.Namespace) -> int:
-    try:
-        run = run_diff(args)
-    except PatchError as error:
-        print(f"qthrottle: error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    if args.json:
-        print(json.dumps(report_json(run), indent=2))
-    else:
-        print("\n".join(report_text(run)))
-    return run.code
-
-
-def _targets(args: argparse.Namespace, workdir: Path) -> Tuple[Target, Target, List[str]]:
-    old_qapi = Path(args.old_qapi_dir) if args.old_qapi_dir else None
-    new_qapi = Path(args.new_qapi_dir) if args.new_qapi_dir else None
-    if is_patch(Path(args.old)):
-        raise PatchError(f"{args.old} is a patch: give the tree first, the patch second")
-    old = resolve(args.old, old_qapi)
-    patch = Path(args.new)
+def _targets(options: DiffOptions, workdir: Path) -> Tuple[Target, Target, List[str]]:
+    old_qapi = Path(options.old_qapi_dir) if options.old_qapi_dir else None
+    new_qapi = Path(options.new_qapi_dir) if options.new_qapi_dir else None
+    if is_patch(Path(options.old)):
+        raise PatchError(f"{options.old} is a patch: give the tree first, the patch second")
+    old = resolve(options.old, old_qapi)
+    patch = Path(options.new)
     if not is_patch(patch):
-        return old, resolve(args.new, new_qapi), []
-    tree, skipped = apply_patch(Path(args.old), patch, workdir)
+        return old, resolve(options.new, new_qapi), []
+    tree, skipped = apply_patch(Path(options.old), patch, workdir)
     patched = resolve(str(tree), new_qapi)
-    return old, replace(patched, name=f"{args.old} + {patch.name}"), skipped
+    return old, replace(patched, name=f"{options.old} + {patch.name}"), skipped
 
 
 def _dynamic(old: Version, new: Version, throttle: ThrottleDiff,
              bounds: Bounds) -> Optional[DynamicDiff]:
-    if bounds.timelines <= 0:
+    if bounds.profile.runs <= 0:
         return None
     rates = [e.rate_old for e in throttle.events] + [e.rate_new for e in throttle.events]
     throttled = [e.event for e in throttle.events if e.rate_old or e.rate_new]
@@ -504,53 +359,9 @@ def report_json(run: DiffRun) -> Dict[str, Any]:
     }
     if dynamic is not None:
         report["dynamic"] = {
-            "seed": dynamic.bounds.seed, "timelines": dynamic.bounds.timelines,
-            "steps": dynamic.bounds.steps, "tried": dynamic.tried, "events": dynamic.events,
+            "seed": dynamic.bounds.seed, "timelines": dynamic.bounds.profile.runs,
+            "steps": dynamic.bounds.profile.steps, "tried": dynamic.tried, "events": dynamic.events,
             "unknown": dynamic.unknown,
             "crashes": {side: crash.summary() for side, crash in dynamic.crashes.items()},
             "divergence": divergence_json(dynamic.divergence) if dynamic.divergence else None}
     return report
-
-
-# ------------------------------------------------------------------- parser
-
-def _positive_ms(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be a positive number of milliseconds")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
-
-
-def add_command(sub: argparse._SubParsersAction[Any]) -> None:
-    command = sub.add_parser(
-        "diff", help="what changed in the throttle between two versions (or a patch)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=DESCRIPTION.format(targets=TARGET_HELP))
-    command.add_argument("old", metavar="OLD")
-    command.add_argument("new", metavar="NEW")
-    command.add_argument("--old-qapi-dir", metavar="DIR",
-                         help="OLD's QAPI schema directory (default: its tree's qapi/)")
-    command.add_argument("--new-qapi-dir", metavar="DIR",
-                         help="NEW's QAPI schema directory (default: its tree's qapi/)")
-    command.add_argument("--timeout-ms", type=_positive_ms, default=DEFAULT_TIMEOUT_MS,
-                         metavar="N",
-                         help=f"z3 timeout per solver query (default {DEFAULT_TIMEOUT_MS})")
-    command.add_argument("--seed", type=int, help="seed of the timelines (printed when "
-                         "not given)")
-    command.add_argument("--timelines", type=_count, default=DEFAULT_TIMELINES, metavar="N",
-                         help=f"dynamic diff: timelines to try, at most (default "
-                         f"{DEFAULT_TIMELINES}; 0 skips the dynamic diff)")
-    command.add_argument("--steps", type=_count, default=DEFAULT_STEPS, metavar="N",
-                         help=f"dynamic diff: operations per timeline, at most (default "
-                         f"{DEFAULT_STEPS})")
-    command.add_argument("--stateful", action="store_true",
-                         help="also run the stateful engine on both versions (slow)")
-    command.add_argument("--json", action="store_true", help="machine-readable output")
-    command.set_defaults(func=cmd_diff)

@@ -27,15 +27,18 @@ from dataclasses import dataclass, field, replace
 from random import Random
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from hypothesis import HealthCheck, Phase, Verbosity, find, settings
+from hypothesis import find
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from qthrottle.generate import event_data, events_under_test, string_values
-from qthrottle.harness.driver import Crash, Driver, RunResult, StepResult
+from qthrottle.engines.bounds import Profile, clock_steps, search_settings
+from qthrottle.engines.generate import event_data, events_under_test
+from qthrottle.engines.minimise import minimise, plain_values
+from qthrottle.harness.driver import Crash, Driver, HarnessFailure, RunResult, StepResult
 from qthrottle.harness.target import Target
 from qthrottle.model.invariants import crash_invariant
-from qthrottle.model.qapi_schema import Catalog, Event, Member
+from qthrottle.model.members import string_values
+from qthrottle.model.qapi_schema import Catalog, Event
 from qthrottle.model.timeline import (
     Advance,
     Emission,
@@ -45,25 +48,16 @@ from qthrottle.model.timeline import (
     format_event,
     format_ns,
 )
-from qthrottle.proofs.space import filler
-
-DEFAULT_TIMELINES = 200
-DEFAULT_STEPS = 12
 
 
 @dataclass(frozen=True)
 class Bounds:
-    timelines: int  # generated timelines, at most
-    steps: int  # operations per timeline, at most
+    profile: Profile  # timelines generated, operations per timeline, at most
     seed: int
 
     def describe(self) -> str:
-        return (f"seed {self.seed}, up to {self.timelines} timelines x {self.steps} "
-                "operations")
-
-
-class HarnessFailure(Exception):
-    """A driver timed out or died: the comparison cannot decide (UNKNOWN)."""
+        return (f"seed {self.seed}, up to {self.profile.runs} timelines x "
+                f"{self.profile.steps} operations")
 
 
 @dataclass
@@ -172,64 +166,12 @@ class _Comparison:
         return old, new, None
 
 
-def _minimal(comparison: _Comparison, operations: List[Operation]) -> List[Operation]:
-    """Drop operations one at a time while the versions still diverge."""
-    changed = True
-    while changed:
-        changed = False
-        for index in range(len(operations)):
-            candidate = operations[:index] + operations[index + 1:]
-            if candidate and comparison.run(candidate)[2] is not None:
-                operations, changed = candidate, True
-                break
-    return operations
-
-
-def _simplified(comparison: _Comparison, operations: List[Operation],
-                events: Dict[str, Event]) -> List[Operation]:
-    """The timeline with optional members dropped and plain values, where it still
-    diverges: the minimal timeline then reads like the proofs' counterexamples.
-
-    A value is replaced everywhere the member has it, so that events sharing a key
-    keep sharing it.
-    """
-    operations = list(operations)
-
-    def rewrite(op: Operation, member: Member, value: Any) -> Operation:
-        if not isinstance(op, Queue) or op.data is None or op.data.get(member.name) != value \
-                or events[op.event].member(member.name) != member:
-            return op
-        return Queue(op.event, {k: filler(member) if k == member.name else v
-                                for k, v in op.data.items()
-                                if k != member.name or not member.optional})
-
-    for op in list(operations):
-        if not isinstance(op, Queue) or op.data is None:
-            continue
-        for member in events[op.event].members:
-            value = op.data.get(member.name)
-            if member.name not in op.data or (not member.optional
-                                              and value == filler(member)):
-                continue
-            candidate = [rewrite(other, member, value) for other in operations]
-            if candidate != operations and comparison.run(candidate)[2] is not None:
-                operations = candidate
-    return operations
-
-
 def _one_instance(event: Event) -> Event:
     """@event with each free string member held to one value: the focus rule's events
     share their keys, so that a changed decision or key meets a record of its own."""
     return replace(event, members=tuple(
         replace(m, enum_values=(string_values(m.name)[0],))
         if m.enum_values is None and m.type == "str" else m for m in event.members))
-
-
-def clock_steps(rates: Sequence[int]) -> List[int]:
-    """Clock steps around each rate, where throttles differ (as the stateful engine)."""
-    positive = sorted({r for r in rates if r}) or [1_000_000_000]
-    return sorted({1, *(r // 2 for r in positive), *(r - 1 for r in positive), *positive,
-                   *(r + 1 for r in positive), *(2 * r for r in positive)})
 
 
 def dynamic_diff(old: Target, new: Target, old_catalog: Catalog, new_catalog: Catalog,
@@ -247,7 +189,7 @@ def dynamic_diff(old: Target, new: Target, old_catalog: Catalog, new_catalog: Ca
     events = events_under_test(Catalog(merged, {}), [e for e in throttled if e in merged],
                                extra=[e for e in (*focus, "BLOCK_IO_ERROR") if e in merged])
     names = [e.name for e in events]
-    if not events or bounds.timelines <= 0:
+    if not events or bounds.profile.runs <= 0:
         return DynamicDiff(bounds, names, 0, None, time.perf_counter() - start)
     focused = [_one_instance(merged[e]) for e in focus if e in merged] or events
 
@@ -256,10 +198,8 @@ def dynamic_diff(old: Target, new: Target, old_catalog: Catalog, new_catalog: Ca
 
     operation = st.one_of(queue(events), queue(focused),
                           st.builds(Advance, st.sampled_from(clock_steps(rates))))
-    timelines = st.lists(operation, min_size=1, max_size=bounds.steps)
-    config = settings(max_examples=bounds.timelines, database=None, deadline=None,
-                      phases=[Phase.generate], verbosity=Verbosity.quiet,
-                      suppress_health_check=list(HealthCheck))
+    timelines = st.lists(operation, min_size=1, max_size=bounds.profile.steps)
+    config = search_settings(bounds.profile.runs, shrink=False)
     with Driver(old.build().binary) as old_driver, Driver(new.build().binary) as new_driver:
         comparison = _Comparison(old_driver, new_driver, old_catalog, new_catalog)
         result = DynamicDiff(bounds, names, 0, None, 0.0)
@@ -274,9 +214,13 @@ def dynamic_diff(old: Target, new: Target, old_catalog: Catalog, new_catalog: Ca
         try:
             found = find(timelines, diverges, settings=config, random=Random(bounds.seed))
             result.tried = first[0]  # find() runs the example it returns once more
-            shortest = _simplified(comparison, _minimal(comparison, list(found)), merged)
+            def still_diverges(candidate: List[Operation]) -> bool:
+                return comparison.run(candidate)[2] is not None
+
+            shortest = plain_values(minimise(found, still_diverges, keep_one=True), merged,
+                                    still_diverges)
             old_run, new_run, index = comparison.run(shortest)
-            assert index is not None  # _minimal keeps only diverging timelines
+            assert index is not None  # the minimiser keeps only diverging timelines
             result.divergence = Divergence(
                 shortest, _projected(shortest, old_catalog), _projected(shortest, new_catalog),
                 old_run, new_run, index, result.tried, comparison.runs - result.tried - 1)

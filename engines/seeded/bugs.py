@@ -17,25 +17,25 @@ from qthrottle.model.throttle import Key, ThrottleModel, Window
 from qthrottle.model.timeline import Emission, EventData, Queue
 
 
-class StopNeverEqual(ThrottleModel):  # type: ignore[misc]
+class StopNeverEqual(ThrottleModel):
     def key_equal(self, stored: Record, lookup: Record) -> bool:
         equal: bool = not is_stop_event(*stored) and super().key_equal(stored, lookup)
         return equal
 
 
-class HashReadsNonKeyMember(ThrottleModel):  # type: ignore[misc]
+class HashReadsNonKeyMember(ThrottleModel):
     def key_hash(self, record: Record) -> int:
         return hash((super().key_hash(record), (record[1] or {}).get("open")))
 
 
-class WindowPerEvent(ThrottleModel):  # type: ignore[misc]
+class WindowPerEvent(ThrottleModel):
     def key(self, event: str, data: EventData) -> Key:
         return (event,)
 
     _queue = ThrottleModel._queue
 
 
-class StopThrottled(ThrottleModel):  # type: ignore[misc]
+class StopThrottled(ThrottleModel):
     def throttled(self, op: Queue) -> bool:
         throttled: bool = self.policy.throttled(op.event)
         return throttled
@@ -43,14 +43,14 @@ class StopThrottled(ThrottleModel):  # type: ignore[misc]
     _queue = ThrottleModel._queue
 
 
-class ExpiryForgetsPending(ThrottleModel):  # type: ignore[misc]
+class ExpiryForgetsPending(ThrottleModel):
     def _fire_next(self) -> list[Emission]:
         self._next_timer()[1].pending = None
         emitted: list[Emission] = super()._fire_next()
         return emitted
 
 
-class IdleWindowStaysOpen(ThrottleModel):  # type: ignore[misc]
+class IdleWindowStaysOpen(ThrottleModel):
     def _fire_next(self) -> list[Emission]:
         key, window = self._next_timer()
         idle = window.pending is None
@@ -64,11 +64,11 @@ MODELS = (StopNeverEqual, HashReadsNonKeyMember, WindowPerEvent, StopThrottled,
           ExpiryForgetsPending, IdleWindowStaysOpen)
 
 
-class StopNeverEqualChecks(Checks):  # type: ignore[misc]
+class StopNeverEqualChecks(Checks):
     model = StopNeverEqual
     key_reflexive = Checks.key_reflexive
 
 
-class HashReadsNonKeyMemberChecks(Checks):  # type: ignore[misc]
+class HashReadsNonKeyMemberChecks(Checks):
     model = HashReadsNonKeyMember
     key_hash_consistent = Checks.key_hash_consistent

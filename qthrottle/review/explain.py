@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
+from qthrottle.engines.selfcheck import COUNTEREXAMPLE, PROVED, SelfcheckReport
 from qthrottle.model.invariants import INVARIANTS
-from qthrottle.reports import NOT_APPLICABLE, STATEFUL, Z3, TargetResult, VerifyReport
-from qthrottle.selfcheck import COUNTEREXAMPLE, PROVED, SelfcheckReport
+from qthrottle.review.reports import NOT_APPLICABLE, STATEFUL, Z3, TargetResult, VerifyReport
 
 WHAT = {
     Z3: "z3 proofs: the extracted C's hash, equality and queue decision",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Tuple
 
-PACKAGE = "qthrottle.seeded.bugs"
+PACKAGE = "qthrottle.engines.seeded.bugs"
 
 
 @dataclass(frozen=True)

@@ -12,34 +12,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from hypothesis import strategies as st
 
+from qthrottle.model.members import INTEGER_TYPES, string_values
 from qthrottle.model.qapi_schema import Catalog, Event, Member
-
-# g_str_hash is djb2 (h = h * 33 + c): these differ in their last two bytes,
-# which add up to the same hash ('b' * 33 + 'Z' == 'c' * 33 + '9').
-G_STR_HASH_TWINS = ("bZ", "c9")
-
-STRING_UNIVERSE: Dict[str, List[str]] = {
-    "qom-path": ["/machine/peripheral/disk0", "/machine/peripheral/disk1"],
-    "id": ["vs0", "vs1"],
-    "node-name": ["node0", "node1"],
-    "device": ["disk0", "disk1"],
-}
-INTEGER_TYPES = {"int", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
-                 "uint64", "size"}
-
-
-def g_str_hash(text: str) -> int:
-    """GLib's g_str_hash on UTF-8 text (for tests of the generator)."""
-    value = 5381
-    for byte in text.encode("utf-8"):
-        value = (value * 33 + byte) & 0xFFFFFFFF
-    return value
-
-
-def string_values(member: str) -> List[str]:
-    base = STRING_UNIVERSE.get(member, [f"{member}-a", f"{member}-b"])
-    prefix = base[0][:-1] if member == "qom-path" else f"{member}-"
-    return base + [prefix + twin for twin in G_STR_HASH_TWINS]
 
 
 def member_value(member: Member) -> st.SearchStrategy[Any]:

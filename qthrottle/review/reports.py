@@ -24,13 +24,14 @@ from typing import Any, Dict, FrozenSet, List, Optional
 import z3
 
 from qthrottle.cases import MAY_ALSO_BREAK, verdict_as_expected
-from qthrottle.common import EXIT_FALSIFIED, EXIT_HOLDS, EXIT_UNKNOWN
+from qthrottle.core import EXIT_FALSIFIED, EXIT_HOLDS, EXIT_UNKNOWN
+from qthrottle.engines.bounds import Profile
+from qthrottle.engines.stateful import CompareKeys, Counterexample, SearchResult, format_timeline
 from qthrottle.harness.target import Target
 from qthrottle.model.invariants import INVARIANTS
-from qthrottle.model.lint import LintWarning
 from qthrottle.proofs.engine import PROVEN_INVARIANTS, ProofReport
 from qthrottle.proofs.report import NOT_PROVEN, bounds, details, summary
-from qthrottle.stateful import CompareKeys, Counterexample, Profile, SearchResult, format_timeline
+from qthrottle.review.lint import LintWarning
 
 SCHEMA_VERSION = 1
 STATEFUL, Z3 = "stateful", "z3"

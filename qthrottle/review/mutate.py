@@ -32,14 +32,11 @@ some mutants ended UNKNOWN (it would reach it were they killed).
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import multiprocessing
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -48,19 +45,20 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import z3
-from hypothesis import HealthCheck, Phase, Verbosity, errors, given, seed, settings
+from hypothesis import errors, given, seed, settings
 from hypothesis import strategies as st
 
-from qthrottle.common import (
-    EXIT_ERROR,
-    EXIT_FALSIFIED,
-    EXIT_HOLDS,
-    EXIT_UNKNOWN,
-    TARGET_HELP,
-    add_qapi_dir,
-    target_from,
+from qthrottle.core import EXIT_ERROR, EXIT_FALSIFIED, EXIT_HOLDS, EXIT_UNKNOWN, cache_dir
+from qthrottle.engines.bounds import Profile, clock_steps, search_settings
+from qthrottle.engines.generate import event_data
+from qthrottle.engines.stateful import (
+    Subject,
+    Violation,
+    make_machine,
+    minimize,
+    replay,
+    run_machine,
 )
-from qthrottle.generate import event_data
 from qthrottle.harness.build import (
     CFLAGS,
     SHIM_DIR,
@@ -72,18 +70,16 @@ from qthrottle.harness.build import (
     build,
     generated_files,
 )
-from qthrottle.harness.driver import Driver, RunResult, StepResult
+from qthrottle.harness.driver import Driver, HarnessFailure, RunResult, StepResult
 from qthrottle.harness.extract import SHIMMED, Extraction, ExtractionError, extract, walk
-from qthrottle.harness.mutation import MUTATED_ROLES, Mutant, Point, mutants
-from qthrottle.harness.qemu_sources import cache_dir
+from qthrottle.harness.mutation import Mutant, Point, mutants
+from qthrottle.harness.policy_scan import policy_from_extraction
 from qthrottle.harness.target import Target
 from qthrottle.model import invariants as inv
-from qthrottle.model.policy import policy_from_extraction
 from qthrottle.model.qapi_schema import Catalog
 from qthrottle.model.timeline import Advance, AdvanceToNext, Operation, Queue
 from qthrottle.proofs.callbacks import Callbacks
 from qthrottle.proofs.engine import (
-    DEFAULT_TIMEOUT_MS,
     ProofReport,
     ProofResult,
     prove,
@@ -111,17 +107,6 @@ from qthrottle.proofs.values import (
     StructValue,
     Unreachable,
     Value,
-)
-from qthrottle.stateful import (
-    PROFILES,
-    HarnessFailure,
-    Profile,
-    Subject,
-    Violation,
-    make_machine,
-    minimize,
-    replay,
-    run_machine,
 )
 
 DEFAULT_SEED = 20261125
@@ -393,7 +378,7 @@ def _span(node: Any) -> Tuple[Point, Point]:
     return (tuple(node.start_point), tuple(node.end_point))
 
 
-class _Traced(Executor):  # type: ignore[misc]
+class _Traced(Executor):
     """The queue function's translation, recording the nodes it executes and the
     variables in scope at each decision (the state the rest of the function reads)."""
 
@@ -633,15 +618,6 @@ def _replayed(result: ProofResult, extraction: Extraction, catalog: Catalog,
 
 # --------------------------------------------------------------- stateful
 
-def _settings(profile: Profile) -> settings:
-    # Generation only: a mutant needs the first broken invariant, not the shortest
-    # example (minimize() below still makes its timeline 1-minimal).
-    return settings(max_examples=profile.runs, stateful_step_count=profile.steps,
-                    deadline=None, database=None, verbosity=Verbosity.quiet,
-                    phases=[Phase.generate], print_blob=False, report_multiple_bugs=False,
-                    suppress_health_check=list(HealthCheck))
-
-
 Found = Union[None, str, Tuple[Violation, List[Operation]]]
 
 
@@ -650,7 +626,7 @@ def first_violation(subject: Subject, profile: Profile, seed_value: int) -> Foun
     none, or a string saying why the search could not decide."""
     machine = make_machine(subject, frozenset())
     try:
-        run_machine(seed(seed_value)(machine), settings=_settings(profile))
+        run_machine(seed(seed_value)(machine), settings=search_settings(profile.runs, profile.steps, shrink=False))
     except Violation as violation:
         latest = getattr(machine, "latest", None)
         found = [r.operation for r in latest.records] if latest is not None else []
@@ -684,14 +660,13 @@ def _observable(step: StepResult) -> Tuple[Any, ...]:
 def observed_difference(original: Driver, mutated: Driver, subject: Subject, profile: Profile,
                         seed_value: int) -> Optional[str]:
     """The first step of a random timeline where the two C builds differ, if any."""
-    rates = sorted({r for r in subject.policy.rates.values() if r}) or [1_000_000_000]
-    gaps = sorted({1, *(r // 2 for r in rates), *rates, *(r + 1 for r in rates)})
+    gaps = clock_steps(subject.policy.rates.values())
     operation = st.one_of(
         *(st.builds(Queue, st.just(e.name), event_data(e)) for e in subject.events),
         st.builds(Advance, st.sampled_from(gaps)), st.just(AdvanceToNext()))
 
     @seed(seed_value)
-    @settings(_settings(profile))
+    @settings(search_settings(profile.runs, profile.steps, shrink=False))
     @given(st.lists(operation, max_size=profile.steps))
     def compare(operations: List[Operation]) -> None:
         a: RunResult = original.run(operations)
@@ -841,88 +816,3 @@ def to_json(report: MutationReport, min_score: float) -> Dict[str, Any]:
                                                     UNKNOWN_VERDICT)},
             "exit": exit_code(report, min_score),
             "mutants": [outcome(o) for o in report.outcomes]}
-
-
-# --------------------------------------------------------------------- CLI
-
-def cmd_mutate(args: argparse.Namespace) -> int:
-    target = target_from(args.target, args.qapi_dir)
-    profile = PROFILES[args.profile]
-    from qthrottle.harness.mutation import OPERATORS
-    from qthrottle.proofs.report import bounds
-
-    unknown_operators = [o for o in args.operator or () if o not in OPERATORS]
-    if unknown_operators:
-        raise ExtractionError(f"no mutation operator {unknown_operators[0]!r} "
-                              f"(one of: {', '.join(OPERATORS)})")
-    print(f"qthrottle mutate: {target.name} ({target.monitor_c})")
-    print(f"  seed {args.seed}; stateful engine, {profile.describe()}; z3 proofs, "
-          f"{bounds(args.timeout_ms)}; {args.jobs} job(s)")
-    print(f"  functions mutated: {', '.join(MUTATED_ROLES)} and the rate table", flush=True)
-
-    def progress(outcome: Outcome, done: int, total: int) -> None:
-        if sys.stderr.isatty():
-            print(f"\r  {done}/{total} mutants analysed", end="", file=sys.stderr, flush=True)
-
-    report = run(target, profile, args.seed, args.timeout_ms, args.jobs, args.operator,
-                 not args.no_replay, progress)
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
-    print()
-    print("\n".join(format_report(report, args.min_score)))
-    print(f"time: {report.seconds:.1f} s on {report.jobs} job(s) "
-          f"(rerun with --seed {args.seed} to reproduce)")
-    if args.json:
-        try:
-            Path(args.json).write_text(json.dumps(to_json(report, args.min_score), indent=2)
-                                       + "\n")
-        except OSError as error:
-            print(f"qthrottle: error: cannot write {args.json}: {error.strerror}",
-                  file=sys.stderr)
-            return EXIT_ERROR
-    return exit_code(report, args.min_score)
-
-
-def _positive(text_value: str) -> int:
-    value = int(text_value)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be a positive number")
-    return value
-
-
-def _percent(text_value: str) -> float:
-    value = float(text_value)
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError("must be a percentage between 0 and 100")
-    return value
-
-
-def add_command(sub: argparse._SubParsersAction[Any]) -> None:
-    command = sub.add_parser(
-        "mutate", help="mutation analysis: seed faults in the throttle, count those the "
-        "engines catch",
-        description=f"TARGET is {TARGET_HELP}. Each mutant of the throttle functions and the "
-        "rate table goes through the z3 proofs, then the stateful engine; equivalent and "
-        "stillborn mutants are listed apart. Exit: 0 score >= --min-score, 1 below, "
-        "2 input or tool error, 3 below only because some mutants ended UNKNOWN.")
-    command.add_argument("target", metavar="TARGET")
-    add_qapi_dir(command)
-    command.add_argument("--profile", choices=sorted(PROFILES), default="quick",
-                         help="stateful engine bounds per mutant (default quick)")
-    command.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                         help=f"seed of every stateful search (default {DEFAULT_SEED})")
-    command.add_argument("--timeout-ms", type=_positive, default=DEFAULT_TIMEOUT_MS,
-                         metavar="N",
-                         help=f"z3 timeout per solver query (default {DEFAULT_TIMEOUT_MS})")
-    command.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, metavar="N",
-                         help="mutants analysed in parallel (default: the number of cores)")
-    command.add_argument("--min-score", type=_percent, default=DEFAULT_MIN_SCORE, metavar="P",
-                         help=f"score to reach, in %% (default {DEFAULT_MIN_SCORE:g})")
-    command.add_argument("--operator", action="append", metavar="NAME",
-                         help="only this mutation operator (repeatable), e.g. "
-                         "'change a rate'")
-    command.add_argument("--no-replay", action="store_true",
-                         help="do not build the mutants z3 kills to replay their "
-                         "counterexamples in C; compile-check them only (faster)")
-    command.add_argument("--json", metavar="FILE", help="write the full result as JSON")
-    command.set_defaults(func=cmd_mutate)

@@ -6,7 +6,7 @@ per contracted function, as a child process (``python -m crosshair check``),
 in the tiny world of model/bounded.py, with a per-condition CPU-time budget.
 Each condition ends PROVED (confirmed over all paths), COUNTEREXAMPLE (with
 the inputs) or BUDGET EXHAUSTED (no counterexample within the budget: UNKNOWN,
-never a pass). Then each seeded bug (qthrottle/seeded/) is checked the same
+never a pass). Then each seeded bug (engines/seeded/) is checked the same
 way: the checker must fail on it.
 
 Python API: ``run_selfcheck(timeout_s) -> SelfcheckReport``; its
@@ -16,10 +16,8 @@ Python API: ``run_selfcheck(timeout_s) -> SelfcheckReport``; its
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import inspect
-import json
 import os
 import re
 import subprocess
@@ -31,11 +29,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from qthrottle.common import EXIT_ERROR, EXIT_FALSIFIED, EXIT_HOLDS, EXIT_UNKNOWN
+from qthrottle.core import EXIT_FALSIFIED, EXIT_HOLDS, EXIT_UNKNOWN, QthrottleError, Status
 from qthrottle.model import bounded, throttle
 from qthrottle.model.invariants import INVARIANTS
 
-PROVED, COUNTEREXAMPLE, BUDGET_EXHAUSTED = "PROVED", "COUNTEREXAMPLE", "BUDGET EXHAUSTED"
+PROVED, COUNTEREXAMPLE, BUDGET_EXHAUSTED = Status.PROVED, Status.FALSIFIED, Status.UNKNOWN
+# CrossHair's words for them, as the reports print them.
+LABELS = {PROVED: "PROVED", COUNTEREXAMPLE: "COUNTEREXAMPLE", BUDGET_EXHAUSTED: "BUDGET EXHAUSTED"}
 DEFAULT_TIMEOUT_S = 60.0  # CPU seconds per condition; the model needs about 1 to 6
 DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))
 
@@ -48,7 +48,7 @@ _BARE_POST = re.compile(r'^\s*(?:""")?post(?:\[[^\]]*\])?:')
 _MESSAGE = re.compile(r"^(?P<file>.+?):(?P<line>\d+): (?P<kind>info|error): (?P<text>.*)$")
 
 
-class SelfcheckError(Exception):
+class SelfcheckError(QthrottleError):
     """CrossHair could not run, or said something this module does not understand."""
 
 
@@ -74,15 +74,19 @@ class Condition:
 @dataclass(frozen=True)
 class ConditionResult:
     condition: Condition
-    status: str  # PROVED, COUNTEREXAMPLE or BUDGET_EXHAUSTED
+    status: Status  # PROVED, COUNTEREXAMPLE (FALSIFIED) or BUDGET_EXHAUSTED (UNKNOWN)
     detail: str  # CrossHair's message: the counterexample, or why it is unknown
     seconds: float  # wall time of the CrossHair run of its target
     timeout_s: float  # the per-condition budget (CPU seconds)
 
+    @property
+    def label(self) -> str:
+        return LABELS[self.status]
+
     def to_json(self) -> Dict[str, Any]:
         c = self.condition
         return {"target": c.target, "location": f"{c.file}:{c.line}", "condition": c.text,
-                "invariants": list(c.invariants), "status": self.status,
+                "invariants": list(c.invariants), "status": self.label,
                 "detail": self.detail, "seconds": round(self.seconds, 2),
                 "timeout_s": self.timeout_s}
 
@@ -132,7 +136,7 @@ class SelfcheckReport:
             "per_condition_timeout_s": self.timeout_s, "seconds": round(self.seconds, 2),
             "model": [r.to_json() for r in self.model],
             "by_invariant": {str(n): [f"{r.condition.target} ({r.condition.location}): "
-                                      f"{r.status}" for r in results]
+                                      f"{r.label}" for r in results]
                              for n, results in self.by_invariant().items()},
             "seeded": [{"name": s.name, "invariant": s.invariant, "what": s.what,
                         "caught": s.caught, "results": [r.to_json() for r in s.results]}
@@ -252,7 +256,7 @@ def _results(target: str, conditions: List[Condition], messages: Sequence[re.Mat
     return results
 
 
-def _status(message: re.Match[str], target: str) -> str:
+def _status(message: re.Match[str], target: str) -> Status:
     text = message["text"]
     if message["kind"] == "error":
         if " when calling " not in text:
@@ -268,7 +272,7 @@ def _status(message: re.Match[str], target: str) -> str:
 def run_selfcheck(timeout_s: float = DEFAULT_TIMEOUT_S, jobs: int = DEFAULT_JOBS,
                   progress: Optional[Callable[[str], None]] = None) -> SelfcheckReport:
     """CrossHair on every contract of the reference, then on every seeded bug."""
-    from qthrottle.seeded import PACKAGE, SEEDED
+    from qthrottle.engines.seeded import PACKAGE, SEEDED
 
     try:
         version = metadata.version("crosshair-tool")
@@ -302,7 +306,7 @@ def run_selfcheck(timeout_s: float = DEFAULT_TIMEOUT_S, jobs: int = DEFAULT_JOBS
 def _line(result: ConditionResult) -> str:
     c = result.condition
     numbers = ",".join(map(str, c.invariants))
-    return (f"  {result.status:<17} inv {numbers:<6} {c.name:<40} {c.location:<16} "
+    return (f"  {result.label:<17} inv {numbers:<6} {c.name:<40} {c.location:<16} "
             f"{result.seconds:5.1f} s (budget {result.timeout_s:g} s)")
 
 
@@ -321,7 +325,7 @@ def format_report(report: SelfcheckReport) -> List[str]:
         lines.append(_line(result))
         if result.status == COUNTEREXAMPLE:
             lines.append(_detail(result))
-    lines += ["", "== seeded bugs (qthrottle/seeded/): CrossHair must find each"]
+    lines += ["", "== seeded bugs (engines/seeded/): CrossHair must find each"]
     for bug in report.seeded:
         lines.append(f"  {'CAUGHT' if bug.caught else 'MISSED'}  {bug.name} (breaks invariant "
                      f"{bug.invariant}): {bug.what}")
@@ -331,7 +335,7 @@ def format_report(report: SelfcheckReport) -> List[str]:
                 lines.append("  " + _detail(result).replace("\n", "\n  "))
     lines += ["", "by invariant (model/):"]
     for number, results in report.by_invariant().items():
-        counts = ", ".join(f"{sum(r.status == s for r in results)} {s}"
+        counts = ", ".join(f"{sum(r.status == s for r in results)} {LABELS[s]}"
                            for s in (PROVED, COUNTEREXAMPLE, BUDGET_EXHAUSTED)
                            if any(r.status == s for r in results))
         lines.append(f"  {number}  {INVARIANTS[number]:<62} "
@@ -342,48 +346,3 @@ def format_report(report: SelfcheckReport) -> List[str]:
                              "within its budget"}[report.exit_code]
     lines += ["", f"result: {verdict} ({report.seconds:.1f} s wall)"]
     return lines
-
-
-def cmd_selfcheck(args: argparse.Namespace) -> int:
-    try:
-        report = run_selfcheck(args.per_condition_timeout, args.jobs)
-    except SelfcheckError as error:
-        print(f"qthrottle: error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    if args.json:
-        print(json.dumps(report.to_json(), indent=2))
-    else:
-        print("\n".join(format_report(report)))
-    return report.exit_code
-
-
-def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from error
-        if value <= 0:
-            raise argparse.ArgumentTypeError("must be positive")
-        return value
-    return parse
-
-
-def add_command(sub: argparse._SubParsersAction[Any]) -> None:
-    command = sub.add_parser(
-        "selfcheck", help="CrossHair checks the reference model's own contracts",
-        description="CrossHair checks every contract of the reference model (model/) in a "
-        "tiny world, then checks that it finds each seeded bug (qthrottle/seeded/). Each "
-        "condition is PROVED (confirmed over all paths), COUNTEREXAMPLE or BUDGET EXHAUSTED "
-        "(unknown, never a pass). Exit: 0 every model condition proved and every seeded bug "
-        "caught; 1 a counterexample in model/, or a seeded bug missed (the checker failed to "
-        "fail); 2 CrossHair could not run or crashed; 3 no counterexample, every seeded bug "
-        "caught, but some model condition only exhausted its budget.")
-    command.add_argument("--per-condition-timeout", type=positive(float),
-                         default=DEFAULT_TIMEOUT_S, metavar="S",
-                         help=f"CrossHair's CPU seconds per condition (default "
-                         f"{DEFAULT_TIMEOUT_S:g})")
-    command.add_argument("--jobs", type=positive(int), default=DEFAULT_JOBS, metavar="N",
-                         help=f"CrossHair processes at once (default {DEFAULT_JOBS})")
-    command.add_argument("--json", action="store_true", help="machine-readable output")
-    command.set_defaults(func=cmd_selfcheck)

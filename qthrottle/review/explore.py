@@ -3,30 +3,25 @@
 The z3 proofs run first (seconds): each counterexample they find becomes a
 timeline. The stateful engine then searches for the invariants the proofs
 cannot falsify (5, 6, 8) or did not. Whichever engine found it, a
-counterexample goes through qthrottle.counterexample: replayed against the
+counterexample goes through qthrottle.review.counterexample: replayed against the
 sanitized C and the reference model, printed as one table with the sanitizer
 report and the QMP events, and written as a standalone pytest reproducer.
 """
 from __future__ import annotations
 
-import argparse
-import random
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, FrozenSet, List, Optional, Tuple
+from typing import Dict, FrozenSet, List, Optional, Tuple
 
-from qthrottle.common import (
-    EXIT_ERROR,
-    EXIT_FALSIFIED,
-    EXIT_HOLDS,
-    EXIT_UNKNOWN,
-    TARGET_HELP,
-    add_qapi_dir,
-    add_timeout,
-    target_from,
-)
-from qthrottle.counterexample import (
+from qthrottle.core import EXIT_FALSIFIED, EXIT_HOLDS, EXIT_UNKNOWN, QthrottleError
+from qthrottle.engines.bounds import Profile
+from qthrottle.engines.stateful import Subject, open_subject, search
+from qthrottle.harness.target import Target, resolve
+from qthrottle.model.invariants import INVARIANTS
+from qthrottle.proofs.engine import PROVEN_INVARIANTS, prove_target
+from qthrottle.proofs.report import bounds
+from qthrottle.proofs.solve import FALSIFIED, PROVED, UNKNOWN
+from qthrottle.review.counterexample import (
     Counterexample,
     Replay,
     from_proof,
@@ -35,12 +30,6 @@ from qthrottle.counterexample import (
     replay,
     write_reproducer,
 )
-from qthrottle.harness.target import Target
-from qthrottle.model.invariants import INVARIANTS
-from qthrottle.proofs.engine import PROVEN_INVARIANTS, prove_target
-from qthrottle.proofs.report import bounds
-from qthrottle.proofs.solve import FALSIFIED, PROVED, UNKNOWN
-from qthrottle.stateful import PROFILES, Subject, open_subject, search
 
 DEFAULT_OUTPUT = "qthrottle-repro"
 
@@ -94,7 +83,7 @@ def _prove(target: Target, subject: Subject, exploration: Exploration,
             exploration.status[number] = "PROVED (z3)"
 
 
-def _search(subject: Subject, exploration: Exploration, args: argparse.Namespace,
+def _search(subject: Subject, exploration: Exploration, profile: Profile,
             seed_value: int) -> None:
     """The stateful engine on what z3 neither proved nor falsified in a way the C
     reproduces (a proof covers every input: a bounded search adds nothing to it)."""
@@ -106,7 +95,7 @@ def _search(subject: Subject, exploration: Exploration, args: argparse.Namespace
         return
     print(f"   stateful engine on invariant(s) {', '.join(map(str, sorted(remaining)))}:",
           flush=True)
-    result = search(subject, PROFILES[args.profile], seed_value,
+    result = search(subject, profile, seed_value,
                     progress=lambda what: print(f"     {what}", flush=True),
                     set_aside=frozenset(INVARIANTS) - remaining)
     print(f"   {result.searches} search(es) in {result.seconds:.1f} s")
@@ -128,37 +117,35 @@ def _search(subject: Subject, exploration: Exploration, args: argparse.Namespace
             exploration.status[number] = "PASS (stateful engine, within its bounds)"
 
 
-def _write(args: argparse.Namespace, target: Target, exploration: Exploration,
-           seed_value: int) -> Dict[int, Path]:
+def _write(output: Path, spec: str, qapi_dir: Optional[str], target: Target,
+           exploration: Exploration, seed_value: int) -> Dict[int, Path]:
     """A reproducer per counterexample the C confirms."""
-    spec = args.target if target.expected_broken is not None else str(Path(args.target).resolve())
-    qapi = str(Path(args.qapi_dir).resolve()) if args.qapi_dir else None
-    return {number: write_reproducer(Path(args.output), example, replayed, target.name, spec,
+    spec = spec if target.expected_broken is not None else str(Path(spec).resolve())
+    qapi = str(Path(qapi_dir).resolve()) if qapi_dir else None
+    return {number: write_reproducer(output, example, replayed, target.name, spec,
                                      qapi, seed_value)
             for number, (example, replayed) in sorted(exploration.found.items())
             if replayed.confirmed}
 
 
-def cmd_explore(args: argparse.Namespace) -> int:
-    target = target_from(args.target, args.qapi_dir)
-    wanted = frozenset([args.invariant] if args.invariant else INVARIANTS)
-    seed_value = args.seed if args.seed is not None else random.randrange(1 << 30)
+def explore(spec: str, qapi_dir: Optional[str], wanted: FrozenSet[int], profile: Profile,
+            seed_value: int, timeout_ms: int, output: Path) -> int:
+    """Explore @wanted on the target @spec, printing as it goes; the exit code."""
+    target = resolve(spec, Path(qapi_dir) if qapi_dir else None)
     print(f"qthrottle explore: seed {seed_value}; invariant(s) "
           f"{', '.join(map(str, sorted(wanted)))}")
-    print(f"  z3 proofs first: {bounds(args.timeout_ms)}")
-    print(f"  then the stateful engine, {PROFILES[args.profile].describe()}")
+    print(f"  z3 proofs first: {bounds(timeout_ms)}")
+    print(f"  then the stateful engine, {profile.describe()}")
     print(f"\n== {target.name} ({target.monitor_c})")
     exploration = Exploration(wanted)
     with open_subject(target) as subject:
         if wanted & set(PROVEN_INVARIANTS):
-            _prove(target, subject, exploration, args.timeout_ms)
-        _search(subject, exploration, args, seed_value)
+            _prove(target, subject, exploration, timeout_ms)
+        _search(subject, exploration, profile, seed_value)
     try:
-        written = _write(args, target, exploration, seed_value)
+        written = _write(output, spec, qapi_dir, target, exploration, seed_value)
     except OSError as error:
-        print(f"qthrottle: error: cannot write the reproducers to {args.output}: {error}",
-              file=sys.stderr)
-        return EXIT_ERROR
+        raise QthrottleError(f"cannot write the reproducers to {output}: {error}") from None
     print()
     for number, name in INVARIANTS.items():
         print(f"  {number}  {name:<62} {exploration.status.get(number, '-  (not explored)')}")
@@ -171,24 +158,3 @@ def cmd_explore(args: argparse.Namespace) -> int:
     if exploration.falsified:
         return EXIT_FALSIFIED
     return EXIT_UNKNOWN if exploration.unknown else EXIT_HOLDS
-
-
-def add_command(sub: argparse._SubParsersAction[Any]) -> None:
-    command = sub.add_parser(
-        "explore", help="show each falsified invariant as a replayed timeline and write "
-        "a pytest reproducer",
-        description=f"TARGET is {TARGET_HELP}. The z3 proofs run first, then the stateful "
-        "engine for what they cannot falsify. Each counterexample is replayed against the "
-        "sanitized C and the reference model and written as a standalone pytest file. "
-        "Exit: 0 nothing falsified, 1 falsified, 2 input or tool error, 3 unknown.")
-    command.add_argument("target", metavar="TARGET")
-    add_qapi_dir(command)
-    command.add_argument("--invariant", type=int, choices=sorted(INVARIANTS), metavar="N",
-                         help="explore invariant N only (1-8)")
-    command.add_argument("--profile", choices=sorted(PROFILES), default="quick",
-                         help="bounds of the stateful search (default quick)")
-    command.add_argument("--seed", type=int, help="seed of the search (printed when not given)")
-    add_timeout(command)
-    command.add_argument("--output", metavar="DIR", default=DEFAULT_OUTPUT,
-                         help=f"where the reproducers go (default ./{DEFAULT_OUTPUT}/)")
-    command.set_defaults(func=cmd_explore)

@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from qthrottle.harness.extract import EVENT_PREFIX, Extraction
-from qthrottle.model.policy import ALL_EVENTS, Policy, member_reads, policy_from_extraction
+from qthrottle.harness.policy_scan import ALL_EVENTS, member_reads, policy_from_extraction
+from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Catalog, Event
 from qthrottle.model.timeline import format_ns
 

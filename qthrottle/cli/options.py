@@ -1,0 +1,92 @@
+"""What every subcommand's parser shares: TARGET, --qapi-dir, --timeout-ms, --profile,
+--seed, report files, and the validators of numbers."""
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from qthrottle.core import QthrottleError
+from qthrottle.engines.bounds import PROFILES
+from qthrottle.harness.target import Target, resolve
+from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS
+
+TARGET_HELP = "a QEMU tree, a monitor.c file or a case-study name"
+Z3_TIMEOUT_MAX_MS = 2**32 - 1  # z3 keeps its timeout in an unsigned 32-bit integer
+
+
+def number(kind: Callable[[str], Any], minimum: Optional[float] = None,
+           maximum: Optional[float] = None, above: Optional[float] = None,
+           what: str = "number") -> Callable[[str], Any]:
+    """An argparse type: @kind of @text within [minimum, maximum] (and > @above)."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {what}: {text!r}") from None
+        if value != value or (above is not None and value <= above) or (
+                minimum is not None and value < minimum) or (
+                maximum is not None and value > maximum):
+            bounds = [f"above {above:g}" if above is not None else "",
+                      f"at least {minimum:g}" if minimum is not None else "",
+                      f"at most {maximum:g}" if maximum is not None else ""]
+            raise argparse.ArgumentTypeError(
+                f"must be a {what} {' and '.join(b for b in bounds if b)}")
+        return value
+    return parse
+
+
+def positive(kind: Callable[[str], Any], what: str = "number") -> Callable[[str], Any]:
+    return number(kind, above=0, what=what)
+
+
+COUNT = number(int, minimum=0, what="whole number")
+PERCENT = number(float, minimum=0, maximum=100, what="percentage")
+SEED = number(int, what="whole number")
+
+
+def add_target(command: argparse.ArgumentParser, optional: bool = False) -> None:
+    command.add_argument("target", metavar="TARGET", nargs="?" if optional else None)
+    command.add_argument("--qapi-dir", metavar="DIR",
+                         help="QAPI schema directory (default: the tree's qapi/)")
+
+
+def target_from(spec: str, qapi_dir: Optional[str]) -> Target:
+    return resolve(spec, Path(qapi_dir) if qapi_dir else None)
+
+
+def add_timeout(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--timeout-ms", metavar="N", default=DEFAULT_TIMEOUT_MS,
+                         type=number(int, minimum=1, maximum=Z3_TIMEOUT_MAX_MS,
+                                     what="number of milliseconds"),
+                         help=f"z3 timeout per solver query (default {DEFAULT_TIMEOUT_MS})")
+
+
+def add_profile(command: argparse.ArgumentParser, default: str = "quick") -> None:
+    command.add_argument("--profile", choices=sorted(PROFILES), default=default,
+                         help=f"bounds of the stateful search (default {default}): "
+                         + "; ".join(p.describe() for p in PROFILES.values()))
+
+
+def add_seed(command: argparse.ArgumentParser, default: Optional[int] = None) -> None:
+    shown = "printed when not given" if default is None else f"default {default}"
+    command.add_argument("--seed", type=SEED, default=default,
+                         help=f"seed of the search ({shown})")
+
+
+def seed_of(args: argparse.Namespace) -> int:
+    """The seed given, or a fresh one (printed with the result, so a run reproduces)."""
+    return args.seed if args.seed is not None else random.randrange(1 << 30)
+
+
+def check_writable(option: str, name: Optional[str]) -> None:
+    """A report file that cannot be written fails before the long run, not after it."""
+    if name is None:
+        return
+    path = Path(name)
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise QthrottleError(f"{option} {name}: no such directory {parent}")
+    if path.is_dir():
+        raise QthrottleError(f"{option} {name}: is a directory")
