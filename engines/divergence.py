@@ -25,14 +25,15 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from random import Random
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from hypothesis import find
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from qthrottle.engines.bounds import Profile, clock_steps, search_settings
-from qthrottle.engines.generate import event_data, events_under_test
+from qthrottle.engines import generate
+from qthrottle.engines.bounds import Profile, search_settings
+from qthrottle.engines.generate import events_under_test
 from qthrottle.engines.minimise import minimise, plain_values
 from qthrottle.harness.driver import Crash, Driver, HarnessFailure, RunResult, StepResult
 from qthrottle.harness.target import Target
@@ -40,7 +41,6 @@ from qthrottle.model.invariants import crash_invariant
 from qthrottle.model.members import string_values
 from qthrottle.model.qapi_schema import Catalog, Event
 from qthrottle.model.timeline import (
-    Advance,
     Emission,
     EventData,
     Operation,
@@ -114,7 +114,9 @@ def _project(data: EventData, event: Event) -> EventData:
     return {k: v for k, v in data.items() if event.member(k) is not None}
 
 
-def _projected(operations: Sequence[Operation], catalog: Catalog) -> List[Operation]:
+def _projected(operations: Sequence[Operation], catalog: Optional[Catalog]) -> List[Operation]:
+    if catalog is None:
+        return list(operations)
     return [Queue(op.event, _project(op.data, catalog.events[op.event]))
             if isinstance(op, Queue) else op for op in operations]
 
@@ -128,26 +130,40 @@ def shared(event: str, data: EventData, old: Catalog, new: Catalog) -> str:
     return json.dumps(data, sort_keys=True)
 
 
-class _Comparison:
-    """Both drivers, and what makes two steps look the same to the monitors."""
+Observation = Callable[[StepResult], Tuple[Any, ...]]
 
-    def __init__(self, old: Driver, new: Driver, old_catalog: Catalog,
-                 new_catalog: Catalog) -> None:
-        self.old, self.new = old, new
-        self.old_catalog, self.new_catalog = old_catalog, new_catalog
+
+def monitors_view(old_catalog: Catalog, new_catalog: Catalog) -> Observation:
+    """What the QMP monitors see of a step: emissions (on the members both schemas give
+    the event) with their times, and a crash."""
+    def observe(step: StepResult) -> Tuple[Any, ...]:
+        emitted = tuple((e.t, e.event, shared(e.event, e.data, old_catalog, new_catalog))
+                        for e in step.emitted)
+        return emitted, step.crash.kind if step.crash is not None else None
+    return observe
+
+
+class Comparison:
+    """The differential runner: two C drivers on the same timelines, compared step by
+    step through an observation (what the monitors see, or more)."""
+
+    def __init__(self, old: Driver, new: Driver, observe: Observation,
+                 old_catalog: Optional[Catalog] = None,
+                 new_catalog: Optional[Catalog] = None) -> None:
+        self.old, self.new, self.observe = old, new, observe
+        self.old_catalog, self.new_catalog = old_catalog, new_catalog  # None: no projection
         self.runs = 0
         self.crashes: Dict[str, Crash] = {}
 
     def observed(self, step: Optional[StepResult]) -> Tuple[Any, ...]:
-        if step is None:
-            return ("no step (the run ended)",)
-        emitted = tuple((e.t, e.event, shared(e.event, e.data, self.old_catalog,
-                                              self.new_catalog)) for e in step.emitted)
-        return emitted, step.crash.kind if step.crash is not None else None
+        return ("no step (the run ended)",) if step is None else self.observe(step)
 
     def run(self, operations: Sequence[Operation]
             ) -> Tuple[RunResult, RunResult, Optional[int]]:
-        """Both versions on @operations; the index of the first differing step, if any."""
+        """Both sides on @operations; the index of the first differing step, if any.
+
+        HarnessFailure when either side's harness could not decide (a hang).
+        """
         self.runs += 1
         old = self.old.run(_projected(operations, self.old_catalog))
         new = self.new.run(_projected(operations, self.new_catalog))
@@ -164,6 +180,28 @@ class _Comparison:
             if self.observed(a) != self.observed(b):
                 return old, new, index
         return old, new, None
+
+    def diverges(self, operations: Sequence[Operation]) -> bool:
+        return self.run(operations)[2] is not None
+
+    def first_divergence(self, timelines: st.SearchStrategy[List[Operation]], runs: int,
+                         seed_value: int) -> Optional[Tuple[List[Operation], int]]:
+        """The first generated timeline on which the sides differ, and its number; None
+        when @runs timelines (generated from @seed_value, never shrunk) all agree."""
+        first: List[int] = []
+
+        def diverges(operations: List[Operation]) -> bool:
+            found = self.diverges(operations)
+            if found and not first:
+                first.append(self.runs)
+            return found
+
+        try:
+            found = find(timelines, diverges, settings=search_settings(runs, shrink=False),
+                         random=Random(seed_value))
+        except NoSuchExample:
+            return None
+        return list(found), first[0]  # find() runs the example it returns once more
 
 
 def _one_instance(event: Event) -> Event:
@@ -193,39 +231,27 @@ def dynamic_diff(old: Target, new: Target, old_catalog: Catalog, new_catalog: Ca
         return DynamicDiff(bounds, names, 0, None, time.perf_counter() - start)
     focused = [_one_instance(merged[e]) for e in focus if e in merged] or events
 
-    def queue(chosen: List[Event]) -> st.SearchStrategy[Operation]:
-        return st.one_of([st.builds(Queue, st.just(e.name), event_data(e)) for e in chosen])
-
-    operation = st.one_of(queue(events), queue(focused),
-                          st.builds(Advance, st.sampled_from(clock_steps(rates))))
-    timelines = st.lists(operation, min_size=1, max_size=bounds.profile.steps)
-    config = search_settings(bounds.profile.runs, shrink=False)
+    timelines = generate.timelines(events, rates, bounds.profile.steps, focus=focused,
+                                   to_next_deadline=False)
     with Driver(old.build().binary) as old_driver, Driver(new.build().binary) as new_driver:
-        comparison = _Comparison(old_driver, new_driver, old_catalog, new_catalog)
+        comparison = Comparison(old_driver, new_driver, monitors_view(old_catalog, new_catalog),
+                                old_catalog, new_catalog)
         result = DynamicDiff(bounds, names, 0, None, 0.0)
-        first: List[int] = []  # the number of the first diverging timeline
-
-        def diverges(operations: List[Operation]) -> bool:
-            found = comparison.run(operations)[2] is not None
-            if found and not first:
-                first.append(comparison.runs)
-            return found
-
         try:
-            found = find(timelines, diverges, settings=config, random=Random(bounds.seed))
-            result.tried = first[0]  # find() runs the example it returns once more
-            def still_diverges(candidate: List[Operation]) -> bool:
-                return comparison.run(candidate)[2] is not None
-
-            shortest = plain_values(minimise(found, still_diverges, keep_one=True), merged,
-                                    still_diverges)
-            old_run, new_run, index = comparison.run(shortest)
-            assert index is not None  # the minimiser keeps only diverging timelines
-            result.divergence = Divergence(
-                shortest, _projected(shortest, old_catalog), _projected(shortest, new_catalog),
-                old_run, new_run, index, result.tried, comparison.runs - result.tried - 1)
-        except NoSuchExample:
-            result.tried = comparison.runs
+            found = comparison.first_divergence(timelines, bounds.profile.runs, bounds.seed)
+            if found is None:
+                result.tried = comparison.runs
+            else:
+                result.tried = found[1]
+                shortest = plain_values(
+                    minimise(found[0], comparison.diverges, keep_one=True), merged,
+                    comparison.diverges)
+                old_run, new_run, index = comparison.run(shortest)
+                assert index is not None  # the minimiser keeps only diverging timelines
+                result.divergence = Divergence(
+                    shortest, _projected(shortest, old_catalog),
+                    _projected(shortest, new_catalog), old_run, new_run, index, result.tried,
+                    comparison.runs - result.tried - 1)
         except HarnessFailure as failure:
             result.tried = comparison.runs
             result.unknown = f"the harness could not decide: {failure}"

@@ -8,12 +8,14 @@ surface.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from hypothesis import strategies as st
 
+from qthrottle.engines.bounds import clock_steps
 from qthrottle.model.members import INTEGER_TYPES, string_values
 from qthrottle.model.qapi_schema import Catalog, Event, Member
+from qthrottle.model.timeline import Advance, AdvanceToNext, Operation, Queue
 
 
 def member_value(member: Member) -> st.SearchStrategy[Any]:
@@ -52,3 +54,23 @@ def events_under_test(catalog: Catalog, throttled: Sequence[str],
     chosen = [e for e in catalog.events.values() if e.name in throttled or e.name in extra]
     others = [e for e in catalog.events.values() if e not in chosen]
     return chosen + others[:unthrottled]
+
+
+def queue_operations(events: Sequence[Event]) -> st.SearchStrategy[Queue]:
+    """An event of @events queued, with data drawn from its schema."""
+    return st.one_of([st.builds(Queue, st.just(e.name), event_data(e)) for e in events])
+
+
+def timelines(events: Sequence[Event], rates: Iterable[int], steps: int,
+              focus: Sequence[Event] = (), to_next_deadline: bool = True
+              ) -> st.SearchStrategy[List[Operation]]:
+    """Timelines of 1 to @steps operations: an event of @events queued (those of @focus
+    also by a rule of their own), the clock stepped around @rates (engines/bounds.py)
+    and, if asked, to the next timer deadline."""
+    choices: List[st.SearchStrategy[Operation]] = [queue_operations(events)]
+    if focus:
+        choices.append(queue_operations(focus))
+    choices.append(st.builds(Advance, st.sampled_from(clock_steps(rates))))
+    if to_next_deadline:
+        choices.append(st.just(AdvanceToNext()))
+    return st.lists(st.one_of(choices), min_size=1, max_size=steps)

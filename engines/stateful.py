@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
 from qthrottle.engines.bounds import Profile, clock_steps, search_settings
-from qthrottle.engines.generate import event_data, events_under_test
+from qthrottle.engines.generate import event_data, events_under_test, queue_operations
 from qthrottle.engines.minimise import minimise
 from qthrottle.harness.build import build
 from qthrottle.harness.driver import Crash, Driver, HarnessFailure, StepResult
@@ -122,14 +122,10 @@ class Subject:
         return cls(driver, policy, catalog, events_under_test(catalog, throttled))
 
 
-def _queue_strategy(events: List[Event]) -> st.SearchStrategy[Queue]:
-    return st.one_of([st.builds(Queue, st.just(e.name), event_data(e)) for e in events])
-
-
 def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedStateMachine]:
     """A state machine class for one target; violations of @ignored restart the run."""
     steps = clock_steps(subject.policy.rates.values())
-    queue_ops = _queue_strategy(subject.events)
+    queue_ops = queue_operations(subject.events)
     stop_events = [e for e in subject.events if e.name == inv.STOP_EVENT]
     hash_of, equal = driver_callbacks(subject.driver)
     pairs = st.sampled_from(subject.events).flatmap(
@@ -218,7 +214,7 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
             self._step(op)
 
         # Invariant 4 is about BLOCK_IO_ERROR: a rule of its own makes it frequent.
-        @rule(op=_queue_strategy(stop_events) if stop_events else queue_ops)
+        @rule(op=queue_operations(stop_events) if stop_events else queue_ops)
         def queue_block_io_error(self, op: Queue) -> None:
             self._step(op)
 
@@ -327,19 +323,21 @@ def _search_once(subject: Subject, config: settings, seed_value: int,
 
 def search(subject: Subject, profile: Profile, seed_value: int,
            progress: Callable[[str], None] = lambda _: None,
-           set_aside: FrozenSet[int] = frozenset()) -> SearchResult:
+           set_aside: FrozenSet[int] = frozenset(), stop_at_first: bool = False) -> SearchResult:
     """Find a shrunk counterexample for every invariant the target breaks.
 
     Invariants in @set_aside are not searched for (found by another engine, or
     not asked for); the search stops when no other invariant is left.
+    @stop_at_first: stop at the first invariant broken, and let the minimiser alone
+    shorten its timeline (qthrottle mutate needs one counterexample, not the shortest).
     """
     result = SearchResult(profile, seed_value)
     start = time.perf_counter()
-    config = search_settings(profile.runs, profile.steps)
+    config = search_settings(profile.runs, profile.steps, shrink=not stop_at_first)
     try:
         while set(inv.INVARIANTS) - set_aside - set(result.falsified):
             found = _search_once(subject, config, seed_value, result, set_aside)
-            if found is None:
+            if found is None or stop_at_first:
                 break
             progress(f"invariant {found} falsified")
     except HarnessFailure as failure:

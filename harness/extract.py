@@ -23,6 +23,11 @@ _C = Language(tree_sitter_c.language())
 QUEUE_FUNCTION_NAMES = ("monitor_qapi_event_queue_no_reenter", "monitor_qapi_event_queue")
 # Provided by the harness's own shims instead of monitor.c's definition.
 SHIMMED = frozenset({"monitor_qapi_event_emit"})
+# The queue function decides with one of these: looked up in the table (throttled), or
+# emitted at once (the SHIMMED emit).
+TABLE_LOOKUPS = frozenset({"g_hash_table_lookup", "g_hash_table_contains",
+                           "g_hash_table_lookup_extended"})
+LOOKUPS_AND_EMIT = TABLE_LOOKUPS | SHIMMED
 # Time constants from QEMU's qemu/timer.h, for evaluating the rate table.
 TIME_CONSTANTS = {"SCALE_NS": 1, "SCALE_US": 1000, "SCALE_MS": 1_000_000,
                   "NANOSECONDS_PER_SECOND": 1_000_000_000}

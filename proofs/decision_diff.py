@@ -41,15 +41,13 @@ from qthrottle.model.qapi_schema import Catalog, Event, Member
 from qthrottle.model.timeline import format_ns
 
 from .callbacks import Callbacks
+from .equivalence import OUTCOMES, THROTTLED, queue_outcome
 from .execution import Unsupported
 from .solve import GOAL_TIMEOUT_MS, readable
 from .space import EventSpace, SymbolicRecord
 from .values import NotModelled
 
 Term = Any
-# What the queue function does with one event, in this order of the outcome term.
-NEVER, THROTTLED, DROPPED, ABORTS = 0, 1, 2, 3
-OUTCOMES = ("never throttled", "throttled", "dropped", "aborts")
 UNCHANGED, CHANGED, UNKNOWN = "unchanged", "changed", "UNKNOWN"
 PROBE_TIMEOUT_MS = 2_000  # per query that only shapes a readable condition
 
@@ -229,14 +227,6 @@ class Side:
             for member in event.members:
                 _declare(record, member)
         return record
-
-    @staticmethod
-    def outcome(callbacks: Callbacks, record: SymbolicRecord) -> Term:
-        """The queue function's outcome on @record, an index into OUTCOMES."""
-        call = callbacks.translation("queue", record)
-        d = call.decisions
-        return z3.If(z3.Not(call.defined()), ABORTS,
-                     z3.If(d["lookup"], THROTTLED, z3.If(d["emit"], NEVER, DROPPED)))
 
     def rate(self, event: str) -> int:
         return self.policy.rate(event) if event in self.catalog.events else 0
@@ -479,8 +469,8 @@ class _Decisions:
         old_cb, new_cb = old.callbacks(), new.callbacks()
         self.old_rec, self.new_rec = old.record(old_cb, ""), new.record(new_cb, "")
         try:
-            self.old_out = old.outcome(old_cb, self.old_rec)
-            self.new_out = new.outcome(new_cb, self.new_rec)
+            self.old_out = queue_outcome(old_cb, self.old_rec)
+            self.new_out = queue_outcome(new_cb, self.new_rec)
         except (Unsupported, NotModelled, z3.Z3Exception) as error:
             self.failure = _translation_failure(error)
             return

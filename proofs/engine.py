@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, FrozenSet, List, Optional
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import z3
 
@@ -78,12 +78,13 @@ def _show(value: Any) -> str:
 
 
 def _theorem(space: EventSpace, extraction: Extraction, invariant: int, law: str,
-             theorem: Callable[[Callbacks], Obligation], timeout_ms: int) -> ProofResult:
+             theorem: Callable[[Callbacks], Obligation], timeout_ms: int,
+             readable: bool = True) -> ProofResult:
     start = time.perf_counter()
     try:
         obligation = theorem(Callbacks(space, extraction))
         verdict = decide(obligation.assumptions, obligation.claims, timeout_ms,
-                         obligation.preferences)
+                         obligation.preferences if readable else ())
     except Unsupported as error:
         return ProofResult(invariant, law, UNKNOWN, str(error),
                            seconds=time.perf_counter() - start)
@@ -115,13 +116,25 @@ def _totality(space: EventSpace, extraction: Extraction, timeout_ms: int) -> Pro
 
 
 def prove(extraction: Extraction, catalog: Catalog, name: str,
-          timeout_ms: int = DEFAULT_TIMEOUT_MS) -> ProofReport:
-    """Every theorem on one extraction, without replay."""
+          timeout_ms: int = DEFAULT_TIMEOUT_MS, *, stop_at_first: bool = False,
+          first: Sequence[int] = ()) -> ProofReport:
+    """Every theorem on one extraction, without replay, the invariants in @first first.
+
+    @stop_at_first: stop at the first FALSIFIED one, whose counterexample is not made
+    readable (qthrottle mutate needs one counterexample, no more).
+    """
     start = time.perf_counter()
     space = EventSpace(catalog, extraction)
-    results = [_theorem(space, extraction, invariant, law, theorem, timeout_ms)
-               for invariant, law, theorem in THEOREMS]
-    results.append(_totality(space, extraction, timeout_ms))
+    laws: List[Tuple[int, str, Optional[Callable[[Callbacks], Obligation]]]] = [
+        *THEOREMS, (7, "totality", None)]
+    laws.sort(key=lambda law: law[0] not in first)
+    results: List[ProofResult] = []
+    for invariant, law, theorem in laws:
+        results.append(_totality(space, extraction, timeout_ms) if theorem is None else
+                       _theorem(space, extraction, invariant, law, theorem, timeout_ms,
+                                readable=not stop_at_first))
+        if stop_at_first and results[-1].status == FALSIFIED:
+            break
     return ProofReport(name, timeout_ms, results, time.perf_counter() - start)
 
 

@@ -26,7 +26,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import z3
 from tree_sitter import Node
 
-from qthrottle.harness.extract import EVENT_PREFIX, SHIMMED, Extraction, function_node
+from qthrottle.harness.extract import (
+    EVENT_PREFIX,
+    SHIMMED,
+    TABLE_LOOKUPS,
+    Extraction,
+    function_node,
+)
 
 from . import library
 from .execution import (
@@ -78,8 +84,7 @@ from .values import (
 )
 
 IGNORED_CALLS = frozenset({"assert", "g_assert", "QEMU_LOCK_GUARD"})  # and trace_*
-LOOKUPS = frozenset({"g_hash_table_lookup", "g_hash_table_contains",
-                     "g_hash_table_lookup_extended"})
+LOOKUPS = TABLE_LOOKUPS
 MAX_INLINE_DEPTH = 8
 CONSTRUCTS = {
     "for_statement": "a for loop", "while_statement": "a while loop",

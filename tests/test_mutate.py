@@ -14,6 +14,7 @@ import pytest
 
 from qthrottle.cli import main
 from qthrottle.engines.bounds import PROFILES
+from qthrottle.harness.build import compile_error
 from qthrottle.harness.extract import extract
 from qthrottle.harness.mutation import (
     CHANGE_RATE,
@@ -26,7 +27,8 @@ from qthrottle.harness.mutation import (
 )
 from qthrottle.harness.target import resolve
 from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS
-from qthrottle.review.mutate import (
+from qthrottle.review.mutate import run
+from qthrottle.review.mutation_report import (
     EQUIVALENT,
     KILLED,
     STILLBORN,
@@ -34,10 +36,8 @@ from qthrottle.review.mutate import (
     UNKNOWN_VERDICT,
     MutationReport,
     Outcome,
-    compile_error,
     exit_code,
     format_report,
-    run,
     to_json,
 )
 

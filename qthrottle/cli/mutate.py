@@ -23,13 +23,12 @@ from qthrottle.core import QthrottleError
 from qthrottle.engines.bounds import PROFILES
 from qthrottle.harness.mutation import MUTATED_ROLES, OPERATORS
 from qthrottle.proofs.report import bounds
-from qthrottle.review.mutate import (
+from qthrottle.review.mutate import DEFAULT_SEED, run
+from qthrottle.review.mutation_report import (
     DEFAULT_MIN_SCORE,
-    DEFAULT_SEED,
     Outcome,
     exit_code,
     format_report,
-    run,
     to_json,
 )
 

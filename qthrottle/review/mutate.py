@@ -36,84 +36,38 @@ import hashlib
 import multiprocessing
 import os
 import re
-import subprocess
-import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-import z3
-from hypothesis import errors, given, seed, settings
-from hypothesis import strategies as st
-
-from qthrottle.core import EXIT_ERROR, EXIT_FALSIFIED, EXIT_HOLDS, EXIT_UNKNOWN, cache_dir
-from qthrottle.engines.bounds import Profile, clock_steps, search_settings
-from qthrottle.engines.generate import event_data
-from qthrottle.engines.stateful import (
-    Subject,
-    Violation,
-    make_machine,
-    minimize,
-    replay,
-    run_machine,
-)
-from qthrottle.harness.build import (
-    CFLAGS,
-    SHIM_DIR,
-    UNIT_NAME,
-    Build,
-    BuildError,
-    _compiler,
-    _pkg_config,
-    build,
-    generated_files,
-)
-from qthrottle.harness.driver import Driver, HarnessFailure, RunResult, StepResult
-from qthrottle.harness.extract import SHIMMED, Extraction, ExtractionError, extract, walk
+from qthrottle.core import cache_dir
+from qthrottle.engines import generate
+from qthrottle.engines.bounds import Profile
+from qthrottle.engines.divergence import Comparison
+from qthrottle.engines.generate import events_under_test
+from qthrottle.engines.stateful import SearchResult, Subject, search
+from qthrottle.harness.build import Build, BuildError, build, compile_error
+from qthrottle.harness.driver import Driver, HarnessFailure, StepResult
+from qthrottle.harness.extract import LOOKUPS_AND_EMIT, ExtractionError, extract
 from qthrottle.harness.mutation import Mutant, Point, mutants
 from qthrottle.harness.policy_scan import policy_from_extraction
 from qthrottle.harness.target import Target
-from qthrottle.model import invariants as inv
-from qthrottle.model.qapi_schema import Catalog
-from qthrottle.model.timeline import Advance, AdvanceToNext, Operation, Queue
-from qthrottle.proofs.callbacks import Callbacks
-from qthrottle.proofs.engine import (
-    ProofReport,
-    ProofResult,
-    prove,
-    replay_counterexamples,
-)
-from qthrottle.proofs.execution import Unsupported, conj, text
-from qthrottle.proofs.solve import FALSIFIED, PROVED, UNKNOWN, decide
-from qthrottle.proofs.space import EventSpace, SymbolicRecord
-from qthrottle.proofs.theorems import THEOREMS
-from qthrottle.proofs.totality import check_totality
-from qthrottle.proofs.translate import LOOKUPS, Context, Executor, Translation
-from qthrottle.proofs.values import (
-    CBool,
-    CInt,
-    ConfEntry,
-    CStr,
-    DataDict,
-    EventQDict,
-    NotModelled,
-    NullPtr,
-    Opaque,
-    Ordering,
-    RateTable,
-    RecordPtr,
-    StructValue,
-    Unreachable,
-    Value,
+from qthrottle.proofs.engine import ProofReport, ProofResult, prove, replay_counterexamples
+from qthrottle.proofs.equivalence import decision_unchanged, equivalent, translated_nodes
+from qthrottle.proofs.solve import FALSIFIED, UNKNOWN
+from qthrottle.review.mutation_report import (
+    EQUIVALENT,
+    KILLED,
+    STILLBORN,
+    SURVIVED,
+    UNKNOWN_VERDICT,
+    MutationReport,
+    Outcome,
 )
 
 DEFAULT_SEED = 20261125
-DEFAULT_MIN_SCORE = 95.0
-KILLED, EQUIVALENT, SURVIVED, STILLBORN, UNKNOWN_VERDICT = (
-    "killed", "equivalent", "survived", "stillborn", "unknown")
-Term = Any
 
 # Survivors whose dropped call only frees memory: blind spots of the harness, by design.
 LEAK_BLIND_SPOTS = {
@@ -122,55 +76,6 @@ LEAK_BLIND_SPOTS = {
     "timer_free": "the timer is never freed: a memory leak, and the harness's virtual "
                   "clock keeps every timer allocated (to report misuse), so nothing sees it",
 }
-
-
-@dataclass
-class Outcome:
-    """What the engines made of one mutant."""
-
-    mutant: Mutant
-    verdict: str  # killed, equivalent, survived, stillborn, unknown
-    engine: str = ""  # killed: "z3" or "stateful"
-    invariant: Optional[int] = None  # killed: the (first) invariant broken
-    reason: str = ""  # equivalent, survived, stillborn, unknown: why
-    detail: str = ""  # killed: the counterexample's message
-    operations: List[str] = field(default_factory=list)  # stateful kill: its timeline
-    seconds: float = 0.0
-
-    def describe(self) -> str:
-        if self.verdict == KILLED:
-            return f"killed by {self.engine} invariant {self.invariant}"
-        return self.verdict
-
-
-@dataclass
-class MutationReport:
-    target: str
-    monitor_c: Path
-    profile: Profile
-    seed: int
-    timeout_ms: int
-    jobs: int
-    outcomes: List[Outcome]
-    seconds: float
-
-    def count(self, verdict: str) -> int:
-        return sum(1 for o in self.outcomes if o.verdict == verdict)
-
-    @property
-    def scored(self) -> int:
-        """Mutants the score counts: all but the equivalent and the stillborn."""
-        return len(self.outcomes) - self.count(EQUIVALENT) - self.count(STILLBORN)
-
-    @property
-    def score(self) -> Optional[float]:
-        return 100.0 * self.count(KILLED) / self.scored if self.scored else None
-
-    @property
-    def score_if_unknown_killed(self) -> Optional[float]:
-        if not self.scored:
-            return None
-        return 100.0 * (self.count(KILLED) + self.count(UNKNOWN_VERDICT)) / self.scored
 
 
 # --------------------------------------------------------------- the worker
@@ -196,25 +101,26 @@ class _Original:
         self.extraction = extract(path)
         self.policy = policy_from_extraction(self.extraction)
         self.source = path.read_bytes()
+        self.events = tuple(self.catalog.events)
         self._build: Optional[Build] = None
-        self._queue_visited: Optional[Set[Tuple[Point, Point]]] = None
+        self._queue_translated: Optional[Set[Tuple[Point, Point]]] = None
 
     def build(self) -> Build:
         if self._build is None:
-            self._build = build(self.extraction, tuple(self.catalog.events))
+            self._build = build(self.extraction, self.events)
         return self._build
 
-    def queue_visited(self) -> Set[Tuple[Point, Point]]:
-        """The queue function's nodes the z3 translation executes (up to its decision)."""
-        if self._queue_visited is None:
-            space = EventSpace(self.catalog, self.extraction)
-            try:
-                traced = _Traced(Context(space, self.extraction))
-                traced.translate(SymbolicRecord(space, "e"))
-                self._queue_visited = traced.visited
-            except (Unsupported, NotModelled, z3.Z3Exception):
-                self._queue_visited = set()
-        return self._queue_visited
+    def queue_translated(self) -> Set[Tuple[Point, Point]]:
+        if self._queue_translated is None:
+            self._queue_translated = translated_nodes(self.extraction, self.catalog)
+        return self._queue_translated
+
+    def search(self, binary: Path, profile: Profile, seed_value: int) -> SearchResult:
+        """The stateful engine on a build, against the original's policy, to the first
+        broken invariant."""
+        with Driver(binary) as driver:
+            return search(Subject.create(driver, self.policy, self.catalog), profile,
+                          seed_value, stop_at_first=True)
 
 
 _originals: Dict[Tuple[Path, Path], _Original] = {}
@@ -259,55 +165,53 @@ def _analyse(job: Job, mutant: Mutant) -> Outcome:
         extraction = extract(path)
     except ExtractionError as failure:
         return Outcome(mutant, STILLBORN, reason=f"does not extract: {_after_path(failure, path)}")
+
+    def stillborn() -> Optional[Outcome]:
+        said = compile_error(extraction, original.events)
+        return None if said is None else Outcome(mutant, STILLBORN,
+                                                 reason=_stillborn(said, path))
+
     translated = _translated(mutant, original, extraction, job.timeout_ms)
     notes: List[str] = []  # why z3 said nothing about the mutant, if it did not
     undecided: List[str] = []  # proofs that ended UNKNOWN
-    events = tuple(original.catalog.events)
     if translated:
-        equivalent, note = equivalence(original.extraction, extraction, original.catalog,
-                                       mutant, job.timeout_ms)
-        if equivalent:
-            compiler_says = compile_error(extraction, events)
-            if compiler_says is not None:
-                return Outcome(mutant, STILLBORN, reason=_stillborn(compiler_says, path))
-            return Outcome(mutant, EQUIVALENT, reason=note)
-        if note:
-            notes.append(note)
-        falsified, undecided = first_falsified(extraction, original.catalog, mutant.role,
-                                               job.timeout_ms)
+        same, note = equivalent(original.extraction, extraction, original.catalog,
+                                mutant.role, job.timeout_ms,
+                                edits_decision=bool(mutant.calls & LOOKUPS_AND_EMIT))
+        if same:
+            return stillborn() or Outcome(mutant, EQUIVALENT, reason=note)
+        notes += [note] if note else []
+        report = prove(extraction, original.catalog, mutant.id, job.timeout_ms,
+                       stop_at_first=True, first=(4, 7) if mutant.role in ("queue", "rates")
+                       else ())
+        undecided = [f"proof of invariant {r.invariant} ({r.law}) UNKNOWN: {r.reason}"
+                     for r in report.results if r.status == UNKNOWN]
+        falsified = next((r for r in report.results if r.status == FALSIFIED), None)
         if falsified is not None:
             detail = f"{falsified.law}: {falsified.reason}"
-            if job.replay:
-                try:
-                    build(extraction, events)
-                except BuildError as failure:
-                    return Outcome(mutant, STILLBORN, reason=_stillborn(failure, path))
-                detail += _replayed(falsified, extraction, original.catalog, job.timeout_ms)
-            else:
-                compiler_says = compile_error(extraction, events)
-                if compiler_says is not None:
-                    return Outcome(mutant, STILLBORN, reason=_stillborn(compiler_says, path))
+            if not job.replay:
+                return stillborn() or Outcome(mutant, KILLED, "z3", falsified.invariant,
+                                              detail=detail)
+            try:
+                build(extraction, original.events)
+            except BuildError as failure:
+                return Outcome(mutant, STILLBORN, reason=_stillborn(failure, path))
+            detail += _replayed(falsified, extraction, original)
             return Outcome(mutant, KILLED, "z3", falsified.invariant, detail=detail)
     try:
-        built = build(extraction, events)
+        built = build(extraction, original.events)
     except BuildError as failure:
         return Outcome(mutant, STILLBORN, reason=_stillborn(failure, path))
-
-    with Driver(built.binary) as driver:
-        subject = Subject.create(driver, original.policy, original.catalog)
-        found = first_violation(subject, job.profile, job.seed)
-        if isinstance(found, str):
-            return Outcome(mutant, UNKNOWN_VERDICT, reason="; ".join([found, *undecided]))
-        if found is not None:
-            violation, operations = found
-            return Outcome(mutant, KILLED, "stateful", violation.invariant,
-                           detail=violation.message,
-                           operations=[op.describe() for op in operations])
-        if undecided:
-            return Outcome(mutant, UNKNOWN_VERDICT, reason="; ".join(
-                undecided + [f"the stateful engine found nothing ({job.profile.describe()})"]))
-        with Driver(original.build().binary) as reference:
-            difference = observed_difference(reference, driver, subject, job.profile, job.seed)
+    found = original.search(built.binary, job.profile, job.seed)
+    if found.unknown:
+        return Outcome(mutant, UNKNOWN_VERDICT, reason="; ".join([found.unknown, *undecided]))
+    for number, example in found.falsified.items():
+        return Outcome(mutant, KILLED, "stateful", number, detail=example.message,
+                       operations=[op.describe() for op in example.operations])
+    if undecided:
+        return Outcome(mutant, UNKNOWN_VERDICT, reason="; ".join(
+            undecided + [f"the stateful engine found nothing ({job.profile.describe()})"]))
+    difference = observed_difference(original, built.binary, job.profile, job.seed)
     return Outcome(mutant, SURVIVED, reason=_survival_reason(mutant, translated, difference,
                                                              job.profile, notes))
 
@@ -324,28 +228,7 @@ def _stillborn(error: object, path: Path) -> str:
     return "does not compile: " + _after_path(first.strip(), path)
 
 
-def compile_error(extraction: Extraction, schema_events: Sequence[str]) -> Optional[str]:
-    """The first error the compiler finds in the unit build() would compile, or None.
-
-    Syntax and types only (gcc -fsyntax-only, a tenth of a build): for the mutants z3
-    decides, which need no driver.
-    """
-    events = list(schema_events) + [e for e in extraction.events_named
-                                    if e not in schema_events]
-    cflags, _ = _pkg_config()
-    with tempfile.TemporaryDirectory(prefix="qthrottle-mutant-") as work:
-        for name, content in generated_files(extraction, events).items():
-            Path(work, name).write_text(content, encoding="utf-8")
-        result = subprocess.run([_compiler(), *CFLAGS, "-fsyntax-only", f"-I{work}",
-                                 f"-I{SHIM_DIR}", *cflags, str(Path(work, UNIT_NAME))],
-                                capture_output=True, text=True, check=False)
-    if result.returncode == 0:
-        return None
-    return result.stderr.strip() or f"{_compiler()} exited with {result.returncode}"
-
-
-def _translated(mutant: Mutant, original: _Original, mutated: Extraction,
-                timeout_ms: int) -> bool:
+def _translated(mutant: Mutant, original: _Original, mutated: Any, timeout_ms: int) -> bool:
     """Does the edit change what the z3 proofs translate (hash, equality, the queue's
     decision)? Else the proofs would give the original's results, and are not rerun."""
     if mutant.role in ("hash", "equal"):
@@ -353,7 +236,17 @@ def _translated(mutant: Mutant, original: _Original, mutated: Extraction,
     if mutant.role == "rates":  # the rates reach the proofs only through the decision
         return not decision_unchanged(original.extraction, mutated, original.catalog,
                                       timeout_ms)
-    return mutant.role == "queue" and mutant.span in original.queue_visited()
+    return mutant.role == "queue" and mutant.span in original.queue_translated()
+
+
+def _replayed(result: ProofResult, extraction: Any, original: _Original) -> str:
+    """The z3 counterexample run through the mutant's sanitized C, as a note."""
+    replay_counterexamples(ProofReport(result.law, 0, [result], 0.0), extraction,
+                           original.catalog)
+    if result.confirmed is None:
+        return ""
+    return ("; replayed in C: confirmed" if result.confirmed
+            else "; replayed in C: the C did not do what z3 predicts")
 
 
 def _survival_reason(mutant: Mutant, translated: bool, difference: Optional[str],
@@ -372,319 +265,36 @@ def _survival_reason(mutant: Mutant, translated: bool, difference: Optional[str]
     return "; ".join([*parts, *notes])
 
 
-# ------------------------------------------------------------ equivalence
-
-def _span(node: Any) -> Tuple[Point, Point]:
-    return (tuple(node.start_point), tuple(node.end_point))
-
-
-class _Traced(Executor):
-    """The queue function's translation, recording the nodes it executes and the
-    variables in scope at each decision (the state the rest of the function reads)."""
-
-    def __init__(self, ctx: Context) -> None:
-        super().__init__(ctx, "queue")
-        self.visited: Set[Tuple[Point, Point]] = set()
-        self.snapshots: List[Tuple[str, Term, Dict[str, Value]]] = []
-        self.nested_decision = False
-
-    def decisions_end_translation(self) -> bool:
-        """No statement the translation executed can also run after a decision (for
-        example after an emit, on the path that emitted): so the state at the decisions
-        is all the untranslated rest of the function depends on. Conservative."""
-        function = self.ctx.function(self.ctx.extraction.roles["queue"])
-        for call in walk(function):
-            if call.type != "call_expression" or text(
-                    call.child_by_field_name("function")) not in LOOKUPS | SHIMMED:
-                continue
-            current = call
-            while current.parent is not None and current.id != function.id:
-                parent = current.parent
-                if parent.type in ("switch_statement", "case_statement"):
-                    return False
-                later = [c for c in parent.named_children if c.start_byte >= current.end_byte]
-                if parent.type == "if_statement":  # the branches run after their condition
-                    condition = parent.child_by_field_name("condition")
-                    if condition is None or condition.id != current.id:
-                        later = []
-                if any(_span(n) in self.visited for c in later for n in walk(c)):
-                    return False
-                current = parent
-        return True
-
-    def translate(self, record: SymbolicRecord) -> Translation:
-        return self.run(self.ctx.extraction.roles["queue"],
-                        [CInt(record.event, False), EventQDict(record)])
-
-    def execute(self, node: Any, state: Any) -> Any:
-        if not state.dead:
-            self.visited.add(_span(node))
-        return super().execute(node, state)
-
-    def eval(self, node: Any, state: Any, guard: Term) -> Value:
-        self.visited.add(_span(node))
-        if node.type == "call_expression":
-            name = text(node.child_by_field_name("function"))
-            if name in LOOKUPS or name in SHIMMED:
-                self.nested_decision |= len(self.frames) > 1
-                variables = {n: v.value for scope in state.scopes for n, v in scope.items()}
-                self.snapshots.append(("lookup" if name in LOOKUPS else "emit",
-                                       conj(state.pc, guard), variables))
-        return super().eval(node, state, guard)
-
-
-def _same_value(a: Value, b: Value) -> Optional[Term]:
-    """A z3 term saying two C values are equal; None when they cannot be compared."""
-    if isinstance(a, CInt) and isinstance(b, CInt):
-        return a.term == b.term if (a.width, a.signed) == (b.width, b.signed) else None
-    if isinstance(a, CBool) and isinstance(b, CBool):
-        return a.term == b.term
-    if isinstance(a, CStr) and isinstance(b, CStr):
-        return z3.And(a.null == b.null, z3.Or(a.null, a.text == b.text))
-    if isinstance(a, Ordering) and isinstance(b, Ordering):
-        return z3.And(a.less == b.less, a.equal == b.equal, a.magnitude == b.magnitude)
-    if isinstance(a, ConfEntry) and isinstance(b, ConfEntry):
-        return _same_value(a.event, b.event)
-    if isinstance(a, StructValue) and isinstance(b, StructValue):
-        if [k for k, _ in a.fields] != [k for k, _ in b.fields]:
-            return None
-        parts = [_same_value(x, y) for (_, x), (_, y) in zip(a.fields, b.fields)]
-        return None if any(p is None for p in parts) else z3.And(True, *parts)
-    if isinstance(a, (RecordPtr, DataDict, EventQDict)) and type(a) is type(b):
-        return z3.BoolVal(a.record is b.record)
-    if isinstance(a, (NullPtr, RateTable, Unreachable)) and type(a) is type(b):
-        return z3.BoolVal(True)
-    if isinstance(a, Opaque) and isinstance(b, Opaque) and a.what == b.what \
-            and "different kinds of value" not in a.what:
-        return z3.BoolVal(True)
-    return None
-
-
-def _queue_claim(original: Callbacks, mutated: Callbacks, record: SymbolicRecord
-                 ) -> Tuple[Optional[Term], str]:
-    """Same decisions, same aborts, same variables wherever the decision is taken."""
-    o_run, m_run = _Traced(original.ctx), _Traced(mutated.ctx)
-    o, m = o_run.translate(record), m_run.translate(record)
-    if o_run.nested_decision or m_run.nested_decision:
-        return None, "a decision inside a helper function is not compared"
-    if not (o_run.decisions_end_translation() and m_run.decisions_end_translation()):
-        return None, "code the translation executes also runs after a decision"
-    if [s[0] for s in o_run.snapshots] != [s[0] for s in m_run.snapshots]:
-        return None, ""
-    parts = [o.decisions[k] == m.decisions[k] for k in ("lookup", "emit", "drop")]
-    parts.append(o.defined() == m.defined())
-    for (_, o_pc, o_vars), (_, m_pc, m_vars) in zip(o_run.snapshots, m_run.snapshots):
-        parts.append(o_pc == m_pc)
-        if set(o_vars) != set(m_vars):
-            return None, ""
-        for name, value in o_vars.items():
-            same = _same_value(value, m_vars[name])
-            if same is None:
-                return None, f"z3 cannot compare the variable '{name}' at the decision"
-            parts.append(z3.Or(z3.Not(o_pc), same))
-    return z3.And(*parts), ""
-
-
-def _callbacks(original: Extraction, mutated: Extraction, catalog: Catalog
-               ) -> Optional[Tuple[Callbacks, Callbacks]]:
-    """The original's and the mutant's functions, over the same symbolic records (each
-    reads its own rate table); None when the two do not number the events alike."""
-    spaces = EventSpace(catalog, original), EventSpace(catalog, mutated)
-    if spaces[0].names != spaces[1].names:
-        return None
-    return Callbacks(spaces[0], original), Callbacks(spaces[1], mutated)
-
-
-def decision_unchanged(original: Extraction, mutated: Extraction, catalog: Catalog,
-                       timeout_ms: int) -> bool:
-    """z3 proves the mutant's queue function decides as the original's, in the same state."""
-    pair = _callbacks(original, mutated, catalog)
-    if pair is None:
-        return False
-    try:
-        record = pair[0].record("e")
-        claim, _ = _queue_claim(pair[0], pair[1], record)
-        if claim is None:
-            return False
-        verdict = decide([record.valid()], [("the same decision", claim)], timeout_ms)
-    except (Unsupported, NotModelled, z3.Z3Exception):
-        return False
-    return bool(verdict.status == PROVED)
-
-
-def equivalence(original: Extraction, mutated: Extraction, catalog: Catalog, mutant: Mutant,
-                timeout_ms: int) -> Tuple[bool, str]:
-    """Is the mutated hash, equality or queue decision the original's, for every valid
-    event the code can meet? (True, why) when z3 proves it; else (False, a note)."""
-    if mutant.role == "queue" and mutant.calls & (LOOKUPS | SHIMMED):
-        return False, ""  # the edit holds the decision itself: nothing to compare after it
-    pair = _callbacks(original, mutated, catalog)
-    if pair is None or mutant.role not in ("queue", "hash", "equal"):
-        return False, ""
-    cb, mut = pair
-    try:
-        if mutant.role == "queue":
-            record = cb.record("e")
-            claim, note = _queue_claim(cb, mut, record)
-            if claim is None:
-                return False, note
-            claims = [("the same decision, in the same state", claim)]
-            assumptions = [record.valid()]
-            why = ("the queue function decides the same for every valid event, with the "
-                   "same variables for the code after the decision (z3)")
-        elif mutant.role == "hash":
-            a, b = cb.record("a"), cb.record("b")
-            o_def, m_def = (c.translation("hash", a).defined() for c in (cb, mut))
-            claims = [("the same hash", z3.And(o_def == m_def,
-                                               z3.Or(z3.Not(o_def), cb.hash(a) == mut.hash(a))))]
-            both = z3.And(o_def, cb.translation("hash", b).defined(),
-                          cb.translation("equal", a, b).defined())
-            consistent = [("defined where the original is", o_def == m_def),
-                          ("equal keys hash equally", z3.Or(z3.Not(both), inv.hash_consistent(
-                              mut.hash, cb.equal, a, b)))]
-            assumptions = [cb.reaches_table(a), cb.reaches_table(b), a.valid(), b.valid()]
-            if decide(assumptions, claims, timeout_ms).status == PROVED:
-                return True, ("the same hash as the original on every record the table can "
-                              "hold (z3)")
-            claims = consistent
-            why = ("the hash differs from the original's but still agrees with the equality "
-                   "on every record the table can hold (z3), so GLib's table finds the same keys")
-        else:
-            s, k = cb.record("s"), cb.record("k")
-            o_def, m_def = (c.translation("equal", s, k).defined() for c in (cb, mut))
-            claims = [("the same equality", z3.And(o_def == m_def, z3.Or(
-                z3.Not(o_def), cb.equal(s, k) == mut.equal(s, k))))]
-            assumptions = [cb.reaches_table(s), cb.reaches_table(k), s.valid(), k.valid()]
-            why = "the same equality as the original on every pair of records in the table (z3)"
-        verdict = decide(assumptions, claims, timeout_ms)
-    except (Unsupported, NotModelled, z3.Z3Exception) as error:
-        return False, f"z3 cannot translate the mutant ({error})"
-    if verdict.status == PROVED:
-        return True, why
-    if verdict.status == UNKNOWN:
-        return False, f"equivalence not decided: {verdict.reason}"
-    return False, ""
-
-
-# ------------------------------------------------------------------ proofs
-
-def first_falsified(extraction: Extraction, catalog: Catalog, role: str, timeout_ms: int
-                    ) -> Tuple[Optional[ProofResult], List[str]]:
-    """The first invariant the z3 proofs falsify on a mutant, and why the proofs tried
-    before it were UNKNOWN, if some were. A kill needs one counterexample: the others are
-    not searched, nor made readable. The laws about the mutated function come first:
-    for a queue function (or rate) mutant, invariants 4 and 7 (the decision and its reads)."""
-    space = EventSpace(catalog, extraction)
-    laws: List[Tuple[int, str, Optional[Callable[[Callbacks], Any]]]] = [
-        *THEOREMS, (7, "totality", None)]
-    if role in ("queue", "rates"):
-        laws.sort(key=lambda law: law[0] not in (4, 7))
-    unknown: List[str] = []
-    for invariant, law, theorem in laws:
-        events: Dict[str, Any] = {}
-        try:
-            if theorem is None:
-                total = check_totality(space, extraction, timeout_ms)
-                status, reason, events = total.status, total.reason, total.events
-                replay_kind = f"totality:{total.role}"
-            else:
-                obligation = theorem(Callbacks(space, extraction))
-                verdict = decide(obligation.assumptions, obligation.claims, timeout_ms)
-                status, reason, replay_kind = verdict.status, verdict.reason, law
-                if status == FALSIFIED:
-                    reason = f"counterexample to '{reason}'"
-                    events = {n: r.concrete(verdict.model)
-                              for n, r in obligation.records.items()}
-        except (Unsupported, NotModelled, z3.Z3Exception) as error:
-            status, reason = UNKNOWN, str(error)
-        if status == FALSIFIED:
-            return ProofResult(invariant, law, FALSIFIED, reason, events,
-                               replay_kind=replay_kind), unknown
-        if status == UNKNOWN:
-            unknown.append(f"proof of invariant {invariant} ({law}) UNKNOWN: {reason}")
-    return None, unknown
-
-
-def _replayed(result: ProofResult, extraction: Extraction, catalog: Catalog,
-              timeout_ms: int) -> str:
-    """The z3 counterexample run through the mutant's sanitized C, as a note."""
-    replay_counterexamples(ProofReport(result.law, timeout_ms, [result], 0.0), extraction,
-                           catalog)
-    if result.confirmed is None:
-        return ""
-    return ("; replayed in C: confirmed" if result.confirmed
-            else "; replayed in C: the C did not do what z3 predicts")
-
-
-# --------------------------------------------------------------- stateful
-
-Found = Union[None, str, Tuple[Violation, List[Operation]]]
-
-
-def first_violation(subject: Subject, profile: Profile, seed_value: int) -> Found:
-    """(Violation, timeline) of the first invariant the stateful engine breaks, None if
-    none, or a string saying why the search could not decide."""
-    machine = make_machine(subject, frozenset())
-    try:
-        run_machine(seed(seed_value)(machine), settings=search_settings(profile.runs, profile.steps, shrink=False))
-    except Violation as violation:
-        latest = getattr(machine, "latest", None)
-        found = [r.operation for r in latest.records] if latest is not None else []
-        shortest = minimize(subject, frozenset(), violation.invariant, found)
-        final, _ = replay(subject, frozenset(), shortest)
-        if final is None:
-            return f"invariant {violation.invariant}: the failure did not replay"
-        return final, shortest
-    except HarnessFailure as failure:
-        return f"the harness could not decide: {failure}"
-    except errors.Flaky as flaky:
-        return f"flaky (the C did not behave the same on replay): {flaky}"
-    return None
-
-
-class _Differs(Exception):
-    pass
-
-
+# Everything a step shows from outside: a survivor differs in none of these.
 OBSERVED = ("emissions", "clock", "table size", "pending timers", "live QObjects", "findings",
             "crash")
 
 
 def _observable(step: StepResult) -> Tuple[Any, ...]:
-    """What a step shows from outside, in the order of OBSERVED."""
     crash = step.crash.kind if step.crash is not None else None
     return (step.emitted, step.now, step.table, step.pending_timers, step.live_qobjects,
             tuple(f.kind for f in step.findings), crash)
 
 
-def observed_difference(original: Driver, mutated: Driver, subject: Subject, profile: Profile,
+def observed_difference(original: _Original, mutated: Path, profile: Profile,
                         seed_value: int) -> Optional[str]:
-    """The first step of a random timeline where the two C builds differ, if any."""
-    gaps = clock_steps(subject.policy.rates.values())
-    operation = st.one_of(
-        *(st.builds(Queue, st.just(e.name), event_data(e)) for e in subject.events),
-        st.builds(Advance, st.sampled_from(gaps)), st.just(AdvanceToNext()))
-
-    @seed(seed_value)
-    @settings(search_settings(profile.runs, profile.steps, shrink=False))
-    @given(st.lists(operation, max_size=profile.steps))
-    def compare(operations: List[Operation]) -> None:
-        a: RunResult = original.run(operations)
-        b: RunResult = mutated.run(operations)
-        for number, (x, y) in enumerate(zip(a.steps, b.steps), 1):
-            if _observable(x) != _observable(y):
-                raise _Differs(_difference(number, operations[number - 1], x, y))
-
-    try:
-        compare()
-    except _Differs as found:
-        return str(found)
-    return None
-
-
-def _difference(number: int, operation: Operation, x: StepResult, y: StepResult) -> str:
-    differ = [name for name, a, b in zip(OBSERVED, _observable(x), _observable(y)) if a != b]
-    return f"step {number}, {operation.describe()}: {', '.join(differ)} differ"
+    """The first step of a generated timeline where the two C builds differ, if any."""
+    events = events_under_test(original.catalog, list(original.policy.rates))
+    timelines = generate.timelines(events, original.policy.rates.values(), profile.steps)
+    with Driver(original.build().binary) as reference, Driver(mutated) as driver:
+        comparison = Comparison(reference, driver, _observable)
+        try:
+            found = comparison.first_divergence(timelines, profile.runs, seed_value)
+        except HarnessFailure as failure:
+            return f"the harness could not decide: {failure}"
+        if found is None:
+            return None
+        operations = found[0]
+        a, b, index = comparison.run(operations)
+    assert index is not None
+    x, y = a.steps[index], b.steps[index]
+    differ = [name for name, p, q in zip(OBSERVED, _observable(x), _observable(y)) if p != q]
+    return f"step {index + 1}, {operations[index].describe()}: {', '.join(differ)} differ"
 
 
 # ------------------------------------------------------------ the original
@@ -698,13 +308,11 @@ def check_original(job: Job) -> Optional[str]:
     if report.unknown:
         return "a z3 proof is UNKNOWN: " + str(next(r.reason for r in report.results
                                                     if r.status == UNKNOWN))
-    with Driver(original.build().binary) as driver:
-        subject = Subject.create(driver, original.policy, original.catalog)
-        found = first_violation(subject, job.profile, job.seed)
-    if isinstance(found, str):
-        return f"the stateful engine could not decide: {found}"
-    if found is not None:
-        return f"the stateful engine falsifies invariant {found[0].invariant}: {found[0].message}"
+    found = original.search(original.build().binary, job.profile, job.seed)
+    if found.unknown:
+        return f"the stateful engine could not decide: {found.unknown}"
+    for number, example in found.falsified.items():
+        return f"the stateful engine falsifies invariant {number}: {example.message}"
     return None
 
 
@@ -719,8 +327,8 @@ def run(target: Target, profile: Profile, seed_value: int, timeout_ms: int, jobs
     counterexample is not replayed in C (faster: most of a mutant's cost is its build).
     """
     start = time.perf_counter()
-    if target.qapi_dir is None:
-        raise ExtractionError(f"{target.name}: no QAPI schema found: pass --qapi-dir")
+    target.catalog()  # no schema is an input error, said now
+    assert target.qapi_dir is not None
     original = Job(target.monitor_c.resolve(), target.qapi_dir.resolve(), profile, seed_value,
                    timeout_ms, None)
     reference = _original(original)
@@ -749,70 +357,3 @@ def run(target: Target, profile: Profile, seed_value: int, timeout_ms: int, jobs
         outcomes = [future.result() for future in futures]
     return MutationReport(target.name, target.monitor_c, profile, seed_value, timeout_ms,
                           jobs, outcomes, time.perf_counter() - start)
-
-
-# ------------------------------------------------------------------ output
-
-def format_report(report: MutationReport, min_score: float) -> List[str]:
-    name = report.monitor_c.name
-    lines = [f"{'id':<5} {'verdict':<30} {'operator':<34} {'location':<18} edit"]
-    for o in report.outcomes:
-        m = o.mutant
-        lines.append(f"{m.id:<5} {o.describe():<30} {m.operator:<34} "
-                     f"{name + ':' + str(m.line):<18} {m.edit}")
-    for verdict, title in ((EQUIVALENT, "equivalent (not counted)"),
-                           (STILLBORN, "stillborn (not counted)"),
-                           (UNKNOWN_VERDICT, "unknown (counted as not killed)"),
-                           (SURVIVED, "survivors")):
-        chosen = [o for o in report.outcomes if o.verdict == verdict]
-        if chosen:
-            lines += ["", f"{title}: {len(chosen)}"]
-            for o in chosen:
-                lines.append(f"  {o.mutant.id} {o.mutant.operator} at {name}:{o.mutant.line}: "
-                             f"{o.mutant.edit}")
-                lines.append(f"       {o.reason}")
-    lines.append("")
-    lines.append(score_line(report, min_score))
-    return lines
-
-
-def score_line(report: MutationReport, min_score: float) -> str:
-    score = report.score
-    if score is None:
-        return "score: no mutant to score (every mutant is equivalent or stillborn)"
-    unknown = report.count(UNKNOWN_VERDICT)
-    return (f"score: {report.count(KILLED)}/{report.scored} killed = {score:.1f}% of "
-            f"non-equivalent mutants (minimum {min_score:g}%; {len(report.outcomes)} mutants, "
-            f"{report.count(EQUIVALENT)} equivalent, {report.count(STILLBORN)} stillborn, "
-            f"{report.count(SURVIVED)} survived, {unknown} unknown)")
-
-
-def exit_code(report: MutationReport, min_score: float) -> int:
-    score = report.score
-    if score is None:
-        return EXIT_ERROR
-    if score >= min_score:
-        return EXIT_HOLDS
-    reachable = report.score_if_unknown_killed
-    return EXIT_UNKNOWN if reachable is not None and reachable >= min_score else EXIT_FALSIFIED
-
-
-def to_json(report: MutationReport, min_score: float) -> Dict[str, Any]:
-    def outcome(o: Outcome) -> Dict[str, Any]:
-        record = asdict(o)
-        mutant = record.pop("mutant")
-        mutant.pop("span")
-        mutant["calls"] = sorted(mutant["calls"])
-        mutant["edit"] = o.mutant.edit
-        mutant["file"] = str(report.monitor_c)
-        return {**mutant, **record, "summary": o.describe()}
-
-    return {"target": report.target, "monitor_c": str(report.monitor_c),
-            "profile": asdict(report.profile), "seed": report.seed,
-            "timeout_ms": report.timeout_ms, "jobs": report.jobs,
-            "seconds": round(report.seconds, 1),
-            "score": report.score, "min_score": min_score,
-            "counts": {v: report.count(v) for v in (KILLED, EQUIVALENT, SURVIVED, STILLBORN,
-                                                    UNKNOWN_VERDICT)},
-            "exit": exit_code(report, min_score),
-            "mutants": [outcome(o) for o in report.outcomes]}
