@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import z3
 
+from qthrottle.core import Status
 from qthrottle.harness.extract import Extraction
 from qthrottle.harness.policy_scan import policy_from_extraction
 from qthrottle.model.ghash import Record
@@ -48,7 +49,8 @@ from .space import EventSpace, SymbolicRecord
 from .values import NotModelled
 
 Term = Any
-UNCHANGED, CHANGED, UNKNOWN = "unchanged", "changed", "UNKNOWN"
+UNCHANGED, CHANGED = "unchanged", "changed"  # and Status.UNKNOWN
+UNKNOWN = Status.UNKNOWN
 PROBE_TIMEOUT_MS = 2_000  # per query that only shapes a readable condition
 
 

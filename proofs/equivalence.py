@@ -24,23 +24,7 @@ from .execution import Unsupported, conj, text
 from .solve import PROVED, UNKNOWN, decide
 from .space import EventSpace, SymbolicRecord
 from .translate import LOOKUPS, Context, Executor, Translation
-from .values import (
-    CBool,
-    CInt,
-    ConfEntry,
-    CStr,
-    DataDict,
-    EventQDict,
-    NotModelled,
-    NullPtr,
-    Opaque,
-    Ordering,
-    RateTable,
-    RecordPtr,
-    StructValue,
-    Unreachable,
-    Value,
-)
+from .values import CInt, EventQDict, NotModelled, Value, same_value
 
 Term = Any
 Point = Tuple[int, int]  # a tree-sitter (row, column)
@@ -114,33 +98,6 @@ class Traced(Executor):
                 self.snapshots.append(("lookup" if name in LOOKUPS else "emit",
                                        conj(state.pc, guard), variables))
         return super().eval(node, state, guard)
-
-
-def same_value(a: Value, b: Value) -> Optional[Term]:
-    """A z3 term saying two C values are equal; None when they cannot be compared."""
-    if isinstance(a, CInt) and isinstance(b, CInt):
-        return a.term == b.term if (a.width, a.signed) == (b.width, b.signed) else None
-    if isinstance(a, CBool) and isinstance(b, CBool):
-        return a.term == b.term
-    if isinstance(a, CStr) and isinstance(b, CStr):
-        return z3.And(a.null == b.null, z3.Or(a.null, a.text == b.text))
-    if isinstance(a, Ordering) and isinstance(b, Ordering):
-        return z3.And(a.less == b.less, a.equal == b.equal, a.magnitude == b.magnitude)
-    if isinstance(a, ConfEntry) and isinstance(b, ConfEntry):
-        return same_value(a.event, b.event)
-    if isinstance(a, StructValue) and isinstance(b, StructValue):
-        if [k for k, _ in a.fields] != [k for k, _ in b.fields]:
-            return None
-        parts = [same_value(x, y) for (_, x), (_, y) in zip(a.fields, b.fields)]
-        return None if any(p is None for p in parts) else z3.And(True, *parts)
-    if isinstance(a, (RecordPtr, DataDict, EventQDict)) and type(a) is type(b):
-        return z3.BoolVal(a.record is b.record)
-    if isinstance(a, (NullPtr, RateTable, Unreachable)) and type(a) is type(b):
-        return z3.BoolVal(True)
-    if isinstance(a, Opaque) and isinstance(b, Opaque) and a.what == b.what \
-            and "different kinds of value" not in a.what:
-        return z3.BoolVal(True)
-    return None
 
 
 def queue_claim(original: Callbacks, mutated: Callbacks, record: SymbolicRecord

@@ -17,8 +17,10 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import z3
 
+from qthrottle.core import Status
+
 Term = Any
-PROVED, FALSIFIED, UNKNOWN = "PROVED", "FALSIFIED", "UNKNOWN"
+PROVED, FALSIFIED, UNKNOWN = Status.PROVED, Status.FALSIFIED, Status.UNKNOWN
 CLAIM_PART_WEIGHT = 10  # above every readability goal
 GOAL_TIMEOUT_MS = 500  # per soft goal of a counterexample
 

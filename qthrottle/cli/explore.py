@@ -5,14 +5,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from qthrottle.cli.options import (
-    TARGET_HELP,
-    add_profile,
-    add_seed,
-    add_target,
-    add_timeout,
-    seed_of,
-)
+from qthrottle.cli.options import TARGET_HELP, add_engine_options, add_target, seed_of
 from qthrottle.engines.bounds import PROFILES
 from qthrottle.model.invariants import INVARIANTS
 from qthrottle.review.explore import DEFAULT_OUTPUT, explore
@@ -35,9 +28,7 @@ def add_command(sub: argparse._SubParsersAction[Any]) -> None:
     add_target(command)
     command.add_argument("--invariant", type=int, choices=sorted(INVARIANTS), metavar="N",
                          help="explore invariant N only (1-8)")
-    add_profile(command)
-    add_seed(command)
-    add_timeout(command)
+    add_engine_options(command)
     command.add_argument("--output", metavar="DIR", default=DEFAULT_OUTPUT,
                          help=f"where the reproducers go (default ./{DEFAULT_OUTPUT}/)")
     command.set_defaults(func=cmd_explore)

@@ -11,10 +11,8 @@ from typing import Any
 from qthrottle.cli.options import (
     PERCENT,
     TARGET_HELP,
-    add_profile,
-    add_seed,
+    add_engine_options,
     add_target,
-    add_timeout,
     check_writable,
     positive,
     target_from,
@@ -76,9 +74,7 @@ def add_command(sub: argparse._SubParsersAction[Any]) -> None:
         "stillborn mutants are listed apart. Exit: 0 score >= --min-score, 1 below, "
         "2 input or tool error, 3 below only because some mutants ended UNKNOWN.")
     add_target(command)
-    add_profile(command)
-    add_seed(command, DEFAULT_SEED)
-    add_timeout(command)
+    add_engine_options(command, DEFAULT_SEED)
     command.add_argument("--jobs", type=positive(int, "whole number"),
                          default=os.cpu_count() or 1, metavar="N",
                          help="mutants analysed in parallel (default: the number of cores)")

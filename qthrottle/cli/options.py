@@ -75,6 +75,14 @@ def add_seed(command: argparse.ArgumentParser, default: Optional[int] = None) ->
                          help=f"seed of the search ({shown})")
 
 
+def add_engine_options(command: argparse.ArgumentParser,
+                       seed_default: Optional[int] = None) -> None:
+    """The bounds of both engines: the stateful --profile and --seed, z3's --timeout-ms."""
+    add_profile(command)
+    add_seed(command, seed_default)
+    add_timeout(command)
+
+
 def seed_of(args: argparse.Namespace) -> int:
     """The seed given, or a fresh one (printed with the result, so a run reproduces)."""
     return args.seed if args.seed is not None else random.randrange(1 << 30)

@@ -10,10 +10,8 @@ from typing import Any, Optional
 
 from qthrottle.cli.options import (
     TARGET_HELP,
-    add_profile,
-    add_seed,
+    add_engine_options,
     add_target,
-    add_timeout,
     check_writable,
     positive,
     seed_of,
@@ -93,9 +91,7 @@ def add_command(sub: argparse._SubParsersAction[Any]) -> None:
         "and reported; they fail the run only with --strict. Exit: 0 holds, 1 falsified "
         "(or a lint warning under --strict), 2 input or tool error, 3 unknown.")
     add_target(command, optional=True)
-    add_profile(command)
-    add_seed(command)
-    add_timeout(command)
+    add_engine_options(command)
     command.add_argument("--explain", action="store_true",
                          help="also print, per target, the invariant x engine table: which "
                          "engines check each invariant, on what bound, with what result "

@@ -24,7 +24,7 @@ from typing import Any, Dict, FrozenSet, List, Optional
 import z3
 
 from qthrottle.cases import MAY_ALSO_BREAK, verdict_as_expected
-from qthrottle.core import EXIT_FALSIFIED, EXIT_HOLDS, EXIT_UNKNOWN
+from qthrottle.core import EXIT_FALSIFIED, EXIT_HOLDS, EXIT_UNKNOWN, Status
 from qthrottle.engines.bounds import Profile
 from qthrottle.engines.stateful import CompareKeys, Counterexample, SearchResult, format_timeline
 from qthrottle.harness.target import Target
@@ -35,9 +35,8 @@ from qthrottle.review.lint import LintWarning
 
 SCHEMA_VERSION = 1
 STATEFUL, Z3 = "stateful", "z3"
-PASS, PROVED, FALSIFIED, UNKNOWN = "PASS", "PROVED", "FALSIFIED", "UNKNOWN"
-NOT_APPLICABLE = "NOT_APPLICABLE"
-HOLDS = "HOLDS"
+PASS, PROVED, FALSIFIED, UNKNOWN = Status.PASS, Status.PROVED, Status.FALSIFIED, Status.UNKNOWN
+NOT_APPLICABLE, HOLDS = Status.NOT_APPLICABLE, Status.HOLDS
 # What a bundled case is meant to do with one invariant.
 MUST_BREAK, MAY_BREAK, MUST_HOLD = "break", "may-break", "hold"
 LINT_TESTCASE = "policy lint"
