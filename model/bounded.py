@@ -123,7 +123,7 @@ class Checks:
     """Invariants 1 and 2 on the model's key function, for every one, two or three events.
 
     Each entry point's postcondition is the law itself (the bodies are empty);
-    the comment after it names the invariant. qthrottle/seeded/ subclasses
+    the comment after it names the invariant. engines/seeded/ subclasses
     Checks with a broken model.
     """
 

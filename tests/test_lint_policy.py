@@ -1,4 +1,4 @@
-"""Policy lint (model/lint.py): the schema's view of the extracted throttle policy.
+"""Policy lint (qthrottle/review/lint.py): the schema's view of the extracted throttle policy.
 
 Real QEMU trees and the bundled cases get exactly the warnings listed here; the
 rules themselves are checked on policies and catalogs built in the test, so no
