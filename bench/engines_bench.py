@@ -44,13 +44,13 @@ import harness_bench
 import hypothesis
 import proofs_bench
 import z3
-from hypothesis import HealthCheck, find, settings
+from hypothesis import find
 from hypothesis.control import BuildContext
 from hypothesis.internal.conjecture.data import ConjectureData
 from hypothesis.stateful import RULE_MARKER, RuleBasedStateMachine
 
 from qthrottle.cases import EXPECTED, MAY_ALSO_BREAK
-from qthrottle.engines.bounds import PROFILES
+from qthrottle.engines.bounds import PROFILES, search_settings
 from qthrottle.engines.generate import event_data
 from qthrottle.engines.stateful import (
     CompareKeys,
@@ -117,8 +117,7 @@ def progress(message: str) -> None:
 
 # ------------------------------------------------------------------ alphabet
 
-FIND_SETTINGS = settings(database=None, max_examples=5000, deadline=None,
-                         suppress_health_check=list(HealthCheck))
+FIND_SETTINGS = search_settings(5000)  # shrinks: find() gives the simplest such event
 
 
 def alphabet(subject: Subject) -> List[Symbol]:

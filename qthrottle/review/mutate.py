@@ -32,9 +32,7 @@ some mutants ended UNKNOWN (it would reach it were they killed).
 """
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
-import os
 import re
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -42,7 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-from qthrottle.core import cache_dir
 from qthrottle.engines import generate
 from qthrottle.engines.bounds import Profile
 from qthrottle.engines.divergence import Comparison
@@ -133,18 +130,6 @@ def _original(job: Job) -> _Original:
     return _originals[key]
 
 
-def _mutant_file(source: bytes) -> Path:
-    """The mutant's monitor.c, at a path fixed by its content, so its build is cached."""
-    digest = hashlib.sha256(source).hexdigest()[:20]
-    path: Path = cache_dir() / "mutants" / digest / "monitor.c"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_bytes(source)
-        partial.replace(path)
-    return path
-
-
 def analyse(job: Job) -> Outcome:
     """The verdict on one mutant (runs in a worker process)."""
     assert job.mutant is not None
@@ -160,7 +145,7 @@ def analyse(job: Job) -> Outcome:
 
 def _analyse(job: Job, mutant: Mutant) -> Outcome:
     original = _original(job)
-    path = _mutant_file(mutant.apply(original.source))
+    path = mutant.write(original.source)
     try:
         extraction = extract(path)
     except ExtractionError as failure:
