@@ -122,6 +122,18 @@ class Subject:
         return cls(driver, policy, catalog, events_under_test(catalog, throttled))
 
 
+TraceCheck = Callable[[inv.Trace], List[str]]
+
+
+def trace_checks(policy: Policy) -> Tuple[Tuple[int, TraceCheck], ...]:
+    """The invariants judged on a trace, in the order the engine checks them after
+    every step: (number, check), a check returning the violations it finds."""
+    return ((4, inv.stop_not_delayed),
+            (5, lambda t: inv.rate_respected(t, policy)),
+            (6, lambda t: inv.unthrottled_immediate(t, policy)),
+            (3, lambda t: inv.table_empties_when_quiet(t, policy)))
+
+
 def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedStateMachine]:
     """A state machine class for one target; violations of @ignored restart the run."""
     steps = clock_steps(subject.policy.rates.values())
@@ -187,11 +199,7 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
             self.c_trace.append(inv.TraceStep(model_step.operation, self.c_now,
                                               result.now, result.emitted, result.table))
             self.c_now = result.now
-            for number, check in ((4, inv.stop_not_delayed),
-                                  (5, lambda t: inv.rate_respected(t, subject.policy)),
-                                  (6, lambda t: inv.unthrottled_immediate(t, subject.policy)),
-                                  (3, lambda t: inv.table_empties_when_quiet(
-                                      t, subject.policy))):
+            for number, check in trace_checks(subject.policy):
                 violations = check(self.c_trace)
                 if violations:
                     self._fail(number, violations[0])  # returns only if set aside

@@ -251,7 +251,7 @@ def rate_respected(trace: Trace, policy: Policy) -> list[str]:
         rate = policy.rate(events[0].event)
         emissions = emitted.get(key, [])
         violations += _spacing(trace, emissions, rate)
-        violations += _delays(trace, events, _claim(events, emissions), emissions, rate, end)
+        violations += _delays(trace, events, claim(events, emissions), emissions, rate, end)
     return violations
 
 
@@ -271,10 +271,24 @@ def _spacing(trace: Trace, emissions: list[tuple[int, Emission]], rate: int) -> 
     return violations
 
 
-def _claim(events: list[_Queued], emissions: list[tuple[int, Emission]]
-           ) -> dict[int, tuple[int, Emission]]:
+class QueuedEvent(Protocol):
+    """What claim() needs of a queued event: its step and the event."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def event(self) -> str: ...
+
+    @property
+    def data(self) -> EventData: ...
+
+
+def claim(events: Sequence[QueuedEvent], emissions: Sequence[tuple[int, Emission]]
+          ) -> dict[int, tuple[int, Emission]]:
     """Queued event (position) -> its emission: each emission is the most recent
-    unclaimed queued event with the same data, queued no later than it."""
+    unclaimed queued event with the same data, queued no later than it (step index).
+    Invariant 5 judges delays by it; the HTML timeline joins an emission to its event."""
     claimed: dict[int, tuple[int, Emission]] = {}
     for index, emission in emissions:
         for position in reversed(range(len(events))):

@@ -9,6 +9,7 @@ extra tree (a user's QEMU checkout); it never fails CI.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,15 @@ def qemu_checkout() -> Path:
             pytest.skip(reason)
         pytest.fail(reason, pytrace=False)
     return tree
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium (./dev check installs it), for the HTML timeline's browser tests."""
+    found = shutil.which("chromium")
+    if found is None:
+        reason = "Debian's chromium is not installed (./dev check installs it)"
+        if _under_ci():
+            pytest.fail(f"{reason}: CI must not skip the browser tests", pytrace=False)
+        pytest.skip(reason)
+    return Path(found)

@@ -3,11 +3,22 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
-from qthrottle.cli.options import COUNT, TARGET_HELP, add_seed, add_timeout, seed_of
+from qthrottle.cli.options import (
+    COUNT,
+    TARGET_HELP,
+    add_html,
+    add_seed,
+    add_timeout,
+    check_writable,
+    seed_of,
+)
+from qthrottle.core import QthrottleError
 from qthrottle.engines.bounds import DYNAMIC_DIFF, Profile
-from qthrottle.review.diff import DiffOptions, report_json, report_text, run_diff
+from qthrottle.review import html
+from qthrottle.review.diff import DiffOptions, html_page, report_json, report_text, run_diff
 
 DESCRIPTION = """\
 OLD and NEW: {targets}.
@@ -34,6 +45,7 @@ differences themselves are information):
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    check_writable("--html", args.html)
     options = DiffOptions(args.old, args.new, args.old_qapi_dir, args.new_qapi_dir,
                           args.timeout_ms, seed_of(args),
                           Profile(DYNAMIC_DIFF.name, args.timelines, args.steps),
@@ -43,6 +55,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
         print(json.dumps(report_json(run), indent=2))
     else:
         print("\n".join(report_text(run)))
+    if args.html:
+        try:
+            html.write(Path(args.html), html_page(run))
+        except OSError as error:
+            raise QthrottleError(f"cannot write --html {args.html}: {error}") from None
     return run.code
 
 
@@ -68,4 +85,5 @@ def add_command(sub: argparse._SubParsersAction[Any]) -> None:
     command.add_argument("--stateful", action="store_true",
                          help="also run the stateful engine on both versions (slow)")
     command.add_argument("--json", action="store_true", help="machine-readable output")
+    add_html(command)
     command.set_defaults(func=cmd_diff)

@@ -5,7 +5,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from qthrottle.cli.options import TARGET_HELP, add_engine_options, add_target, seed_of
+from qthrottle.cli.options import (
+    TARGET_HELP,
+    add_engine_options,
+    add_html,
+    add_target,
+    check_writable,
+    seed_of,
+)
 from qthrottle.engines.bounds import PROFILES
 from qthrottle.model.invariants import INVARIANTS
 from qthrottle.review.explore import DEFAULT_OUTPUT, explore
@@ -13,8 +20,9 @@ from qthrottle.review.explore import DEFAULT_OUTPUT, explore
 
 def cmd_explore(args: argparse.Namespace) -> int:
     wanted = frozenset([args.invariant] if args.invariant else INVARIANTS)
+    check_writable("--html", args.html)
     return explore(args.target, args.qapi_dir, wanted, PROFILES[args.profile], seed_of(args),
-                   args.timeout_ms, Path(args.output))
+                   args.timeout_ms, Path(args.output), Path(args.html) if args.html else None)
 
 
 def add_command(sub: argparse._SubParsersAction[Any]) -> None:
@@ -31,4 +39,5 @@ def add_command(sub: argparse._SubParsersAction[Any]) -> None:
     add_engine_options(command)
     command.add_argument("--output", metavar="DIR", default=DEFAULT_OUTPUT,
                          help=f"where the reproducers go (default ./{DEFAULT_OUTPUT}/)")
+    add_html(command)
     command.set_defaults(func=cmd_explore)

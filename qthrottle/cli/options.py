@@ -88,6 +88,13 @@ def seed_of(args: argparse.Namespace) -> int:
     return args.seed if args.seed is not None else random.randrange(1 << 30)
 
 
+def add_html(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--html", metavar="FILE",
+                         help="also write the counterexample timelines to FILE: one "
+                         "self-contained HTML page (no network access, readable without "
+                         "JavaScript)")
+
+
 def check_writable(option: str, name: Optional[str]) -> None:
     """A report file that cannot be written fails before the long run, not after it."""
     if name is None:

@@ -186,22 +186,30 @@ def qmp_events(records: Sequence[StepRecord]) -> QmpEvents:
 
 # -------------------------------------------------------------------- rendering
 
+def headline(counterexample: Counterexample) -> str:
+    law = f", {counterexample.law}" if counterexample.law else ""
+    return (f"invariant {counterexample.invariant} FALSIFIED by {counterexample.engine}{law}: "
+            f"{counterexample.message}")
+
+
+def replay_verdict(replayed: Replay) -> str:
+    """What the replay on the C says of the counterexample."""
+    if replayed.confirmed:
+        return "the C breaks it"
+    if replayed.undecided:
+        return "UNKNOWN, the harness could not decide"
+    if replayed.violation is not None:
+        return f"the C breaks invariant {replayed.violation.invariant} first"
+    return "NOT reproduced by the C"
+
+
 def render(counterexample: Counterexample, replayed: Replay,
            reproducer: Optional[Path] = None) -> List[str]:
     """The whole counterexample for people: engine, table, sanitizer report, QMP, pytest."""
-    law = f", {counterexample.law}" if counterexample.law else ""
-    lines = [f"  invariant {counterexample.invariant} FALSIFIED by {counterexample.engine}"
-             f"{law}: {counterexample.message}"]
+    lines = [f"  {headline(counterexample)}"]
     lines += [f"    {line}" for line in counterexample.evidence]
-    if replayed.confirmed:
-        verdict = "the C breaks it"
-    elif replayed.undecided:
-        verdict = "UNKNOWN, the harness could not decide"
-    elif replayed.violation is not None:
-        verdict = f"the C breaks invariant {replayed.violation.invariant} first"
-    else:
-        verdict = "NOT reproduced by the C"
-    lines.append(f"    replayed against the sanitized C and the reference model ({verdict}):")
+    lines.append("    replayed against the sanitized C and the reference model "
+                 f"({replay_verdict(replayed)}):")
     lines += replayed.report()
     events = qmp_events(replayed.records)
     lines.append("    QMP events (JSON; timestamps in virtual time):")

@@ -31,9 +31,11 @@ from qthrottle.engines.divergence import (
 )
 from qthrottle.engines.stateful import SearchResult, verify_target
 from qthrottle.harness.driver import Crash
+from qthrottle.harness.policy_scan import policy_from_extraction
 from qthrottle.harness.target import Target, resolve
 from qthrottle.model.ghash import Record
 from qthrottle.model.invariants import INVARIANTS
+from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Catalog
 from qthrottle.proofs.decision_diff import (
     CHANGED,
@@ -48,7 +50,10 @@ from qthrottle.proofs.decision_diff import (
 )
 from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS, PROVEN_INVARIANTS, ProofReport, prove_target
 from qthrottle.proofs.report import bounds as proof_bounds
+from qthrottle.review.counterexample import sanitizer_text
 from qthrottle.review.patches import PatchError, apply_patch, is_patch
+from qthrottle.review.timeline_view import Block, Page, Section
+from qthrottle.review.views import divergence_timeline
 
 # ---------------------------------------------------------------- the run
 
@@ -73,6 +78,7 @@ class Version:
     label: str
     target: Target
     catalog: Catalog
+    policy: Policy  # rates and keys read from its C (the lanes of the HTML timeline)
     proofs: ProofReport
     stateful: Optional[SearchResult] = None
     crashed: Dict[int, Crash] = field(default_factory=dict)  # seen by the dynamic diff
@@ -103,7 +109,8 @@ def _version(label: str, target: Target, options: DiffOptions) -> Version:
     proofs = prove_target(target, options.timeout_ms, replay_in_c=False)
     stateful = verify_target(target, PROFILES["quick"], options.seed) \
         if options.stateful else None
-    return Version(label, target, catalog, proofs, stateful)
+    return Version(label, target, catalog, policy_from_extraction(target.extract()), proofs,
+                   stateful)
 
 
 @dataclass
@@ -253,12 +260,16 @@ def report_text(run: DiffRun) -> List[str]:
     lines += [f"  UNKNOWN: {u}" for u in throttle.unknown]
     lines += [""] + _invariant_lines(run)
     lines += [""] + _dynamic_lines(run.dynamic, old, new)
+    lines += ["", _verdict(run)]
+    return lines
+
+
+def _verdict(run: DiffRun) -> str:
     meaning = {EXIT_HOLDS: "no invariant falsified in NEW, nothing unknown",
                EXIT_FALSIFIED: "NEW falsifies invariant(s) "
-                               + ", ".join(str(n) for n in new.falsified),
+                               + ", ".join(str(n) for n in run.new.falsified),
                EXIT_UNKNOWN: "nothing falsified in NEW, but something is UNKNOWN"}
-    lines += ["", f"exit {run.code}: {meaning[run.code]}"]
-    return lines
+    return f"exit {run.code}: {meaning[run.code]}"
 
 
 def _invariant_lines(run: DiffRun) -> List[str]:
@@ -365,3 +376,57 @@ def report_json(run: DiffRun) -> Dict[str, Any]:
             "crashes": {side: crash.summary() for side, crash in dynamic.crashes.items()},
             "divergence": divergence_json(dynamic.divergence) if dynamic.divergence else None}
     return report
+
+
+# ------------------------------------------------------------ HTML report
+
+def html_section(run: DiffRun, anchor: str = "dynamic-diff") -> Section:
+    """The diff as a page section: the throttle changes, the invariants old -> new, and
+    the first divergence of the dynamic diff as a timeline, OLD against NEW."""
+    old, new, dynamic = run.old, run.new, run.dynamic
+    facts = [f"throttle change: {c.text}" for c in run.throttle.changes] or [
+        "throttle changes: none (z3, every valid event)"]
+    facts += [f"UNKNOWN: {u}" for u in run.throttle.unknown]
+    facts += [f"invariant {n} ({INVARIANTS[n]}): {_arrow(old.status(n), new.status(n))}"
+              for n in INVARIANTS if old.status(n) != new.status(n)]
+    timeline = None
+    blocks: List[Block] = []
+    if dynamic is None:
+        facts.append("dynamic diff: not run (--timelines 0)")
+    else:
+        facts.append(f"dynamic diff: {dynamic.bounds.describe()}, {dynamic.tried} timeline(s) "
+                     f"tried, {dynamic.seconds:.1f} s; events queued: {listed(dynamic.events)}")
+        if dynamic.unknown:
+            facts.append(f"UNKNOWN: {dynamic.unknown}")
+        divergence = dynamic.divergence
+        if divergence is None:
+            facts.append(f"no divergence in {dynamic.tried} timelines")
+        else:
+            facts.append(f"first divergence in timeline {divergence.timeline}, minimised to "
+                         f"{len(divergence.operations)} operation(s), at step "
+                         f"{divergence.step + 1}")
+            timeline = divergence_timeline(divergence, old.policy, new.policy,
+                                           old.target.name, new.target.name)
+            for label, operations, result in (("old", divergence.old_operations, divergence.old),
+                                              ("new", divergence.new_operations, divergence.new)):
+                blocks.append(Block(f"replay {label.upper()} (qthrottle.harness.driver."
+                                    "Driver.run)", repr(operations)))
+                if result.crash is not None:
+                    blocks.append(Block(f"sanitizer / shim report ({label.upper()})",
+                                        "\n".join(sanitizer_text(result.crash))))
+    return Section(anchor, f"{old.target.name} -> {new.target.name}", _verdict(run),
+                   tuple(facts), timeline, tuple(blocks))
+
+
+def html_page(run: DiffRun) -> Page:
+    """qthrottle diff --html: one section, and the invariants old -> new as a table."""
+    rows = tuple((f"{n} {name}", run.old.status(n), run.new.status(n))
+                 for n, name in INVARIANTS.items())
+    facts = tuple(f"{v.label.upper()}: {v.target.name} ({v.target.monitor_c})"
+                  for v in (run.old, run.new))
+    dynamic = run.dynamic
+    seed = f"seed {run.seed}: rerun with --seed {run.seed} to reproduce"
+    facts += (proof_bounds(run.timeout_ms), seed if dynamic is not None else "")
+    return Page(f"qthrottle diff {run.old.target.name} -> {run.new.target.name}",
+                tuple(f for f in facts if f), (("invariant", "old", "new"), *rows),
+                (html_section(run),), _verdict(run))

@@ -18,18 +18,25 @@ from qthrottle.engines.bounds import Profile
 from qthrottle.engines.stateful import Subject, open_subject, search
 from qthrottle.harness.target import Target, resolve
 from qthrottle.model.invariants import INVARIANTS
+from qthrottle.model.policy import Policy
 from qthrottle.proofs.engine import PROVEN_INVARIANTS, prove_target
 from qthrottle.proofs.report import bounds
 from qthrottle.proofs.solve import FALSIFIED, PROVED, UNKNOWN
+from qthrottle.review import html
 from qthrottle.review.counterexample import (
     Counterexample,
     Replay,
     from_proof,
     from_search,
+    headline,
     render,
     replay,
+    replay_verdict,
+    sanitizer_text,
     write_reproducer,
 )
+from qthrottle.review.timeline_view import Block, Page, Section
+from qthrottle.review.views import replay_timeline
 
 DEFAULT_OUTPUT = "qthrottle-repro"
 
@@ -117,20 +124,64 @@ def _search(subject: Subject, exploration: Exploration, profile: Profile,
             exploration.status[number] = "PASS (stateful engine, within its bounds)"
 
 
+def _replay_spec(spec: str, target: Target) -> str:
+    """What resolve() takes to find the target again, from anywhere."""
+    return spec if target.expected_broken is not None else str(Path(spec).resolve())
+
+
 def _write(output: Path, spec: str, qapi_dir: Optional[str], target: Target,
            exploration: Exploration, seed_value: int) -> Dict[int, Path]:
     """A reproducer per counterexample the C confirms."""
-    spec = spec if target.expected_broken is not None else str(Path(spec).resolve())
     qapi = str(Path(qapi_dir).resolve()) if qapi_dir else None
-    return {number: write_reproducer(output, example, replayed, target.name, spec,
-                                     qapi, seed_value)
+    return {number: write_reproducer(output, example, replayed, target.name,
+                                     _replay_spec(spec, target), qapi, seed_value)
             for number, (example, replayed) in sorted(exploration.found.items())
             if replayed.confirmed}
 
 
+def _section(number: int, example: Counterexample, replayed: Replay, policy: Policy,
+             target: Target, spec: str, reproducer: Optional[Path]) -> Section:
+    """One counterexample: its timeline, the sanitizer report, the replay, the pytest."""
+    blocks = []
+    if replayed.crash is not None:
+        blocks.append(Block("sanitizer / shim report", "\n".join(sanitizer_text(replayed.crash))))
+    blocks.append(Block("replay (Python)",
+                        "from qthrottle.review.counterexample import replay_target\n"
+                        f"replay_target({_replay_spec(spec, target)!r}, {number}, "
+                        f"{list(replayed.timeline)!r}).report()"))
+    if reproducer is not None:
+        blocks.append(Block(f"pytest reproducer: {reproducer} (run: pytest {reproducer})",
+                            reproducer.read_text()))
+    else:
+        blocks.append(Block("pytest reproducer", "none (the replay does not break the invariant)"))
+    return Section(f"invariant-{number}", f"Invariant {number}: {INVARIANTS[number]}",
+                   headline(example)[0].upper() + headline(example)[1:],
+                   (*example.evidence, "replayed against the sanitized C and the reference "
+                    f"model: {replay_verdict(replayed)}"),
+                   replay_timeline(replayed, policy, target.name), tuple(blocks))
+
+
+def _page(target: Target, spec: str, policy: Policy, exploration: Exploration,
+          written: Dict[int, Path], facts: Tuple[str, ...], verdict: str) -> Page:
+    rows = tuple((f"{n} {name}", exploration.status.get(n, "-  (not explored)"))
+                 for n, name in INVARIANTS.items())
+    sections = tuple(_section(n, example, replayed, policy, target, spec, written.get(n))
+                     for n, (example, replayed) in sorted(exploration.found.items()))
+    return Page(f"qthrottle explore {target.name}", facts, (("invariant", "status"), *rows),
+                sections, verdict)
+
+
+VERDICTS = {EXIT_HOLDS: "nothing falsified, nothing unknown",
+            EXIT_FALSIFIED: "an invariant is falsified",
+            EXIT_UNKNOWN: "nothing falsified, but something is UNKNOWN"}
+
+
 def explore(spec: str, qapi_dir: Optional[str], wanted: FrozenSet[int], profile: Profile,
-            seed_value: int, timeout_ms: int, output: Path) -> int:
-    """Explore @wanted on the target @spec, printing as it goes; the exit code."""
+            seed_value: int, timeout_ms: int, output: Path,
+            html_file: Optional[Path] = None) -> int:
+    """Explore @wanted on the target @spec, printing as it goes; the exit code.
+
+    @html_file: also write the counterexamples there, as one HTML page of timelines."""
     target = resolve(spec, Path(qapi_dir) if qapi_dir else None)
     print(f"qthrottle explore: seed {seed_value}; invariant(s) "
           f"{', '.join(map(str, sorted(wanted)))}")
@@ -142,6 +193,7 @@ def explore(spec: str, qapi_dir: Optional[str], wanted: FrozenSet[int], profile:
         if wanted & set(PROVEN_INVARIANTS):
             _prove(target, subject, exploration, timeout_ms)
         _search(subject, exploration, profile, seed_value)
+        policy = subject.policy
     try:
         written = _write(output, spec, qapi_dir, target, exploration, seed_value)
     except OSError as error:
@@ -155,6 +207,18 @@ def explore(spec: str, qapi_dir: Optional[str], wanted: FrozenSet[int], profile:
         print()
         print("\n".join(render(example, replayed, written.get(number))))
     print(f"\n(seed {seed_value}: rerun with --seed {seed_value} to reproduce)")
-    if exploration.falsified:
-        return EXIT_FALSIFIED
-    return EXIT_UNKNOWN if exploration.unknown else EXIT_HOLDS
+    code = EXIT_FALSIFIED if exploration.falsified else \
+        EXIT_UNKNOWN if exploration.unknown else EXIT_HOLDS
+    if html_file is not None:
+        facts = (f"target: {target.name} ({target.monitor_c})",
+                 f"seed {seed_value}: rerun with --seed {seed_value} to reproduce",
+                 f"z3 proofs first: {bounds(timeout_ms)}",
+                 f"then the stateful engine, {profile.describe()}",
+                 *(f"UNKNOWN: {reason}" for reason in exploration.unknown))
+        try:
+            html.write(html_file, _page(target, spec, policy, exploration, written, facts,
+                                        f"exit {code}: {VERDICTS[code]}"))
+        except OSError as error:
+            raise QthrottleError(f"cannot write --html {html_file}: {error}") from None
+        print(f"HTML timeline: {html_file}")
+    return code
