@@ -342,3 +342,12 @@ def test_write_leaves_the_file_whole_or_absent(tmp_path: Path) -> None:
     html.write(path, HtmlPage("t", ("a fact",), (), (), "exit 0"))
     assert path.read_text().startswith("<!DOCTYPE html>")
     assert [p.name for p in tmp_path.iterdir()] == ["page.html"]
+
+
+def test_dev_check_installs_debians_chromium() -> None:
+    """The README's claim: ./dev check installs chromium (./dev verify does not need it)."""
+    dev = (Path(__file__).resolve().parent.parent / "dev").read_text()
+    commands = dict(re.findall(r"\n    (\w+)\)\n(.*?);;", dev, re.S))
+    assert "install_debian_packages with-browser" in commands["check"]
+    assert "with-browser" not in commands["verify"]
+    assert re.search(r'= with-browser \].*missing\+=\(chromium\)', dev)
