@@ -15,10 +15,13 @@ EventData = Optional[Dict[str, Any]]
 
 
 def format_ns(ns: int) -> str:
-    """Virtual time for people: 1.5 s, 250 ms, 12 ns."""
-    for unit, scale in (("s", 1_000_000_000), ("ms", 1_000_000), ("us", 1_000)):
+    """Virtual time for people, never rounded: 1.5 s, 250 ms, 999.999999 ms, 12 ns."""
+    for unit, scale, digits in (("s", 1_000_000_000, 9), ("ms", 1_000_000, 6),
+                                ("us", 1_000, 3)):
         if ns >= scale:
-            return f"{ns / scale:g} {unit}"
+            whole, part = divmod(ns, scale)
+            fraction = f"{part:0{digits}d}".rstrip("0")
+            return f"{whole}.{fraction} {unit}" if fraction else f"{whole} {unit}"
     return f"{ns} ns"
 
 

@@ -24,7 +24,14 @@ from qthrottle.model.logic import And, Eq, Implies, Ite, Not, Or
 from qthrottle.model.policy import Policy, member_reads, members_read, policy_from_extraction
 from qthrottle.model.qapi_schema import Catalog, load_schema
 from qthrottle.model.throttle import ThrottleModel, Window
-from qthrottle.model.timeline import Advance, AdvanceToNext, Emission, Operation, Queue
+from qthrottle.model.timeline import (
+    Advance,
+    AdvanceToNext,
+    Emission,
+    Operation,
+    Queue,
+    format_ns,
+)
 
 SECOND = 1_000_000_000
 CASES_QAPI = Path(__file__).resolve().parent.parent / "cases" / "qapi"
@@ -81,6 +88,13 @@ def record(op: Queue) -> Record:
 
 
 # ------------------------------------------------------------------- logic
+
+def test_format_ns_never_rounds() -> None:
+    """A step of r-1 or r+1 ns must not read as r: they are the steps that matter."""
+    assert [format_ns(ns) for ns in (12, 1_000, 250_000_000, 999_999_999, 1_000_000_000,
+                                     1_000_000_001, 1_500_000_000)] == [
+        "12 ns", "1 us", "250 ms", "999.999999 ms", "1 s", "1.000000001 s", "1.5 s"]
+
 
 def test_logic_on_plain_values() -> None:
     assert And() is True and And(True, 1, "x") is True and And(True, False) is False
