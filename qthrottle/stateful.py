@@ -131,11 +131,16 @@ def _queue_strategy(events: List[Event]) -> st.SearchStrategy[Queue]:
     return st.one_of([st.builds(Queue, st.just(e.name), event_data(e)) for e in events])
 
 
+def clock_steps(policy: Policy) -> List[int]:
+    """Clock steps around window ends: 1 ns, r/2, r-1, r, r+1 and 2r for every rate r."""
+    rates = sorted({r for r in policy.rates.values() if r}) or [1_000_000_000]
+    return sorted({1, *(r // 2 for r in rates), *(r - 1 for r in rates), *rates,
+                   *(r + 1 for r in rates), *(2 * r for r in rates)})
+
+
 def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedStateMachine]:
     """A state machine class for one target; violations of @ignored restart the run."""
-    rates = sorted({r for r in subject.policy.rates.values() if r}) or [1_000_000_000]
-    steps = sorted({1, *(r // 2 for r in rates), *(r - 1 for r in rates), *rates,
-                    *(r + 1 for r in rates), *(2 * r for r in rates)})
+    steps = clock_steps(subject.policy)
     queue_ops = _queue_strategy(subject.events)
     stop_events = [e for e in subject.events if e.name == inv.STOP_EVENT]
     hash_of, equal = driver_callbacks(subject.driver)
