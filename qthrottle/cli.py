@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from qthrottle import diff, explore, mutate, selfcheck
+from qthrottle import diff, e2e, explore, mutate, selfcheck
 from qthrottle.common import (
     EXIT_ERROR,
     EXIT_FALSIFIED,
@@ -227,8 +227,8 @@ def parser() -> argparse.ArgumentParser:
     add_timeout(prove)
     prove.set_defaults(func=cmd_prove)
 
-    add_fetch_command(sub)
-    for module in (diff, explore, mutate, selfcheck):
+    e2e.add_fetch_build(add_fetch_command(sub))
+    for module in (diff, e2e, explore, mutate, selfcheck):
         module.add_command(sub)
     return top
 

@@ -1,0 +1,1 @@
+"""Engines that check an implementation against the reference model (qthrottle.engines)."""
