@@ -192,14 +192,13 @@ def timelines(subject: Subject, steps: int) -> st.SearchStrategy[List[Step]]:
         pair: List[Step] = [DiskIo(trigger.disk, "read"), DiskIo(trigger.disk, "write")]
         return st.permutations(pair)
 
-    clock = st.one_of(st.sampled_from(clock_steps(subject.policy)).map(Advance),
-                      st.just(AdvanceToNext()))
     # As the stateful engine has a rule of its own for BLOCK_IO_ERROR, a stop while
     # the same disk's report or ignore window is open comes up often.
     disks = [e for e in events if e.name == "BLOCK_IO_ERROR"] or events
     part: st.SearchStrategy[List[Step]] = st.one_of(
         triggers(events).map(lambda t: [t]), triggers(disks).flatmap(both_ways),
-        clock.map(lambda c: [c]))
+        st.sampled_from(clock_steps(subject.policy)).map(lambda ns: [Advance(ns)]),
+        st.just([AdvanceToNext()]))
     return st.lists(part, min_size=1, max_size=steps).map(
         lambda parts: [s for p in parts for s in p][:steps])
 
