@@ -19,7 +19,6 @@ rename, under a lock: there is never a half-written entry.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import importlib.util
 import json
@@ -31,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Dict, List, Optional
@@ -42,8 +40,10 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from .qemu_sources import (
     QemuSourceError,
     cache_dir,
+    check_space,
     download_source_package,
     dsc_version,
+    file_lock,
     unpack_source_package,
 )
 
@@ -138,17 +138,6 @@ def cached_build() -> Optional[QemuBuild]:
     return max(builds, key=lambda b: str(b.info.get("built", ""))) if builds else None
 
 
-@contextlib.contextmanager
-def _build_lock(root: Path) -> Iterator[None]:
-    """One build at a time per cache: a second `fetch-qemu --build` waits, then reuses it."""
-    with open(root / ".lock", "a", encoding="utf-8") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 def _require_build_tools() -> None:
     if importlib.util.find_spec("mesonbuild") is None:
         raise QemuBuildError(
@@ -162,15 +151,6 @@ def _require_build_tools() -> None:
         raise QemuBuildError(
             f"not found: {', '.join(missing)} (Debian packages gcc, pkg-config, dpkg-dev, "
             "ninja-build, libglib2.0-dev and zlib1g-dev; ./dev installs them)")
-
-
-def _check_space(path: Path) -> None:
-    free = shutil.disk_usage(path).free
-    if free < _MIN_FREE_BYTES:
-        raise QemuBuildError(
-            f"not enough free disk space in {path}: {free // 2**20} MB free, building QEMU "
-            f"needs about {_MIN_FREE_BYTES // 2**20} MB for a while "
-            "(set QTHROTTLE_CACHE_DIR to use another place)")
 
 
 class _Steps:
@@ -260,14 +240,14 @@ def build_qemu(log: Callable[[str], None] = print, refresh: bool = False,
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise QemuBuildError(f"cannot create {root}: {error}") from error
-    with _build_lock(root):
+    with file_lock(root / ".lock"):  # a second build waits, then reuses this one
         found = None if refresh else cached_build()  # built while we waited?
         if found is not None:
             log(f"using cached QEMU {found.version} build {found.root}")
             return found
         for stale in root.glob(_TMP_PREFIX + "*"):  # left by a killed build
             shutil.rmtree(stale, ignore_errors=True)
-        _check_space(root)
+        check_space(root, _MIN_FREE_BYTES, "building QEMU")
         work = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=root))
         try:
             return _build_in(work, root, log, progress_stream)

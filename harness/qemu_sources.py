@@ -45,11 +45,13 @@ __all__ = [
     "apt_source_files",
     "cache_dir",
     "cached_tree",
+    "check_space",
     "deb_src_list",
     "debian_archive",
     "download_source_package",
     "dsc_version",
     "fetch_qemu",
+    "file_lock",
     "is_qemu_tree",
     "parse_apt_sources",
     "parse_deb822",
@@ -456,14 +458,19 @@ def _tree_name(release: str, version: str) -> str:
 
 
 @contextlib.contextmanager
-def _cache_lock(root: Path) -> Iterator[None]:
-    """Serialize fetches that share a cache directory."""
-    with open(root / ".fetch.lock", "a", encoding="utf-8") as fh:
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on the file @path (created) for the with block: one process at a time."""
+    with open(path, "a", encoding="utf-8") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _cache_lock(root: Path) -> contextlib.AbstractContextManager[None]:
+    """Serialize fetches that share a cache directory."""
+    return file_lock(root / ".fetch.lock")
 
 
 def _remove_stale(root: Path) -> None:
@@ -472,13 +479,14 @@ def _remove_stale(root: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def _check_space(root: Path) -> None:
-    free = shutil.disk_usage(root).free
-    if free < _MIN_FREE_BYTES:
+def check_space(path: Path, needed: int, doing: str) -> None:
+    """QemuSourceError unless @path's file system has @needed bytes free for @doing."""
+    free = shutil.disk_usage(path).free
+    if free < needed:
         raise QemuSourceError(
-            f"not enough free disk space in {root}: {free // 2**20} MB free, "
-            f"unpacking a qemu source package needs about {_MIN_FREE_BYTES // 2**20} MB "
-            "for a moment (set QTHROTTLE_CACHE_DIR to use another place)"
+            f"not enough free disk space in {path}: {free // 2**20} MB free, {doing} needs "
+            f"about {needed // 2**20} MB for a while (set QTHROTTLE_CACHE_DIR to use "
+            "another place)"
         )
 
 
@@ -514,7 +522,7 @@ def _fetch_one(
     archive: DebianArchive,
     log: Callable[[str], None],
 ) -> Path:
-    _check_space(root)
+    check_space(root, _MIN_FREE_BYTES, "unpacking a qemu source package")
     work = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=root))
     try:
         download = work / "download"
