@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Iterator, List
 
@@ -34,6 +35,7 @@ from qthrottle.engines.e2e import (
     search,
 )
 from qthrottle.generate import g_str_hash
+from qthrottle.harness import qemu_build
 from qthrottle.harness.qemu_build import QemuBuild, build_key, cached_build, recipe_digest
 from qthrottle.harness.qemu_machine import DiskIo, Machine, QuorumRead, RtcSet, find_libfaketime
 from qthrottle.harness.qemu_process import QemuError, QemuProcess, QemuTimeout
@@ -252,6 +254,8 @@ def test_generated_events_become_what_a_guest_can_do() -> None:
     assert [op.event for op in queued] == ["BLOCK_IO_ERROR", "STOP", "RESUME"]
     assert queued[0].data is not None and queued[0].data["action"] == "stop"
     assert queued[0].data["nospace"] is False  # iostatus is on for a disk that can stop
+    for action in ("report", "ignore", "stop"):  # each on two disks at least
+        assert sum(action in (d.werror, d.rerror) for d in machine.disks) >= 2, action
     ignore = realize(machine, Queue("BLOCK_IO_ERROR", {"qom-path": UNIVERSE_PATHS[3],
                                                        "action": "ignore"}))
     ignored = machine.queued(ignore, "/rtc")[0].data
@@ -296,12 +300,23 @@ def test_transcript_folds_repeated_lines() -> None:
     assert len(lines) == 4
 
 
-def test_build_key_hashes_the_source_and_the_recipe(tmp_path: Path) -> None:
+def test_build_key_hashes_the_source_and_the_recipe(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dsc = tmp_path / "qemu_10.0.13.dsc"
     dsc.write_text("Version: 1:10.0.13\nChecksums-Sha256:\n abc 1 qemu.orig.tar.xz\n")
     first = build_key(dsc)
+    monkeypatch.setattr(qemu_build, "RECIPE_VERSION", qemu_build.RECIPE_VERSION + 1)
+    assert build_key(dsc) != first
+    monkeypatch.undo()
     dsc.write_text("Version: 1:10.0.13\nChecksums-Sha256:\n abd 1 qemu.orig.tar.xz\n")
     assert build_key(dsc) != first and len(first) == 16
+    assert {"--target-list=x86_64-softmmu", "--disable-tcg",
+            "--without-default-features"} <= set(qemu_build.CONFIGURE_ARGS)
+
+
+def test_meson_comes_from_the_e2e_extra() -> None:
+    assert any(r.startswith("meson") and ">=1.5" in r and 'extra == "e2e"' in r
+               for r in metadata.requires("qthrottle") or [])
 
 
 def test_cached_build_ignores_half_written_and_foreign_entries(
