@@ -33,7 +33,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from qthrottle.model.timeline import Queue
 
@@ -369,7 +369,7 @@ class Guest:
     def _inb(self, port: int) -> int:
         return int(self.qemu.qtest_ok(f"inb {port:#x}")[0], 16)
 
-    def _poll(self, done: Any, what: str) -> None:
+    def _poll(self, done: Callable[[], bool], what: str) -> None:
         for _ in range(_POLLS):
             if done():
                 return
