@@ -18,7 +18,7 @@ from typing import Iterator, List
 
 import pytest
 
-from qthrottle.cli import main
+from qthrottle.cli import main, parser
 from qthrottle.e2e import _source_of
 from qthrottle.engines.e2e import (
     Bounds,
@@ -342,6 +342,7 @@ def test_cli_without_a_build_says_how_to_get_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("QTHROTTLE_CACHE_DIR", str(tmp_path))
+    assert parser().parse_args(["e2e"]).runs == 100  # the README's default
     assert main(["e2e"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["qthrottle: error: no qtest-capable QEMU built yet: run `qthrottle "
