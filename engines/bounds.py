@@ -30,6 +30,8 @@ PROFILES = {"smoke": Profile("smoke", runs=100, steps=12),
             "ci": Profile("ci", runs=2000, steps=16)}
 # qthrottle diff's dynamic half: both versions' C on the same generated timelines.
 DYNAMIC_DIFF = Profile("diff", runs=200, steps=12)
+# qthrottle e2e: timelines on a real QEMU under qtest (each costs ~0.1 s of QEMU time).
+E2E = Profile("e2e", runs=100, steps=12)
 DEFAULT_RATE_NS = 1_000_000_000  # the clock steps of a target with no throttled event
 
 

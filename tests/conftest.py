@@ -1,8 +1,9 @@
 """Shared fixtures: real QEMU sources as test inputs.
 
-Debian's QEMU trees come from the cache filled by ``qthrottle fetch-qemu``; fixtures
-never fetch. A missing tree skips with a visible reason, except under CI=true, where
-it fails: CI must exercise the real sources. QTHROTTLE_QEMU_TREE names an optional
+Debian's QEMU trees come from the cache filled by ``qthrottle fetch-qemu``, the
+qtest-capable binary from ``qthrottle fetch-qemu --build``; fixtures never fetch or
+build. A missing tree or binary skips with a visible reason, except under CI=true,
+where it fails: CI must exercise the real sources. QTHROTTLE_QEMU_TREE names an optional
 extra tree (a user's QEMU checkout); it never fails CI.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from qthrottle.harness.qemu_build import QemuBuild, cached_build
 from qthrottle.harness.qemu_sources import RELEASES, QemuSourceError, cached_tree, is_qemu_tree
 
 
@@ -55,6 +57,19 @@ def qemu_tree_100() -> Path:
 def qemu_trees() -> dict[str, Path]:
     """Every Debian QEMU tree, keyed by Debian release."""
     return {release: _require_cached(release) for release in RELEASES}
+
+
+@pytest.fixture(scope="session")
+def qemu_build() -> QemuBuild:
+    """The qtest-capable qemu-system-x86_64 of `qthrottle fetch-qemu --build`."""
+    build = cached_build()
+    if build is None:
+        if _under_ci():
+            pytest.fail("no qtest-capable QEMU built: `qthrottle fetch-qemu --build` failed or "
+                        "did not run (CI must not skip)", pytrace=False)
+        pytest.skip("no qtest-capable QEMU built yet: run `qthrottle fetch-qemu --build` "
+                    "(minutes, once)")
+    return build
 
 
 @pytest.fixture(scope="session")

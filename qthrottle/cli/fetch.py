@@ -7,6 +7,7 @@ from typing import Any
 
 from qthrottle.core import EXIT_HOLDS, QthrottleError, cache_dir
 from qthrottle.harness import qemu_sources
+from qthrottle.harness.qemu_build import build_qemu
 from qthrottle.harness.qemu_sources import RELEASES, QemuSourceError
 
 
@@ -19,6 +20,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         raise QthrottleError(" ".join(str(error).split())) from None
     for release, tree in trees.items():
         print(f"{release}: {tree}")
+    if args.build:
+        build = build_qemu(log=lambda message: print(message, file=sys.stderr),
+                           refresh=args.refresh)
+        print(f"qemu-system-x86_64: {build.binary} (QEMU {build.version})")
     return EXIT_HOLDS
 
 
@@ -35,5 +40,8 @@ def add_command(sub: argparse._SubParsersAction[Any]) -> None:
                          help="Debian release to fetch (repeatable; default: all of "
                          + ", ".join(RELEASES) + ")")
     command.add_argument("--refresh", action="store_true",
-                         help="fetch again even if already cached")
+                         help="fetch (and build) again even if already cached")
+    command.add_argument("--build", action="store_true",
+                         help="also build a qtest-capable qemu-system-x86_64 from Debian's "
+                         "QEMU 10.0.x source for `qthrottle e2e` (minutes, once; cached)")
     command.set_defaults(func=cmd_fetch)
