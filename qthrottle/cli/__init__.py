@@ -12,10 +12,20 @@ import sys
 import traceback
 from typing import List, Optional
 
-from qthrottle.cli import diff, explore, extract, fetch, mutate, prove, selfcheck, verify
+from qthrottle.cli import (
+    diff,
+    explore,
+    extract,
+    fetch,
+    mutate,
+    prove,
+    review,
+    selfcheck,
+    verify,
+)
 from qthrottle.core import EXIT_ERROR, EXIT_INTERRUPTED, QthrottleError
 
-COMMANDS = (extract, verify, prove, fetch, diff, explore, mutate, selfcheck)
+COMMANDS = (extract, verify, prove, fetch, diff, review, explore, mutate, selfcheck)
 
 
 def parser() -> argparse.ArgumentParser:
