@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from email import encoders
 from email.message import Message
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence
@@ -209,14 +208,23 @@ def messages(mbox_text: str) -> List[Message]:
     return [email.message_from_bytes(c.encode(), policy=email.policy.compat32) for c in chunks]
 
 
-def as_quoted_printable(message: Message) -> Message:
-    """The message as a mail client that prefers quoted-printable sends it."""
+def reencoded(message: Message, encoder: Callable[[Message], None]) -> Message:
+    """The message as a mail client sends it with another transfer encoding
+    (encoders.encode_quopri: quoted-printable; encoders.encode_base64)."""
     payload = message.get_payload(decode=True)
     assert isinstance(payload, bytes)
     del message["Content-Transfer-Encoding"]
     message.set_payload(payload)
-    encoders.encode_quopri(message)
+    encoder(message)
     return message
+
+
+def as_version(message: Message, version: int) -> Message:
+    """The same patch as sent in version @version of the series."""
+    copy = email.message_from_bytes(message.as_bytes(), policy=email.policy.compat32)
+    copy.replace_header("Subject", str(message["Subject"]).replace("[PATCH ",
+                                                                  f"[PATCH v{version} "))
+    return copy
 
 
 def reply(to: Message, text: str) -> Message:

@@ -12,6 +12,7 @@ import mailbox
 import re
 import subprocess
 import tempfile
+from email import encoders
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -32,7 +33,6 @@ SEED = "20261203"
 TIMELINES = "30"  # dynamic diff per patch; the verdicts do not depend on it
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "docs" / "report.schema.json").read_text())
-pytestmark = pytest.mark.real_qemu
 
 
 def _validate(report: Dict[str, Any]) -> None:
@@ -45,8 +45,8 @@ def _validate(report: Dict[str, Any]) -> None:
 def three(qemu_tree_100: Path, tmp_path_factory: pytest.TempPathFactory
           ) -> Tuple[build.Repository, Path, Path]:
     """The 3-patch series as a list archive holds it: cover letter, patch 2 sent as
-    quoted-printable, a reviewer's reply, in arrival order (3, 0, 1, reply, 2); and the
-    same series as git format-patch wrote it."""
+    quoted-printable and patch 3 as base64, a reviewer's reply, in arrival order (3, 0, 1,
+    reply, 2); and the same series as git format-patch wrote it."""
     where = tmp_path_factory.mktemp("three")
     repository = build.base_repository(qemu_tree_100, where / "qemu")
     build.three_patch_series(repository)
@@ -54,9 +54,10 @@ def three(qemu_tree_100: Path, tmp_path_factory: pytest.TempPathFactory
     (where / "format-patch.mbox").write_text(raw)
     cover, first, second, third = build.messages(raw)
     cover.replace_header("Subject", "[PATCH 0/3] monitor: throttle unplug errors per device")
-    quoted = build.as_quoted_printable(second)
+    quoted = build.reencoded(second, encoders.encode_quopri)
     archive = build.write_mbox(where / "archive.mbox", [
-        third, cover, first, build.reply(second, "This reads an optional member."), quoted])
+        build.reencoded(third, encoders.encode_base64), cover, first,
+        build.reply(second, "This reads an optional member."), quoted])
     return repository, archive, where / "format-patch.mbox"
 
 
@@ -110,15 +111,17 @@ def test_subjects_as_git_and_the_lists_write_them() -> None:
     assert (lone.number, lone.total, lone.version) == (None, None, 1)
 
 
+@pytest.mark.real_qemu
 def test_an_archive_mbox_reads_as_the_series_in_number_order(
         three: Tuple[build.Repository, Path, Path]) -> None:
     """Arrival order 3, 0, 1, reply, 2: patches come out 1, 2, 3; the cover letter and the
     reply (which quotes diff lines and suggests a diff of its own) are skipped; the
-    quoted-printable patch 2 is decoded; the archive's escaped ">From " body line is
-    unescaped; the author's UTF-8 name survives."""
+    quoted-printable patch 2 and the base64 patch 3 are decoded; the archive's escaped
+    ">From " body line is unescaped; the author's UTF-8 name survives."""
     _, archive, _ = three
     raw = archive.read_text()
     assert "=3D" in raw and "\n>From the guest" in raw  # QP on the wire, mboxo escape
+    assert "Content-Transfer-Encoding: base64" in raw and "+++ b/qapi/qdev.json" not in raw
     series = read_series(archive)
     assert [p.label for p in series.patches] == ["patch 1/3", "patch 2/3", "patch 3/3"]
     assert [p.title for p in series.patches] == [
@@ -134,8 +137,25 @@ def test_an_archive_mbox_reads_as_the_series_in_number_order(
     assert "\nFrom the guest's side" in first.mail.body and ">From" not in first.mail.body
     assert first.other_files == ["docs/devel/event-throttle.rst"]
     assert first.mail.author == build.AUTHOR
+    assert series.patches[2].throttle_files == ["qapi/qdev.json"]
 
 
+@pytest.mark.real_qemu
+def test_the_newest_version_of_a_series_is_reviewed(
+        three: Tuple[build.Repository, Path, Path], tmp_path: Path) -> None:
+    """v1 and v2 in one mbox (a thread with both): v2 is the series, v1 is listed."""
+    _, _, raw = three
+    patches = build.messages(raw.read_text())[1:]
+    both = build.write_mbox(tmp_path / "both.mbox", [
+        *(build.as_version(m, 2) for m in reversed(patches)), *patches])
+    series = read_series(both)
+    assert series.version == 2
+    assert [p.mail.subject.text.split("]")[0] for p in series.patches] == [
+        "[PATCH v2 1/3", "[PATCH v2 2/3", "[PATCH v2 3/3"]
+    assert [s.why for s in series.skipped] == ["superseded by v2"] * 3
+
+
+@pytest.mark.real_qemu
 def test_git_format_patch_output_reads_whole(three: Tuple[build.Repository, Path, Path]) -> None:
     """git leaves a body line "From ..." unescaped: mailbox splits the message there, and
     the headerless piece is joined back."""
@@ -147,6 +167,7 @@ def test_git_format_patch_output_reads_whole(three: Tuple[build.Repository, Path
     assert series.patches[0].other_files == ["docs/devel/event-throttle.rst"]
 
 
+@pytest.mark.real_qemu
 def test_a_directory_of_patches_reads_in_number_order(five: Tuple[build.Repository, Path]
                                                       ) -> None:
     _, patches = five
@@ -187,6 +208,7 @@ def test_lines_are_traced_to_the_patch_that_added_them(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ the 3-patch series
 
+@pytest.mark.real_qemu
 def test_three_patches_get_a_verdict_each_and_the_finding_points_at_patch_2(
         three_json: Tuple[int, Dict[str, Any]]) -> None:
     """Acceptance: a verdict per patch; the totality finding points at the added hash line
@@ -220,6 +242,7 @@ def test_three_patches_get_a_verdict_each_and_the_finding_points_at_patch_2(
     assert report["series_diff"]["invariants"]["7"] == {"old": "PROVED", "new": "FALSIFIED"}
 
 
+@pytest.mark.real_qemu
 def test_lint_reports_what_each_patch_introduces_or_changes(
         three_json: Tuple[int, Dict[str, Any]]) -> None:
     """QEMU 10.0.x has global-throttle warnings of its own (RTC_CHANGE, QUORUM_FAILURE):
@@ -238,11 +261,13 @@ def test_lint_reports_what_each_patch_introduces_or_changes(
 
 # ------------------------------------------------------------------ the 5-patch series
 
-def test_an_intermediate_falsified_patch_is_a_bisectability_finding(five_run: ReviewRun
-                                                                    ) -> None:
+@pytest.mark.real_qemu
+def test_an_intermediate_falsified_patch_is_a_bisectability_finding(
+        five: Tuple[build.Repository, Path], five_run: ReviewRun) -> None:
     """3/5 breaks invariant 4, 5/5 repairs it: exit 0 (the last patch's), and the review
     says that a bisection can land on a broken throttle."""
     assert [p.code for p in five_run.patches] == [0, 0, 1, 1, 0]
+    assert five_run.method == "git apply" and five[0].git("status", "--porcelain") == ""
     assert five_run.code == 0
     (bisect,) = five_run.bisect
     assert bisect.invariant == 4 and "patch 5/5 repairs it" in bisect.summary
@@ -256,6 +281,7 @@ def test_an_intermediate_falsified_patch_is_a_bisectability_finding(five_run: Re
     assert "(intermediate FALSIFIED: see bisectability)" in text
 
 
+@pytest.mark.real_qemu
 def test_the_email_is_a_list_reply_to_the_falsified_patch(five_run: ReviewRun) -> None:
     """--format email: an mbox of replies; the one to 3/5 threads under it, quotes the
     offending hunk lines, then the finding, the witness as QMP JSON, the timeline and the
@@ -322,25 +348,28 @@ def _answer(report: Dict[str, Any]) -> Dict[str, Any]:
             "divergence": report["dynamic"]["divergence"]}
 
 
+@pytest.mark.real_qemu
 def test_diff_of_git_revisions_is_the_diff_of_the_extracted_trees(
         five: Tuple[build.Repository, Path], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    """Acceptance: `diff --git DIR A B` and `diff --git DIR A..B` answer as `diff` on the
-    two trees; the checkout (HEAD, index, work tree) is untouched."""
+    """Acceptance: `diff --git DIR A B`, `A..B` and `A...B` (from the merge base, here A)
+    answer as `diff` on the two trees; the checkout (HEAD, index, work tree) is
+    untouched."""
     repository, _ = five
     head = repository.git("rev-parse", "HEAD")
     old, new = _export(repository, "base", tmp_path / "old"), \
         _export(repository, "HEAD~2", tmp_path / "new")
     answers = []
-    for argv in (["--git", str(repository.path), "base", "HEAD~2"],
-                 ["--git", str(repository.path), "base..HEAD~2"], [str(old), str(new)]):
-        code = main(["diff", *argv, "--seed", SEED, "--timelines", TIMELINES,
-                     "--format", "json"])
+    for argv in (["--git", str(repository.path), "base", "HEAD~2", "--format", "json"],
+                 ["--git", str(repository.path), "base..HEAD~2", "--format", "json"],
+                 ["--git", str(repository.path), "base...HEAD~2", "--json"],
+                 [str(old), str(new), "--format", "json"]):
+        code = main(["diff", *argv, "--seed", SEED, "--timelines", TIMELINES])
         report = json.loads(capsys.readouterr().out)
         _validate(report)
         assert code == report["exit"] == 1  # HEAD~2 is patch 3/5: invariant 4 falsified
         answers.append(_answer(report))
-    assert answers[0] == answers[1] == answers[2]
+    assert answers[0] == answers[1] == answers[2] == answers[3]
     assert report["invariants"]["4"] == {"old": "PROVED", "new": "FALSIFIED"}
     assert repository.git("rev-parse", "HEAD") == head
     assert repository.git("status", "--porcelain") == ""
@@ -348,16 +377,21 @@ def test_diff_of_git_revisions_is_the_diff_of_the_extracted_trees(
 
 # ------------------------------------------------------------------ UNKNOWN
 
+@pytest.mark.real_qemu
 def test_unknown_names_the_construct_and_the_patch_line(
-        qemu_tree_100: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        qemu_tree_100: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     """A loop in the hash: review and diff say UNKNOWN (exit 3), with the construct and the
-    patch's added line, never a pass."""
+    patch's added line, never a pass. The review runs in the checkout, without --git."""
     repository = build.base_repository(qemu_tree_100, tmp_path / "qemu")
     build.unsupported_construct(repository)
     patch = tmp_path / "0001-loop.patch"
     patch.write_text(repository.format_patch("base"))
     tree = _export(repository, "base", tmp_path / "base")
-    code, report = _review_json(patch, "--tree", str(tree))
+    monkeypatch.chdir(repository.path)  # no --tree, no --git: this checkout, at --base
+    code, report = _review_json(patch, "--base", "base")
+    assert report["base"] == {"name": f"base ({repository.git('rev-parse', 'base')[:12]}) "
+                                      f"in {repository.path}", "method": "git apply"}
     _validate(report)
     assert code == report["exit_code"] == 3
     unknown = [f for f in report["patches"][0]["diff"]["findings"]
@@ -393,6 +427,7 @@ def _bad_inputs(repository: build.Repository, where: Path) -> Dict[str, List[str
             "unknown revision in diff": ["diff", *git, "base", "no-such-tag"]}
 
 
+@pytest.mark.real_qemu
 def test_bad_input_is_one_error_line_and_leaves_nothing_behind(
         five: Tuple[build.Repository, Path], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

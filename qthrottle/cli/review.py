@@ -54,11 +54,11 @@ RENDER = {"text": review_text, "markdown": review_markdown, "email": review_emai
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    if args.base is not None and args.git is None:
-        raise QthrottleError("--base REV needs --git QEMU_GIT_DIR")
     tree, git = args.tree, args.git
     if tree is None and git is None:
         tree, git = default_base(Path.cwd())
+    if args.base is not None and git is None:
+        raise QthrottleError("--base REV needs a git checkout (--git QEMU_GIT_DIR)")
     options = ReviewOptions(args.series, tree, git, args.base or "HEAD", args.timeout_ms,
                             seed_of(args), Profile(DYNAMIC_DIFF.name, args.timelines,
                                                    args.steps), args.stateful)

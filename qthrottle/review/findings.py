@@ -47,7 +47,6 @@ if TYPE_CHECKING:  # diff.py computes the findings of its runs: no import cycle 
 
 FALSIFIED, STILL_FALSIFIED, FIXED = "FALSIFIED", "STILL FALSIFIED", "FIXED"
 UNKNOWN_FINDING, CHANGE, LINT, BISECT = "UNKNOWN", "CHANGE", "LINT", "BISECT"
-KINDS = (FALSIFIED, STILL_FALSIFIED, FIXED, UNKNOWN_FINDING, CHANGE, LINT, BISECT)
 # The functions (extraction roles) each invariant depends on.
 INVARIANT_ROLES = {1: ("equal",), 2: ("hash", "equal"), 3: ("hash", "equal", "handler"),
                    4: ("queue", "hash", "equal"), 5: ("queue", "handler"), 6: ("queue",),
@@ -60,7 +59,7 @@ _CONSTRUCT = re.compile(r"unsupported C construct: (.*)")
 class Finding:
     """One thing a reviewer should know about a change, and the lines it points at."""
 
-    kind: str  # one of KINDS
+    kind: str  # FALSIFIED, STILL_FALSIFIED, FIXED, UNKNOWN_FINDING, CHANGE, LINT or BISECT
     summary: str  # one line, files named as reports name them
     invariant: Optional[int] = None
     details: List[str] = field(default_factory=list)

@@ -209,22 +209,6 @@ def apply_sections(copy: Path, sections: Sequence[FilePatch], method: str, what:
         patch_file.unlink()
 
 
-def apply_patch(tree: Path, patch: Path, workdir: Path) -> Tuple[Path, List[str]]:
-    """A copy of @tree's monitor/ and qapi/ with @patch applied; the files it skipped."""
-    try:
-        sections = split_patch(patch.read_text())
-    except (OSError, UnicodeDecodeError) as error:
-        raise PatchError(f"{patch}: cannot read the patch: {error}") from None
-    kept = [s for s in sections if s.throttle_code]
-    skipped = [s.path for s in sections if not s.throttle_code]
-    if not kept:
-        raise PatchError(f"{patch}: the patch changes nothing under monitor/ or qapi/"
-                         + (f" (it changes {', '.join(skipped)})" if skipped else ""))
-    copy = copy_throttle_dirs(tree, workdir / "tree")
-    apply_sections(copy, kept, PATCH, str(patch), str(tree))
-    return copy, skipped
-
-
 def _program(name: str, package: str) -> str:
     found = shutil.which(name)
     if found is None:

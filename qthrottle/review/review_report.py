@@ -247,7 +247,8 @@ def _md_finding(finding: Finding) -> List[str]:
 def review_markdown(run: ReviewRun) -> List[str]:
     """A GitLab merge request comment."""
     entries = _entries(run)
-    lines = [f"### qthrottle: {run.series.name or entries[0].label}", "",
+    title = run.series.name if run.series.patches else entries[0].label
+    lines = [f"### qthrottle: {title}", "",
              f"Exit {run.code}: {_meaning(run.code)}. Base: {_md_code(run.base)}.", "",
              "| change | verdict | throttle changes | invariants changed |",
              "|---|---|---|---|"]
@@ -354,8 +355,11 @@ def _reply(entry: _Entry, findings: Sequence[Finding], reproduce: str, seed: int
            preface: Sequence[str] = ()) -> List[str]:
     """One reply: headers, attribution, then per quoted hunk the findings about it."""
     mail = entry.mail
-    subject = mail.subject.text if mail is not None and mail.subject.text else entry.label
-    headers = [f"Subject: {subject if subject.lower().startswith('re:') else 'Re: ' + subject}"]
+    if mail is not None and mail.subject.text:
+        subject = mail.subject.text
+        headers = [f"Subject: {subject if mail.subject.reply else 'Re: ' + subject}"]
+    else:  # two trees or revisions: nothing to reply to
+        headers = [f"Subject: qthrottle: {entry.label}"]
     body: List[str] = []
     if mail is not None and mail.message_id:
         references = " ".join(filter(None, [mail.references.strip(), mail.message_id]))

@@ -23,7 +23,7 @@ import email
 import email.policy
 import mailbox
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -133,7 +133,6 @@ class Series:
     cover: Optional[Mail] = None
     version: int = 1
     rfc: bool = False
-    notes: Tuple[str, ...] = field(default=())
 
     @property
     def name(self) -> str:
