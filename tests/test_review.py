@@ -204,6 +204,8 @@ def test_lines_are_traced_to_the_patch_that_added_them(tmp_path: Path) -> None:
     removed = [loc for loc in lineage.changed("f.c", 1, 30, ["patch 2/2"])
                if loc.kind == "removed line"]
     assert [(loc.line, loc.text) for loc in removed] == [(17, "line 15")]
+    whole_file = lineage.changed("f.c", 1, 1 << 30, ["patch 1/2"])  # no line-by-line scan
+    assert [(loc.line, loc.text) for loc in whole_file] == [(3, "new A"), (4, "new B")]
 
 
 # ------------------------------------------------------------------ the 3-patch series
@@ -405,6 +407,13 @@ def test_unknown_names_the_construct_and_the_patch_line(
     assert "unsupported C construct: a for loop" in out and "PROVED -> UNKNOWN" in out
     assert f"at patch 1/1, monitor/monitor.c hunk {where['hunk']}, added line " \
            f"`{build.UNSUPPORTED_LINE.strip()}`" in out
+    # The same as a reply to the patch's mail.
+    assert main(["diff", str(tree), str(patch), "--seed", SEED, "--timelines", "0",
+                 "--format", "email"]) == 3
+    reply = capsys.readouterr().out
+    assert "\nSubject: Re: [PATCH] monitor: mix a loop into the throttle hash\n" in reply
+    assert f"\n> +{build.UNSUPPORTED_LINE}\n" in reply
+    assert "qthrottle cannot decide this (UNKNOWN, never a pass)" in reply
 
 
 # ------------------------------------------------------------------ bad input

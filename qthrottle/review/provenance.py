@@ -132,23 +132,25 @@ class Lineage:
     def changed(self, file: str, first: int, last: int, labels: Sequence[str]
                 ) -> List[Location]:
         """The lines between @first and @last of @file (in the analysed tree) that the
-        patches named @labels added, and the lines they removed there."""
-        found = [location for line in range(first, last + 1)
-                 if (location := self.locate(file, line)).patch in labels]
+        patches named @labels added and still stand, and the lines they removed there."""
+        found: List[Location] = []
         for position, patch in enumerate(self.patches):
             if patch.label not in labels:
                 continue
             later = self.patches[position + 1:]
             for hunk in patch.hunks.get(file, ()):
                 for index, entry in enumerate(hunk.lines):
-                    if entry.kind != "-":
+                    if entry.kind == " ":
                         continue
-                    line = entry.new  # the line it stood before, followed to this tree
+                    line = entry.new  # followed to the analysed tree
                     for after in later:
                         line = _forward(after.hunks.get(file, ()), line)
-                    if first <= line <= last + 1:
-                        found.append(Location(file, line, self.shown(file), patch.label,
-                                              hunk, index))
+                    if not first <= line <= last + (entry.kind == "-"):
+                        continue
+                    if entry.kind == "+" and self.locate(file, line).hunk is not hunk:
+                        continue  # a later patch removed or replaced it
+                    found.append(Location(file, line, self.shown(file), patch.label, hunk,
+                                          index))
         return sorted(found, key=lambda location: location.line)
 
 

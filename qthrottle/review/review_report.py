@@ -166,8 +166,8 @@ def _replay_verdict(finding: Finding) -> str:
 def _header_lines(run: ReviewRun) -> List[str]:
     series = run.series
     lines = [f"qthrottle review: {series.name}"]
-    count = f"{len(series.patches)} patch(es)" + (f", v{series.version}"
-                                                  if series.version > 1 else "")
+    count = f"{len(series.patches)} patch(es)" + (
+        f", v{series.version}" if series.version > 1 else "") + (", RFC" if series.rfc else "")
     lines.append(f"  series: {series.path}: {count}"
                  + (f"; cover letter: {series.cover.subject.text}" if series.cover else ""))
     for skipped in series.skipped:
