@@ -348,6 +348,7 @@ def test_dev_check_installs_debians_chromium() -> None:
     """The README's claim: ./dev check installs chromium (./dev verify does not need it)."""
     dev = (Path(__file__).resolve().parent.parent / "dev").read_text()
     commands = dict(re.findall(r"\n    (\w+)\)\n(.*?);;", dev, re.S))
-    assert "install_debian_packages with-browser" in commands["check"]
-    assert "with-browser" not in commands["verify"]
-    assert re.search(r'= with-browser \].*missing\+=\(chromium\)', dev)
+    assert "install_debian_packages for-check" in commands["check"]
+    assert "for-check" not in commands["verify"]
+    assert re.search(r'= for-check \]; then\n(.*\n)*? *command -v chromium >/dev/null '
+                     r'\|\| missing\+=\(chromium\)', dev)

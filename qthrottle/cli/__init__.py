@@ -12,10 +12,21 @@ import sys
 import traceback
 from typing import List, Optional
 
-from qthrottle.cli import diff, e2e, explore, extract, fetch, mutate, prove, selfcheck, verify
+from qthrottle.cli import (
+    diff,
+    e2e,
+    explore,
+    extract,
+    fetch,
+    mutate,
+    prove,
+    review,
+    selfcheck,
+    verify,
+)
 from qthrottle.core import EXIT_ERROR, EXIT_INTERRUPTED, QthrottleError
 
-COMMANDS = (extract, verify, prove, fetch, diff, explore, mutate, selfcheck, e2e)
+COMMANDS = (extract, verify, prove, fetch, diff, review, explore, mutate, selfcheck, e2e)
 
 
 def parser() -> argparse.ArgumentParser:

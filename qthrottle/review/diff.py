@@ -1,8 +1,10 @@
 """qthrottle diff OLD NEW: what changed in the throttle between two versions.
 
 OLD and NEW are QEMU trees, monitor.c files or case-study names; NEW may also
-be a patch, applied with `patch -p1` to a temporary copy of OLD's monitor/ and
-qapi/ (OLD must then be a tree). The report, on one screen:
+be a patch or a series (an mbox, a directory of .patch files: qthrottle.review.series),
+applied in order with `patch -p1` to a temporary copy of OLD's monitor/ and
+qapi/ (OLD must then be a tree); or, with a git checkout, two revisions
+(qthrottle.review.revisions). The report, on one screen:
 1. per event: rate and key members old -> new, and the queue function's
    decision compared by z3 for every valid event (proofs.decision_diff):
    "unchanged (proved)", or each change with its condition and a witness;
@@ -10,15 +12,19 @@ qapi/ (OLD must then be a tree). The report, on one screen:
 3. the invariants' status old -> new (z3 proofs; --stateful adds the
    stateful engine, slow);
 4. a dynamic diff: both sanitized C drivers on the same generated timelines,
-   the first divergence minimised and shown side by side (divergence.py).
+   the first divergence minimised and shown side by side (divergence.py);
+5. the findings (qthrottle.review.findings): what NEW falsifies or cannot decide,
+   and the lint warnings the change introduces or changes, each pointing at the
+   patch line (or the line of NEW) that causes it.
 """
 from __future__ import annotations
 
 import json
+import shlex
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from qthrottle.core import EXIT_FALSIFIED, EXIT_HOLDS, EXIT_UNKNOWN, Status
 from qthrottle.engines.bounds import DYNAMIC_DIFF, PROFILES, Profile
@@ -51,7 +57,19 @@ from qthrottle.proofs.decision_diff import (
 from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS, PROVEN_INVARIANTS, ProofReport, prove_target
 from qthrottle.proofs.report import bounds as proof_bounds
 from qthrottle.review.counterexample import sanitizer_text
-from qthrottle.review.patches import PatchError, apply_patch, is_patch
+from qthrottle.review.findings import CHANGE, FALSIFIED, LINT, UNKNOWN_FINDING, Finding, find
+from qthrottle.review.lint import LintDelta, lint_delta, lint_extraction
+from qthrottle.review.patches import (
+    PATCH,
+    PatchError,
+    apply_sections,
+    copy_throttle_dirs,
+    is_patch,
+)
+from qthrottle.review.provenance import AppliedPatch, Lineage, placed
+from qthrottle.review.render_findings import finding_json, finding_lines
+from qthrottle.review.revisions import export, merge_base, resolve_revision, split_range
+from qthrottle.review.series import Series, is_series, read_series
 from qthrottle.review.timeline_view import Block, Page, Section
 from qthrottle.review.views import divergence_timeline
 
@@ -61,14 +79,29 @@ from qthrottle.review.views import divergence_timeline
 class DiffOptions:
     """What to compare and within which bounds (the command line's arguments)."""
 
-    old: str  # a tree, a monitor.c or a case study
-    new: str  # the same, or a patch to OLD (a tree)
+    old: str  # a tree, a monitor.c or a case study; a revision (or OLD..NEW) with git
+    new: str  # the same, or a patch or series to OLD (a tree); "" with git and a range
     old_qapi_dir: Optional[str] = None
     new_qapi_dir: Optional[str] = None
     timeout_ms: int = DEFAULT_TIMEOUT_MS
     seed: int = 0
     dynamic: Profile = DYNAMIC_DIFF  # runs 0: no dynamic diff
     stateful: bool = False  # also the stateful engine on both versions
+    git: Optional[str] = None  # OLD and NEW are revisions of this git checkout
+
+    def command(self) -> str:
+        """The command line that reproduces this diff."""
+        words = ["qthrottle", "diff"] + (["--git", self.git] if self.git else []) + \
+            [self.old] + ([self.new] if self.new else [])
+        for option, value in (("--old-qapi-dir", self.old_qapi_dir),
+                              ("--new-qapi-dir", self.new_qapi_dir)):
+            words += [option, value] if value else []
+        words += ["--seed", str(self.seed)]
+        if self.timeout_ms != DEFAULT_TIMEOUT_MS:
+            words += ["--timeout-ms", str(self.timeout_ms)]
+        if self.dynamic != DYNAMIC_DIFF:
+            words += ["--timelines", str(self.dynamic.runs), "--steps", str(self.dynamic.steps)]
+        return shlex.join(words + (["--stateful"] if self.stateful else []))
 
 
 @dataclass
@@ -104,7 +137,8 @@ class Version:
         return any(self.status(n) == Status.UNKNOWN for n in INVARIANTS)
 
 
-def _version(label: str, target: Target, options: DiffOptions) -> Version:
+def analyse(label: str, target: Target, options: DiffOptions) -> Version:
+    """One version through the proofs (and the stateful engine if asked)."""
     catalog = target.catalog("pass --old-qapi-dir/--new-qapi-dir")
     proofs = prove_target(target, options.timeout_ms, replay_in_c=False)
     stateful = verify_target(target, PROFILES["quick"], options.seed) \
@@ -125,6 +159,15 @@ class DiffRun:
     seed: int
     timeout_ms: int
     stateful: bool
+    lint: LintDelta = field(default_factory=LintDelta)  # what the change does to the lint
+    findings: List[Finding] = field(default_factory=list)
+    series: Optional[Series] = None  # NEW was these patches applied to OLD
+    lineages: Dict[str, Lineage] = field(default_factory=dict)  # "old"/"new": whose lines
+
+    def shown(self, version: Version, path: object) -> str:
+        """A file of @version as reports name it (a private copy's path is no name)."""
+        lineage = self.lineages.get(version.label)
+        return str(path) if lineage is None else lineage.rewrite(str(path))
 
     @property
     def code(self) -> int:
@@ -138,32 +181,111 @@ class DiffRun:
 
 
 def run_diff(options: DiffOptions) -> DiffRun:
-    """Both versions through every engine; PatchError if NEW is a patch that does not apply."""
+    """Both versions through every engine; QthrottleError for a patch that does not apply,
+    an unknown revision, a target that cannot be read."""
     with tempfile.TemporaryDirectory(prefix="qthrottle-diff-") as workdir:
-        old_target, new_target, skipped = _targets(options, Path(workdir))
-        old = _version("old", old_target, options)
-        new = _version("new", new_target, options)
-        throttle = diff_throttles(old_target.extract(), old.catalog, new_target.extract(),
-                                  new.catalog, options.timeout_ms)
-        dynamic = _dynamic(old, new, throttle, Bounds(options.dynamic, options.seed))
+        old, new, series = _sides(options, Path(workdir))
+        run = compare(analyse("old", old.target, options), analyse("new", new.target, options),
+                      options, [] if series is None else _skipped(series))
+        run.series = series
+        run.lineages = {"old": old.lineage, "new": new.lineage}
+        run.findings = find(run, old.lineage, new.lineage)
+    return run
+
+
+def compare(old: Version, new: Version, options: DiffOptions,
+            skipped: Sequence[str] = ()) -> DiffRun:
+    """OLD and NEW (analysed) compared: decisions (z3), lint, the dynamic diff. No findings:
+    those need to know where each tree's lines come from (findings.find)."""
+    old_extraction, new_extraction = old.target.extract(), new.target.extract()
+    throttle = diff_throttles(old_extraction, old.catalog, new_extraction, new.catalog,
+                              options.timeout_ms)
+    dynamic = _dynamic(old, new, throttle, Bounds(options.dynamic, options.seed))
     if dynamic is not None:
-        old.crashed, new.crashed = dynamic.falsified("old"), dynamic.falsified("new")
-    return DiffRun(old, new, throttle, dynamic, skipped, options.seed, options.timeout_ms,
-                   options.stateful)
+        old = replace(old, crashed=dynamic.falsified("old"))
+        new = replace(new, crashed=dynamic.falsified("new"))
+    lint = lint_delta(lint_extraction(old_extraction, old.catalog),
+                      lint_extraction(new_extraction, new.catalog))
+    return DiffRun(replace(old, label="old"), replace(new, label="new"), throttle, dynamic,
+                   list(skipped), options.seed, options.timeout_ms, options.stateful, lint)
 
 
-def _targets(options: DiffOptions, workdir: Path) -> Tuple[Target, Target, List[str]]:
+@dataclass(frozen=True)
+class Side:
+    """A version to analyse and where its lines come from."""
+
+    target: Target
+    lineage: Lineage
+
+
+def user_side(target: Target) -> Side:
+    """A tree, file or case study of the user's, analysed where it is."""
+    root = target.monitor_c.parent
+    if root.name == "monitor" and target.qapi_dir is not None \
+            and target.qapi_dir.parent == root.parent:
+        root = root.parent
+    return Side(target, Lineage(root, f"{root}/"))
+
+
+def _skipped(series: Series) -> List[str]:
+    return list(dict.fromkeys(f for p in series.patches for f in p.other_files))
+
+
+def _sides(options: DiffOptions, workdir: Path) -> Tuple[Side, Side, Optional[Series]]:
     old_qapi = Path(options.old_qapi_dir) if options.old_qapi_dir else None
     new_qapi = Path(options.new_qapi_dir) if options.new_qapi_dir else None
+    if options.git is not None:
+        return _revisions(options, workdir, old_qapi, new_qapi) + (None,)
     if is_patch(Path(options.old)):
         raise PatchError(f"{options.old} is a patch: give the tree first, the patch second")
-    old = resolve(options.old, old_qapi)
-    patch = Path(options.new)
-    if not is_patch(patch):
-        return old, resolve(options.new, new_qapi), []
-    tree, skipped = apply_patch(Path(options.old), patch, workdir)
-    patched = resolve(str(tree), new_qapi)
-    return old, replace(patched, name=f"{options.old} + {patch.name}"), skipped
+    old = user_side(resolve(options.old, old_qapi))
+    path = Path(options.new)
+    if not is_series(path):
+        return old, user_side(resolve(options.new, new_qapi)), None
+    series = read_series(path)
+    tree = Path(options.old)
+    copy = copy_throttle_dirs(tree, workdir / "tree")
+    applied = apply_series(copy, series, PATCH, str(tree))
+    if not applied:
+        raise PatchError(f"{path}: the patch changes nothing under monitor/ or qapi/"
+                         + (f" (it changes {', '.join(_skipped(series))})"
+                            if _skipped(series) else ""))
+    patched = resolve(str(copy), new_qapi)
+    new = Side(replace(patched, name=f"{options.old} + {path.name}"),
+               Lineage(copy, "", tuple(applied)))
+    return old, new, series
+
+
+def apply_series(copy: Path, series: Series, method: str, onto: str) -> List[AppliedPatch]:
+    """Every patch of @series in order on the private tree @copy (throttle code only);
+    each patch that changed something, placed where it applied."""
+    applied = []
+    for patch in series.patches:
+        kept = [s for s in patch.sections if s.throttle_code]
+        if not kept:
+            continue
+        what = str(series.path) if len(series.patches) == 1 else \
+            f"{series.path} {patch.label} ({patch.title})"
+        apply_sections(copy, kept, method, what, onto)
+        applied.append(placed(patch.label, kept, copy))
+    return applied
+
+
+def _revisions(options: DiffOptions, workdir: Path, old_qapi: Optional[Path],
+               new_qapi: Optional[Path]) -> Tuple[Side, Side]:
+    assert options.git is not None
+    repository = Path(options.git)
+    first, second, from_base = split_range(options.old, options.new)
+    old_rev = resolve_revision(repository, first)
+    new_rev = resolve_revision(repository, second)
+    if from_base:
+        old_rev = merge_base(old_rev, new_rev)
+    sides = []
+    for label, revision, qapi in (("old", old_rev, old_qapi), ("new", new_rev, new_qapi)):
+        tree = export(revision, workdir / label)
+        target = replace(resolve(str(tree), qapi), name=revision.describe())
+        sides.append(Side(target, Lineage(tree, f"{revision.name}:")))
+    return sides[0], sides[1]
 
 
 def _dynamic(old: Version, new: Version, throttle: ThrottleDiff,
@@ -232,8 +354,9 @@ def report_text(run: DiffRun) -> List[str]:
     old, new, throttle, skipped = run.old, run.new, run.throttle, run.skipped
     lines = [f"qthrottle diff: {old.target.name} -> {new.target.name}"]
     for version in (old, new):
-        lines.append(f"  {version.label}: {version.target.monitor_c} (schema "
-                     f"{version.target.qapi_dir}, {len(version.catalog.events)} events)")
+        lines.append(f"  {version.label}: {run.shown(version, version.target.monitor_c)} "
+                     f"(schema {run.shown(version, version.target.qapi_dir)}, "
+                     f"{len(version.catalog.events)} events)")
     if skipped:
         lines.append(f"  patch: not applied (outside monitor/ and qapi/): {listed(skipped)}")
     lines.append(f"  {proof_bounds(run.timeout_ms)}")
@@ -256,9 +379,14 @@ def report_text(run: DiffRun) -> List[str]:
                          f"{listed(names)}")
     changes = throttle.changes
     lines += ["", f"throttle changes ({len(changes)}):"]
-    lines += [f"  {c.text}" for c in changes] or ["  none"]
+    located = {f.summary: f.where for f in run.findings if f.kind == CHANGE}
+    for change in changes:
+        lines.append(f"  {change.text}")
+        lines += [f"    at {where.describe()}" for where in located.get(change.text, [])[:2]]
+    lines += [] if changes else ["  none"]
     lines += [f"  UNKNOWN: {u}" for u in throttle.unknown]
     lines += [""] + _invariant_lines(run)
+    lines += _finding_lines(run)
     lines += [""] + _dynamic_lines(run.dynamic, old, new)
     lines += ["", _verdict(run)]
     return lines
@@ -290,6 +418,18 @@ def _invariant_lines(run: DiffRun) -> List[str]:
             lines.append(f"  {version.label.upper()} crashed in the dynamic diff: "
                          f"{crash.summary()} (invariant {number}; qthrottle verify "
                          "gives a minimal timeline)")
+    return lines
+
+
+def _finding_lines(run: DiffRun) -> List[str]:
+    """What NEW falsifies or cannot decide, and the lint the change introduces or changes,
+    each with the line that causes it (the table above has the statuses)."""
+    shown = [f for f in run.findings if f.kind in (FALSIFIED, UNKNOWN_FINDING, LINT)]
+    if not shown:
+        return []
+    lines = ["", "findings (each with the line that causes it):"]
+    for finding in shown:
+        lines += finding_lines(finding)
     return lines
 
 
@@ -349,8 +489,8 @@ def report_json(run: DiffRun) -> Dict[str, Any]:
     old, new, throttle, dynamic = run.old, run.new, run.throttle, run.dynamic
 
     def version(v: Version) -> Dict[str, Any]:
-        return {"target": v.target.name, "monitor_c": str(v.target.monitor_c),
-                "schema": str(v.target.qapi_dir), "events": len(v.catalog.events)}
+        return {"target": v.target.name, "monitor_c": run.shown(v, v.target.monitor_c),
+                "schema": run.shown(v, v.target.qapi_dir), "events": len(v.catalog.events)}
 
     report: Dict[str, Any] = {
         "old": version(old), "new": version(new), "patch_skipped": run.skipped,
@@ -366,6 +506,7 @@ def report_json(run: DiffRun) -> Dict[str, Any]:
         "stateful": run.stateful,
         "seed": run.seed,
         "dynamic": None,
+        "findings": [finding_json(f) for f in run.findings],
         "exit": run.code,
     }
     if dynamic is not None:

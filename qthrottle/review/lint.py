@@ -40,7 +40,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from qthrottle.harness.extract import EVENT_PREFIX, Extraction
 from qthrottle.harness.policy_scan import ALL_EVENTS, member_reads, policy_from_extraction
@@ -210,3 +210,27 @@ def member_docs(event: Event) -> Dict[str, str]:
 
 def _shorten(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."
+
+
+@dataclass(frozen=True)
+class LintDelta:
+    """What a change does to the lint: the warnings it introduces, changes and resolves."""
+
+    introduced: Tuple[LintWarning, ...] = ()
+    changed: Tuple[Tuple[LintWarning, LintWarning], ...] = ()  # (before, after)
+    resolved: Tuple[LintWarning, ...] = ()
+
+
+def lint_delta(old: Sequence[LintWarning], new: Sequence[LintWarning]) -> LintDelta:
+    """Warnings compared by event, rule and member; a changed explanation is a changed
+    warning (a new rate, a new key), a moved line is not."""
+    def key(warning: LintWarning) -> Tuple[str, str, Optional[str]]:
+        return warning.event, warning.rule, warning.member
+
+    before = {key(w): w for w in old}
+    after = {key(w): w for w in new}
+    return LintDelta(
+        tuple(w for k, w in after.items() if k not in before),
+        tuple((before[k], w) for k, w in after.items()
+              if k in before and before[k].explanation != w.explanation),
+        tuple(w for k, w in before.items() if k not in after))

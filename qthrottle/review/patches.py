@@ -1,31 +1,115 @@
-"""Patches as qthrottle applies them: a unified diff split per file, the files under
-monitor/ and qapi/ applied with `patch -p1` to a private copy of a tree, the others
-listed as not throttle code."""
+"""Patches as qthrottle applies them: a unified diff split per file and per hunk, the files
+under monitor/ and qapi/ applied (`git apply` where the base is a git checkout, `patch -p1`
+otherwise) to a private copy of a tree, the others listed as not throttle code."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from qthrottle.core import QthrottleError
 
 PATCHED_DIRS = ("monitor/", "qapi/")  # what qthrottle reads of a tree
+GIT_APPLY, PATCH = "git apply", "patch -p1"  # how a patch is applied
 
 
 class PatchError(QthrottleError):
     """The patch cannot be read or does not apply: an input error (exit 2)."""
 
 
-_HUNK = re.compile(r"@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
+_HUNK = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+
+
+@dataclass(frozen=True)
+class HunkLine:
+    """One line of a hunk, numbered as the hunk header places it."""
+
+    kind: str  # "+" added, "-" removed, " " context
+    text: str  # without the marker and the line end
+    old: Optional[int]  # its line before the patch (context and removed lines)
+    new: int  # its line after the patch; a removed line: the line it stood before
+
+
+@dataclass(frozen=True)
+class Hunk:
+    path: str
+    header: str  # the @@ line as in the patch, with its function context
+    lines: Tuple[HunkLine, ...]
+
+    @property
+    def range(self) -> str:
+        """'@@ -497,6 +498,10 @@'."""
+        match = _HUNK.match(self.header)
+        return match.group(0) if match else self.header
+
+    @property
+    def new_start(self) -> int:
+        """Its first line after the patch (0 in a file the patch empties)."""
+        return next((line.new for line in self.lines if line.kind != "-"), self.lines[0].new)
+
+    @property
+    def new_side(self) -> List[str]:
+        return [line.text for line in self.lines if line.kind != "-"]
+
+    @property
+    def growth(self) -> int:
+        """Lines the hunk adds, net."""
+        return sum({"+": 1, "-": -1}.get(line.kind, 0) for line in self.lines)
+
+    def moved(self, offset: int) -> Hunk:
+        """The same hunk @offset lines further down in both files."""
+        return Hunk(self.path, self.header, tuple(
+            HunkLine(line.kind, line.text, None if line.old is None else line.old + offset,
+                     line.new + offset) for line in self.lines))
 
 
 @dataclass
 class FilePatch:
     path: str  # inside the tree (one leading component stripped, as -p1)
     text: str
+
+    @property
+    def throttle_code(self) -> bool:
+        """Under monitor/ or qapi/: applied to the private copy (else listed and skipped)."""
+        return self.path.startswith(PATCHED_DIRS)
+
+    def hunks(self) -> List[Hunk]:
+        """The hunks, numbered as their headers say (the patch may apply elsewhere)."""
+        hunks: List[Hunk] = []
+        header = ""
+        lines: List[HunkLine] = []
+        old = new = 0
+        for raw in self.text.splitlines():
+            match = _HUNK.match(raw)
+            if match:
+                if header:
+                    hunks.append(Hunk(self.path, header, tuple(lines)))
+                header, lines = raw, []
+                old_start, old_count, new_start, new_count = (
+                    int(g) if g is not None else 1 for g in match.groups())
+                # An empty side names the line before the hunk: count from the next one.
+                old = old_start + (0 if old_count else 1)
+                new = new_start + (0 if new_count else 1)
+                continue
+            if not header or raw.startswith("\\"):
+                continue
+            kind, text = (raw[:1] or " "), raw[1:]
+            if kind == "+":
+                lines.append(HunkLine(kind, text, None, new))
+                new += 1
+            elif kind == "-":
+                lines.append(HunkLine(kind, text, old, new))
+                old += 1
+            elif kind == " ":
+                lines.append(HunkLine(kind, text, old, new))
+                old, new = old + 1, new + 1
+        if header:
+            hunks.append(Hunk(self.path, header, tuple(lines)))
+        return hunks
 
 
 def is_patch(path: Path) -> bool:
@@ -60,8 +144,8 @@ def split_patch(text: str) -> List[FilePatch]:
         target = lines[i + 1] if not lines[i + 1].startswith("+++ /dev/null") else line
         i += 2
         while i < len(lines) and (match := _HUNK.match(lines[i])):
-            old_count = int(match.group(1) or 1)
-            new_count = int(match.group(2) or 1)
+            old_count = int(match.group(2) or 1)
+            new_count = int(match.group(4) or 1)
             i += 1
             while i < len(lines) and (old_count > 0 or new_count > 0):
                 kind = lines[i][:1]
@@ -81,39 +165,56 @@ def split_patch(text: str) -> List[FilePatch]:
     return sections
 
 
-def apply_patch(tree: Path, patch: Path, workdir: Path) -> Tuple[Path, List[str]]:
-    """A copy of @tree's monitor/ and qapi/ with @patch applied; the files it skipped."""
+def copy_throttle_dirs(tree: Path, copy: Path) -> Path:
+    """A private copy of @tree's monitor/ and qapi/ at @copy."""
     if not (tree / "monitor" / "monitor.c").is_file():
         raise PatchError(f"{tree}: a patch applies to a QEMU tree (a directory with "
                          "monitor/monitor.c and qapi/), not to this")
-    patch_program = shutil.which("patch")
-    if patch_program is None:
-        raise PatchError("the 'patch' program is needed to apply a patch "
-                         "(Debian package patch)")
-    try:
-        sections = split_patch(patch.read_text())
-    except (OSError, UnicodeDecodeError) as error:
-        raise PatchError(f"{patch}: cannot read the patch: {error}") from None
-    kept = [s for s in sections if s.path.startswith(PATCHED_DIRS)]
-    skipped = [s.path for s in sections if not s.path.startswith(PATCHED_DIRS)]
-    if not kept:
-        raise PatchError(f"{patch}: the patch changes nothing under monitor/ or qapi/"
-                         + (f" (it changes {', '.join(skipped)})" if skipped else ""))
-    copy = workdir / "tree"
     for directory in ("monitor", "qapi"):
         if (tree / directory).is_dir():
             shutil.copytree(tree / directory, copy / directory)
-    filtered = workdir / "monitor-qapi.patch"
-    filtered.write_text("".join(s.text for s in kept))
-    command = [patch_program, "-p1", "--batch", "--forward", "--no-backup-if-mismatch",
-               "-d", str(copy), "-i", str(filtered)]
-    # A dry run first, so that a failing patch leaves nothing half applied behind.
-    for run in ([*command, "--dry-run"], command):
-        result = subprocess.run(run, check=False, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise PatchError(f"{patch} does not apply to {tree}: "
-                             f"{_patch_failure(result.stdout + result.stderr)}")
-    return copy, skipped
+    return copy
+
+
+def apply_sections(copy: Path, sections: Sequence[FilePatch], method: str, what: str,
+                   onto: str) -> None:
+    """Apply @sections (throttle code only) to the private tree @copy, all or nothing.
+
+    @what names the patch and @onto the tree in the error of a patch that does not apply.
+    """
+    patch_file = copy.parent / f"{copy.name}.patch"
+    patch_file.write_text("".join(s.text for s in sections))
+    if method == GIT_APPLY:
+        git = _program("git", "git")
+        # No repository around the copy is consulted: git apply works as a plain patcher.
+        env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(copy.parent)}
+        runs = [[git, "apply", "--check", str(patch_file)], [git, "apply", str(patch_file)]]
+        failure = _git_apply_failure
+    else:
+        command = [_program("patch", "patch"), "-p1", "--batch", "--forward",
+                   "--no-backup-if-mismatch", "--reject-file=-", "-d", str(copy),
+                   "-i", str(patch_file)]
+        env = None
+        # A dry run first, so that a failing patch leaves nothing half applied behind.
+        runs = [[*command, "--dry-run"], command]
+        failure = _patch_failure
+    try:
+        for run in runs:
+            result = subprocess.run(run, check=False, capture_output=True, text=True,
+                                    cwd=copy, env=env)
+            if result.returncode != 0:
+                raise PatchError(f"{what} does not apply to {onto}: "
+                                 f"{failure(result.stdout + result.stderr)}")
+    finally:
+        patch_file.unlink()
+
+
+def _program(name: str, package: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise PatchError(f"the '{name}' program is needed to apply a patch "
+                         f"(Debian package {package})")
+    return found
 
 
 def _patch_failure(output: str) -> str:
@@ -128,3 +229,15 @@ def _patch_failure(output: str) -> str:
                 or "Reversed" in line or "can't find file" in line or "No such file" in line:
             problems.append(f"{current}: {line.strip().rstrip('.')}")
     return "; ".join(problems) or " ".join(output.split())[:200] or "patch failed"
+
+
+def _git_apply_failure(output: str) -> str:
+    """git apply's errors in one line ('monitor/monitor.c:380: patch does not apply')."""
+    problems = [line[len("error: "):].strip() for line in output.splitlines()
+                if line.startswith("error: ")]
+    failed_at = next((p[len("patch failed: "):] for p in problems
+                      if p.startswith("patch failed: ")), None)
+    rest = [p for p in problems if not p.startswith("patch failed: ")]
+    if failed_at and rest:
+        return f"{failed_at}: {rest[0].split(': ', 1)[-1]}"
+    return "; ".join(problems) or " ".join(output.split())[:200] or "git apply failed"
