@@ -44,7 +44,7 @@ from qthrottle.model.timeline import format_ns
 from .callbacks import Callbacks
 from .equivalence import OUTCOMES, THROTTLED, queue_outcome
 from .execution import Unsupported
-from .solve import GOAL_TIMEOUT_MS, readable
+from .solve import readable
 from .space import EventSpace, SymbolicRecord
 from .values import NotModelled
 
@@ -429,8 +429,7 @@ def _witness(facts: _Facts, scope: Sequence[Term], claim: Term,
     """A readable model; only goals about the event's own members (each goal is a query)."""
     own = {i for f in facets for i in f.constants()}
     goals = [(goal, weight) for goal, weight in preferences if _constants([goal]) <= own]
-    return readable([*facts.assumptions, *scope, claim], goals,
-                    min(facts.timeout_ms, GOAL_TIMEOUT_MS))
+    return readable([*facts.assumptions, *scope, claim], goals, facts.timeout_ms)
 
 
 # -------------------------------------------------------------- the diff
