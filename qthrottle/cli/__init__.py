@@ -2,7 +2,8 @@
 
 Exit codes (a public interface; scripts and CI depend on them): 0 everything holds,
 1 an invariant is falsified and nothing else, 2 input or tool error (any unexpected
-exception too, never 1), 3 nothing falsified but something UNKNOWN; 130 interrupted.
+exception too, never 1), 3 nothing falsified but something UNKNOWN; 130 interrupted
+(SIGINT), 143 terminated (SIGTERM), each after the results found so far.
 Each subcommand lives in a module of its own with an add_command(sub) function.
 """
 from __future__ import annotations
@@ -13,7 +14,13 @@ import traceback
 from typing import List, Optional
 
 from qthrottle.cli import diff, explore, extract, fetch, mutate, prove, selfcheck, verify
-from qthrottle.core import EXIT_ERROR, EXIT_INTERRUPTED, QthrottleError
+from qthrottle.core import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    Interrupted,
+    QthrottleError,
+    signals_stop_the_command,
+)
 
 COMMANDS = (extract, verify, prove, fetch, diff, explore, mutate, selfcheck)
 
@@ -41,14 +48,20 @@ def _error(message: str) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     try:
-        code: int = args.func(args)
+        with signals_stop_the_command():
+            code: int = args.func(args)
     except QthrottleError as error:
         if args.debug:
             traceback.print_exc()
         _error(str(error))
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("qthrottle: interrupted", file=sys.stderr)
+    except Interrupted as stop:  # the command printed what it had found
+        sys.stdout.flush()
+        print(f"qthrottle: interrupted by {stop}", file=sys.stderr)
+        return stop.exit_code
+    except KeyboardInterrupt:  # SIGINT outside the main thread's handler
+        sys.stdout.flush()
+        print("qthrottle: interrupted by SIGINT", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:  # a bug of qthrottle's: a tool error, never a verdict
         if args.debug:
