@@ -1,16 +1,19 @@
 """Patches as qthrottle applies them: a unified diff split per file, the files under
 monitor/ and qapi/ applied with `patch -p1` to a private copy of a tree, the others
-listed as not throttle code."""
+listed as not throttle code. A patch that creates a symbolic link is refused: qthrottle
+reads the files of the tree, and a link could make it read (and quote) any file."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Tuple
 
-from qthrottle.core import QthrottleError
+from qthrottle.core import QthrottleError, read_input
 
 PATCHED_DIRS = ("monitor/", "qapi/")  # what qthrottle reads of a tree
 
@@ -32,7 +35,10 @@ def is_patch(path: Path) -> bool:
     """A file holding a unified diff (not a monitor.c)."""
     if not path.is_file():
         return False
-    text = path.read_text(errors="replace")
+    try:
+        text = read_input(path, "a patch").decode("utf-8", "replace")
+    except (OSError, QthrottleError):
+        return False  # not readable as a patch: read as a target, which says why
     return bool(re.search(r"^\+\+\+ ", text, re.M) and re.search(r"^@@ -\d", text, re.M))
 
 
@@ -91,7 +97,7 @@ def apply_patch(tree: Path, patch: Path, workdir: Path) -> Tuple[Path, List[str]
         raise PatchError("the 'patch' program is needed to apply a patch "
                          "(Debian package patch)")
     try:
-        sections = split_patch(patch.read_text())
+        sections = split_patch(read_input(patch, "a patch").decode("utf-8"))
     except (OSError, UnicodeDecodeError) as error:
         raise PatchError(f"{patch}: cannot read the patch: {error}") from None
     kept = [s for s in sections if s.path.startswith(PATCHED_DIRS)]
@@ -102,7 +108,7 @@ def apply_patch(tree: Path, patch: Path, workdir: Path) -> Tuple[Path, List[str]
     copy = workdir / "tree"
     for directory in ("monitor", "qapi"):
         if (tree / directory).is_dir():
-            shutil.copytree(tree / directory, copy / directory)
+            shutil.copytree(tree / directory, copy / directory, ignore=_not_regular)
     filtered = workdir / "monitor-qapi.patch"
     filtered.write_text("".join(s.text for s in kept))
     command = [patch_program, "-p1", "--batch", "--forward", "--no-backup-if-mismatch",
@@ -113,7 +119,24 @@ def apply_patch(tree: Path, patch: Path, workdir: Path) -> Tuple[Path, List[str]
         if result.returncode != 0:
             raise PatchError(f"{patch} does not apply to {tree}: "
                              f"{_patch_failure(result.stdout + result.stderr)}")
+    # The copy holds no link of its own (copytree follows the tree's), so any is the patch's.
+    links = sorted(str(p.relative_to(copy)) for p in copy.rglob("*") if p.is_symlink())
+    if links:
+        raise PatchError(f"{patch} creates the symbolic link(s) {', '.join(links)}: refused "
+                         "(qthrottle reads only the regular files of the tree)")
     return copy, skipped
+
+
+def _not_regular(directory: str, names: List[str]) -> List[str]:
+    """copytree's ignore: what is neither a directory nor a regular file (a device or a
+    FIFO a link leads to: reading it would never end), or a link that leads nowhere."""
+    def plain(name: str) -> bool:
+        try:
+            mode = os.stat(os.path.join(directory, name)).st_mode
+        except OSError:
+            return False
+        return stat.S_ISDIR(mode) or stat.S_ISREG(mode)
+    return [name for name in names if not plain(name)]
 
 
 def _patch_failure(output: str) -> str:
