@@ -5,7 +5,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from qthrottle.cli.options import TARGET_HELP, add_engine_options, add_target, seed_of
+from qthrottle.cli.options import (
+    TARGET_HELP,
+    add_engine_options,
+    add_target,
+    directory_problem,
+    seed_of,
+)
+from qthrottle.core import warn
 from qthrottle.engines.bounds import PROFILES
 from qthrottle.model.invariants import INVARIANTS
 from qthrottle.review.explore import DEFAULT_OUTPUT, explore
@@ -13,8 +20,12 @@ from qthrottle.review.explore import DEFAULT_OUTPUT, explore
 
 def cmd_explore(args: argparse.Namespace) -> int:
     wanted = frozenset([args.invariant] if args.invariant else INVARIANTS)
+    # Said at once; the run goes on, since its findings are printed (exit 2 at the end).
+    unwritable = directory_problem(args.output)
+    if unwritable:
+        warn(f"--output {args.output}: {unwritable}: no reproducer will be written")
     return explore(args.target, args.qapi_dir, wanted, PROFILES[args.profile], seed_of(args),
-                   args.timeout_ms, Path(args.output))
+                   args.timeout_ms, Path(args.output), unwritable)
 
 
 def add_command(sub: argparse._SubParsersAction[Any]) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -89,12 +91,41 @@ def seed_of(args: argparse.Namespace) -> int:
 
 
 def check_writable(option: str, name: Optional[str]) -> None:
-    """A report file that cannot be written fails before the long run, not after it."""
+    """A report file that cannot be written fails before the long run, not after it.
+
+    An existing file is opened for appending and closed (nothing changes); a new one is
+    created and removed again: only writing tells whether /proc/x, a read-only file
+    system or a full directory takes it.
+    """
     if name is None:
         return
     path = Path(name)
-    parent = path.resolve().parent
-    if not parent.is_dir():
-        raise QthrottleError(f"{option} {name}: no such directory {parent}")
     if path.is_dir():
         raise QthrottleError(f"{option} {name}: is a directory")
+    exists = path.exists()
+    # O_NONBLOCK: a FIFO nobody reads fails (ENXIO) instead of blocking.
+    flags = os.O_WRONLY | os.O_NONBLOCK | (os.O_APPEND if exists else os.O_CREAT | os.O_EXCL)
+    try:
+        os.close(os.open(path, flags, 0o644))
+        if not exists:
+            path.unlink()
+    except OSError as error:
+        raise QthrottleError(f"{option} {name}: cannot be written: "
+                             f"{error.strerror or error}") from None
+
+
+def directory_problem(name: str) -> Optional[str]:
+    """Why the directory @name cannot take new files (None if it can), found without
+    leaving anything behind: it, or the nearest directory above it, is written to."""
+    path = Path(name).absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        return f"{existing} cannot be written: {error.strerror or error}"
+    return None

@@ -187,8 +187,10 @@ def qmp_events(records: Sequence[StepRecord]) -> QmpEvents:
 # -------------------------------------------------------------------- rendering
 
 def render(counterexample: Counterexample, replayed: Replay,
-           reproducer: Optional[Path] = None) -> List[str]:
-    """The whole counterexample for people: engine, table, sanitizer report, QMP, pytest."""
+           reproducer: Optional[Path] = None,
+           no_reproducer: str = "none (the replay does not break the invariant)") -> List[str]:
+    """The whole counterexample for people: engine, table, sanitizer report, QMP, pytest
+    (@reproducer: where it is written; else @no_reproducer says why there is none)."""
     law = f", {counterexample.law}" if counterexample.law else ""
     lines = [f"  invariant {counterexample.invariant} FALSIFIED by {counterexample.engine}"
              f"{law}: {counterexample.message}"]
@@ -215,7 +217,7 @@ def render(counterexample: Counterexample, replayed: Replay,
         lines.append(f"    reproducer: {reproducer} (run: pytest {reproducer}; "
                      "QTHROTTLE_TARGET=... replays it on another target)")
     else:
-        lines.append("    reproducer: none (the replay does not break the invariant)")
+        lines.append(f"    reproducer: {no_reproducer}")
     return lines
 
 

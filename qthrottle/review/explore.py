@@ -28,6 +28,7 @@ from qthrottle.review.counterexample import (
     from_search,
     render,
     replay,
+    reproducer_name,
     write_reproducer,
 )
 
@@ -117,20 +118,32 @@ def _search(subject: Subject, exploration: Exploration, profile: Profile,
             exploration.status[number] = "PASS (stateful engine, within its bounds)"
 
 
-def _write(output: Path, spec: str, qapi_dir: Optional[str], target: Target,
-           exploration: Exploration, seed_value: int) -> Dict[int, Path]:
-    """A reproducer per counterexample the C confirms."""
-    spec = spec if target.expected_broken is not None else str(Path(spec).resolve())
-    qapi = str(Path(qapi_dir).resolve()) if qapi_dir else None
-    return {number: write_reproducer(output, example, replayed, target.name, spec,
-                                     qapi, seed_value)
-            for number, (example, replayed) in sorted(exploration.found.items())
+def _reproducers(output: Path, target: Target, exploration: Exploration) -> Dict[int, Path]:
+    """Where the reproducer of each counterexample the C confirms goes."""
+    return {number: output / reproducer_name(target.name, number)
+            for number, (_, replayed) in sorted(exploration.found.items())
             if replayed.confirmed}
 
 
+def _write(output: Path, spec: str, qapi_dir: Optional[str], target: Target,
+           exploration: Exploration, seed_value: int) -> None:
+    """A reproducer per counterexample the C confirms."""
+    spec = spec if target.expected_broken is not None else str(Path(spec).resolve())
+    qapi = str(Path(qapi_dir).resolve()) if qapi_dir else None
+    for example, replayed in exploration.found.values():
+        if replayed.confirmed:
+            write_reproducer(output, example, replayed, target.name, spec, qapi, seed_value)
+
+
 def explore(spec: str, qapi_dir: Optional[str], wanted: FrozenSet[int], profile: Profile,
-            seed_value: int, timeout_ms: int, output: Path) -> int:
-    """Explore @wanted on the target @spec, printing as it goes; the exit code."""
+            seed_value: int, timeout_ms: int, output: Path,
+            unwritable: Optional[str] = None) -> int:
+    """Explore @wanted on the target @spec, printing as it goes; the exit code.
+
+    The findings are printed before the reproducers are written to @output, so that a
+    write that fails loses none of them; @unwritable says why @output cannot be written
+    (found before the run): then nothing is written and the exit code is 2.
+    """
     target = resolve(spec, Path(qapi_dir) if qapi_dir else None)
     print(f"qthrottle explore: seed {seed_value}; invariant(s) "
           f"{', '.join(map(str, sorted(wanted)))}")
@@ -142,10 +155,7 @@ def explore(spec: str, qapi_dir: Optional[str], wanted: FrozenSet[int], profile:
         if wanted & set(PROVEN_INVARIANTS):
             _prove(target, subject, exploration, timeout_ms)
         _search(subject, exploration, profile, seed_value)
-    try:
-        written = _write(output, spec, qapi_dir, target, exploration, seed_value)
-    except OSError as error:
-        raise QthrottleError(f"cannot write the reproducers to {output}: {error}") from None
+    planned = {} if unwritable else _reproducers(output, target, exploration)
     print()
     for number, name in INVARIANTS.items():
         print(f"  {number}  {name:<62} {exploration.status.get(number, '-  (not explored)')}")
@@ -153,8 +163,16 @@ def explore(spec: str, qapi_dir: Optional[str], wanted: FrozenSet[int], profile:
         print(f"  UNKNOWN: {reason}")
     for number, (example, replayed) in sorted(exploration.found.items()):
         print()
-        print("\n".join(render(example, replayed, written.get(number))))
-    print(f"\n(seed {seed_value}: rerun with --seed {seed_value} to reproduce)")
+        print("\n".join(render(example, replayed, planned.get(number), no_reproducer=(
+            f"not written (--output {output}: {unwritable})" if unwritable and
+            replayed.confirmed else "none (the replay does not break the invariant)"))))
+    print(f"\n(seed {seed_value}: rerun with --seed {seed_value} to reproduce)", flush=True)
+    if unwritable:
+        raise QthrottleError(f"--output {output}: {unwritable}: no reproducer written")
+    try:
+        _write(output, spec, qapi_dir, target, exploration, seed_value)
+    except OSError as error:
+        raise QthrottleError(f"cannot write the reproducers to {output}: {error}") from None
     if exploration.falsified:
         return EXIT_FALSIFIED
     return EXIT_UNKNOWN if exploration.unknown else EXIT_HOLDS
