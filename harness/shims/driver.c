@@ -384,6 +384,11 @@ static void __attribute__((noreturn)) serve(FILE *commands)
     char *line = NULL;
     size_t size = 0;
 
+    /*
+     * What the code under test prints is written at once: a buffer would hold it
+     * past the reply (its step) or lose it when the run ends with _exit.
+     */
+    setvbuf(stdout, NULL, _IONBF, 0);
     findings = g_string_new(NULL);
     qthrottle_glue_init();
     while (getline(&line, &size, commands) >= 0) {
