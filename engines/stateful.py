@@ -133,6 +133,7 @@ class Subject:
 def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedStateMachine]:
     """A state machine class for one target; violations of @ignored restart the run."""
     steps = clock_steps(subject.policy.rates.values())
+    quiet_interval = 2 * max(subject.policy.rates.values(), default=0) or max(steps)
     focus = list(subject.events.focus) or subject.events.all
     queue_ops = queue_operations(focus)
     unthrottled_ops = (queue_operations(subject.events.unthrottled)
@@ -150,7 +151,15 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
             super().__init__()
             type(self).latest = self
             self.records: List[StepRecord] = []
+            self.failed = False
             self._restart()
+
+        def teardown(self) -> None:
+            """Every run ends quiet: the clock runs two intervals past the last event, so
+            that what the run leaked (invariant 8) and what its table kept (3) are
+            checked at a quiet point, whatever its last step was."""
+            if not self.failed and not self.c_quiet:
+                self._step(Advance(quiet_interval))
 
         def _restart(self) -> None:
             subject.driver.reset()
@@ -158,6 +167,7 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
             self.model_trusted = True
             self.c_now = 0  # the C's clock: the model's stops being right once untrusted
             self.c_trace: List[inv.TraceStep] = []
+            self.c_quiet = True  # the C's table is empty and no timer is pending
 
         def _fail(self, invariant: int, message: str, crash: Optional[Crash] = None) -> None:
             if invariant in ignored:
@@ -171,6 +181,7 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
             if self.records:
                 self.records[-1].note = f"invariant {invariant}: {message}"
             self.crash = crash
+            self.failed = True
             raise Violation(invariant, message)
 
         def _step(self, op: Operation) -> None:
@@ -184,12 +195,15 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
                                 # a crash's output is its report, shown with it
                                 c_output="" if result.crash else result.output)
             self.records.append(record)
+            self.c_quiet = (result.crash is not None
+                            or result.table == result.pending_timers == 0)
             self._check(result, model_step)
 
         def _check(self, result: StepResult, model_step: inv.TraceStep) -> None:
             if result.crash is not None:
                 number = inv.crash_invariant(result.crash.kind)
                 if number is None:
+                    self.failed = True
                     raise HarnessFailure(result.crash.summary())
                 self._fail(number, inv.no_memory_error(result)[0] if number == 8
                            else result.crash.summary(), result.crash)
@@ -275,6 +289,7 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
                 assert isinstance(crash, Crash)
                 number = inv.crash_invariant(crash.kind)
                 if number is None:
+                    self.failed = True
                     raise HarnessFailure(crash.summary()) from None
                 self._fail(number, crash.summary(), crash)
 
