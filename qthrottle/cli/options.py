@@ -30,13 +30,18 @@ def number(kind: Callable[[str], Any], minimum: Optional[float] = None,
         if value != value or (above is not None and value <= above) or (
                 minimum is not None and value < minimum) or (
                 maximum is not None and value > maximum):
-            bounds = [f"above {above:g}" if above is not None else "",
-                      f"at least {minimum:g}" if minimum is not None else "",
-                      f"at most {maximum:g}" if maximum is not None else ""]
+            bounds = [f"above {_shown(above)}" if above is not None else "",
+                      f"at least {_shown(minimum)}" if minimum is not None else "",
+                      f"at most {_shown(maximum)}" if maximum is not None else ""]
             raise argparse.ArgumentTypeError(
                 f"must be a {what} {' and '.join(b for b in bounds if b)}")
         return value
     return parse
+
+
+def _shown(bound: float) -> str:
+    """A bound as people write it: 4294967295, not 4.29497e+09."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 def positive(kind: Callable[[str], Any], what: str = "number") -> Callable[[str], Any]:
