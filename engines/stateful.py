@@ -212,8 +212,9 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
                 self._fail(3, finding)
             for finding in inv.no_memory_error(result):
                 self._fail(8, finding)
-            self.c_trace.append(inv.TraceStep(model_step.operation, self.c_now,
-                                              result.now, result.emitted, result.table))
+            c_step = inv.TraceStep(model_step.operation, self.c_now, result.now,
+                                   result.emitted, result.table)
+            self.c_trace.append(c_step)
             self.c_now = result.now
             for number, check in ((4, inv.stop_not_delayed),
                                   (5, lambda t: inv.rate_respected(t, subject.policy)),
@@ -223,8 +224,7 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
                 violations = check(self.c_trace)
                 if violations:
                     self._fail(number, violations[0])  # returns only if set aside
-            mismatch = inv.mismatch_invariant(result.emitted, model_step.emitted, result.table,
-                                              model_step.table, subject.policy)
+            mismatch = inv.mismatch_invariant(c_step, model_step, subject.policy)
             if self.model_trusted and mismatch is not None:
                 op = model_step.operation
                 if isinstance(op, Queue) and inv.is_stop_event(op.event, op.data):

@@ -341,22 +341,22 @@ def unthrottled_immediate(trace: Trace, policy: Policy) -> list[str]:
 
 # ------------------------------------------- the C against the reference model
 
-def mismatch_invariant(c_emitted: Sequence[Emission], model_emitted: Sequence[Emission],
-                       c_table: Optional[int], model_table: Optional[int],
-                       policy: Policy) -> Optional[int]:
+def mismatch_invariant(c: TraceStep, model: TraceStep, policy: Policy) -> Optional[int]:
     """The invariant broken where one step of the C and of the reference model differ
     (None if they agree), for the differences the checks of the C's trace alone let
     through.
 
-    The emissions one side made and the other did not (or made in another order)
-    decide: a stop event's is invariant 4's, an unthrottled event's 6's, a throttled
-    event's 5's, in that order. With the same emissions, a table that holds more or
-    fewer records than the reference's says that records were not added or removed as
-    they should be: invariant 3.
+    The emissions one side made and the other did not (or made at another time or in
+    another order) decide: a stop event's is invariant 4's, an unthrottled event's
+    6's, a throttled event's 5's, in that order. With the same emissions, a clock that
+    reached another deadline or a table of another size says that the C opens, times
+    or closes its windows otherwise than the reference: invariant 5, whose windows
+    they are (a window left open for good is also invariant 3's, which the C's own
+    trace shows: table_empties_when_quiet).
     """
-    c_list, model_list = list(c_emitted), list(model_emitted)
+    c_list, model_list = list(c.emitted), list(model.emitted)
     if c_list == model_list:
-        return None if c_table == model_table else 3
+        return None if (c.after, c.table) == (model.after, model.table) else 5
     differing = [e for e in c_list if c_list.count(e) != model_list.count(e)]
     differing += [e for e in model_list if c_list.count(e) != model_list.count(e)]
     if not differing:  # the same emissions in another order

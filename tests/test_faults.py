@@ -37,7 +37,7 @@ from qthrottle.harness.policy_scan import policy_from_extraction
 from qthrottle.harness.target import resolve
 from qthrottle.model import invariants as inv
 from qthrottle.model.policy import Policy
-from qthrottle.model.timeline import Advance, Emission, Queue
+from qthrottle.model.timeline import Advance, AdvanceToNext, Emission, Operation, Queue
 from qthrottle.review import mutate as mutate_module
 from qthrottle.review import mutation_report as mr
 from qthrottle.review.explain import NO_CONDITION
@@ -652,20 +652,35 @@ POLICY = Policy(rates={"RTC_CHANGE": SECOND, "BLOCK_IO_ERROR": SECOND},
                 keys={"BLOCK_IO_ERROR": ("qom-path",)})
 
 
-@pytest.mark.parametrize(("c_side", "model_side", "tables", "charged"), [
-    ([], [Emission(0, "BLOCK_IO_ERROR", STOP_EVENT)], (1, 1), 4),
-    ([Emission(0, "STOP", None)], [], (0, 0), 6),
-    ([], [Emission(0, "RTC_CHANGE", RTC.data)], (1, 1), 5),
-    ([Emission(0, "STOP", None), Emission(0, "RTC_CHANGE", RTC.data)],
-     [Emission(0, "RTC_CHANGE", RTC.data), Emission(0, "STOP", None)], (1, 1), 6),
-    ([Emission(0, "STOP", None)], [Emission(0, "STOP", None)], (1, 0), 3),
-    ([Emission(0, "STOP", None)], [Emission(0, "STOP", None)], (0, 0), None),
+BIO_REPORT = {**STOP_EVENT, "action": "report"}
+
+
+@pytest.mark.parametrize(("op", "c_side", "model_side", "charged"), [
+    # (emissions, clock after, table after) of the C and of the model
+    (Queue("BLOCK_IO_ERROR", STOP_EVENT), ([], 0, 1),
+     ([Emission(0, "BLOCK_IO_ERROR", STOP_EVENT)], 0, 1), 4),
+    (Queue("STOP"), ([Emission(0, "STOP", None)], 0, 0), ([], 0, 0), 6),
+    (Queue(RTC.event, RTC.data), ([], 0, 1), ([Emission(0, "RTC_CHANGE", RTC.data)], 0, 1), 5),
+    (Advance(SECOND), ([Emission(0, "STOP", None), Emission(0, "RTC_CHANGE", RTC.data)], 0, 1),
+     ([Emission(0, "RTC_CHANGE", RTC.data), Emission(0, "STOP", None)], 0, 1), 6),
+    # the held-back event at another time: the C's window is not one interval long
+    (Advance(SECOND), ([Emission(2 * SECOND, "RTC_CHANGE", RTC.data)], 2 * SECOND, 1),
+     ([Emission(SECOND, "RTC_CHANGE", RTC.data)], SECOND, 1), 5),
+    # the same emissions, but the C opened no window (an unthrottled queue used to be 6)
+    (Queue("BLOCK_IO_ERROR", BIO_REPORT), ([Emission(0, "BLOCK_IO_ERROR", BIO_REPORT)], 0, 0),
+     ([Emission(0, "BLOCK_IO_ERROR", BIO_REPORT)], 0, 1), 5),
+    (AdvanceToNext(), ([], 2 * SECOND, 0), ([], SECOND, 0), 5),  # another deadline
+    (Queue("STOP"), ([Emission(0, "STOP", None)], 0, 0), ([Emission(0, "STOP", None)], 0, 0),
+     None),
 ])
 def test_a_mismatch_is_charged_to_the_invariant_it_breaks(
-        c_side: List[Emission], model_side: List[Emission], tables: Tuple[int, int],
-        charged: Optional[int]) -> None:
-    # Before, a table difference on an unthrottled event was 6 and anything else 5.
-    assert inv.mismatch_invariant(c_side, model_side, *tables, POLICY) == charged
+        op: Operation, c_side: Tuple[List[Emission], int, int],
+        model_side: Tuple[List[Emission], int, int], charged: Optional[int]) -> None:
+    def step(side: Tuple[List[Emission], int, int]) -> inv.TraceStep:
+        emitted, after, table = side
+        return inv.TraceStep(op, 0, after, tuple(emitted), table)
+
+    assert inv.mismatch_invariant(step(c_side), step(model_side), POLICY) == charged
 
 
 def test_the_events_a_search_queues_are_printed_with_its_result(
@@ -685,3 +700,9 @@ def test_the_docs_the_code_cites_are_in_the_repository() -> None:
         assert "DESIGN.md" not in text and "shared/seed" not in text, name
         for cited in set(re.findall(r"\bdocs/[\w.-]+\.md\b", text)):
             assert (ROOT / cited).is_file(), f"{name} cites {cited}"
+
+
+def test_debug_adds_the_traceback_to_a_tool_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "--debug", "extract", "/dev/zero")
+    assert code == 2 and "Traceback (most recent call last)" in err
+    assert err.strip().splitlines()[-1].startswith("qthrottle: error: /dev/zero: a device")
