@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Optional, Set
+from typing import Any, Callable, List, Optional, Set
 
 
 class QthrottleError(Exception):
@@ -136,6 +136,21 @@ class Interrupted(BaseException):
 
 class _Signals:
     received: Optional[int] = None  # the first SIGINT or SIGTERM of the command, if any
+    interrupters: List[Callable[[], None]] = []  # see interrupt_with
+
+
+def interrupt_with(interrupter: Callable[[], None]) -> None:
+    """@interrupter stops a computation that holds the main thread in C code (a z3
+    check): Python runs a signal's handler only when the main thread is back in
+    Python. It is called from another thread when SIGINT or SIGTERM arrives."""
+    _Signals.interrupters.append(interrupter)
+
+
+def _wake(signals: int) -> None:
+    """The signal wake-up descriptor's reader: each signal interrupts the C code."""
+    while os.read(signals, 64):
+        for interrupter in _Signals.interrupters:
+            interrupter()
 
 
 def _on_signal(signum: int, frame: object) -> None:
@@ -171,9 +186,29 @@ def signals_stop_the_command() -> Iterator[None]:
     for signum, handler in previous.items():
         if handler is not signal.SIG_IGN:
             signal.signal(signum, _on_signal)
+    unraisable_hook = sys.unraisablehook
+
+    def quiet_when_interrupted(unraisable: Any) -> None:
+        # Interrupted raised where Python drops it (a __del__, a gc callback) is raised
+        # again by check_interrupted: "Exception ignored" would be noise.
+        if not isinstance(unraisable.exc_value, Interrupted):
+            unraisable_hook(unraisable)
+
+    sys.unraisablehook = quiet_when_interrupted
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    previous_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+    waker = threading.Thread(target=_wake, args=(wake_read,), name="qthrottle-signals",
+                             daemon=True)
+    waker.start()
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        signal.set_wakeup_fd(previous_wakeup)
+        sys.unraisablehook = unraisable_hook
+        os.close(wake_write)  # the reader sees end of file and returns
+        waker.join()
+        os.close(wake_read)
         _Signals.received = None

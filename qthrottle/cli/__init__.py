@@ -19,6 +19,7 @@ from qthrottle.core import (
     EXIT_INTERRUPTED,
     Interrupted,
     QthrottleError,
+    check_interrupted,
     signals_stop_the_command,
 )
 
@@ -49,7 +50,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     try:
         with signals_stop_the_command():
-            code: int = args.func(args)
+            try:
+                code: int = args.func(args)
+            finally:
+                # A signal whose exception was dropped on the way (raised inside a
+                # __del__ or a gc callback) still stops the command, and an error it
+                # caused is the interruption, not a tool error.
+                check_interrupted()
     except QthrottleError as error:
         if args.debug:
             traceback.print_exc()
