@@ -107,6 +107,7 @@ def test_explain_prints_the_invariant_by_engine_table(run: Run) -> None:
     assert "- (the model's keys are tuples" in rows["1"]
     bounds = "\n".join(table[10:16])
     assert "60 runs x 8 steps per search, seed 20261125" in bounds
+    assert "events: 9 throttled or required, all 3 unthrottled ones of the schema" in bounds
     assert "10000 ms per query" in bounds and "tiny world" in bounds
 
 

@@ -76,7 +76,8 @@ def explain_lines(report: VerifyReport, result: TargetResult,
         f"    {WHAT[Z3]}; every valid event of the schema, strings unbounded, g_str_hash "
         f"uninterpreted; {report.z3_bounds['solver']}, {report.timeout_ms} ms per query",
         f"    {WHAT[STATEFUL]}; profile {stateful['profile']}: up to {stateful['runs']} runs "
-        f"x {stateful['steps']} steps per search, seed {stateful['seed']}",
+        f"x {stateful['steps']} steps per search, seed {stateful['seed']}; "
+        f"{result.stateful_events}",
     ]
     if selfcheck is None:
         lines.append(f"    {WHAT['crosshair']}; not run")
