@@ -180,7 +180,11 @@ class Driver:
         except OSError as error:
             raise DriverError(f"cannot run the driver {self.binary}: "
                               f"{error.strerror or error}") from None
-        hello = channel.greeting(GREETING_TIMEOUT_S)
+        try:
+            hello = channel.greeting(GREETING_TIMEOUT_S)
+        except BaseException:  # a signal while it starts: no driver left behind
+            channel.close()
+            raise
         reply = hello.reply or {}
         expected = built_from(self.binary)
         problem = (
