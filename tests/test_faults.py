@@ -439,6 +439,15 @@ def test_an_interrupted_mutate_stops_its_workers(cache: Path) -> None:
     assert err.strip().splitlines()[-1] == "qthrottle: interrupted by SIGINT"
 
 
+def test_an_interrupted_selfcheck_stops_crosshair() -> None:
+    command = start_command("selfcheck")
+    wait_for("CrossHair", lambda: any("crosshair" in cmdline(p.pid)
+                                      for p in descendants(command.pid)))
+    code, _, err, took, left = stop(command, signal.SIGTERM)
+    assert (code, left) == (143, []) and took < SIGNAL_GRACE_S
+    assert err.strip().splitlines()[-1] == "qthrottle: interrupted by SIGTERM"
+
+
 # ---------------------------------------------------------------------------------------
 # 5. What the C prints never reaches the protocol; undecodable replies are the harness's.
 
