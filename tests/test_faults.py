@@ -206,7 +206,10 @@ def read_only(tmp_path: Path) -> Iterator[Path]:
         done = subprocess.run(["chattr", "+i", str(directory)], capture_output=True,
                               check=False) if shutil.which("chattr") else None
         if done is None or done.returncode != 0:
-            pytest.fail("root cannot make a read-only directory here (chattr +i failed)")
+            reason = f"root cannot make {directory} read-only (chattr +i failed)"
+            if os.environ.get("CI") == "true":
+                pytest.fail(reason, pytrace=False)
+            pytest.skip(reason)
     else:
         directory.chmod(0o555)
     yield directory
