@@ -20,7 +20,7 @@ from hypothesis import errors, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
-from qthrottle.core import Interrupted
+from qthrottle.core import Interrupted, check_interrupted
 from qthrottle.engines.bounds import Profile, clock_steps, search_settings
 from qthrottle.engines.generate import (
     EventsUnderTest,
@@ -371,15 +371,20 @@ def search(subject: Subject, profile: Profile, seed_value: int,
     start = time.perf_counter()
     config = search_settings(profile.runs, profile.steps, shrink=not stop_at_first)
     try:
-        while set(inv.INVARIANTS) - set_aside - set(result.falsified):
-            found = _search_once(subject, config, seed_value, result, set_aside)
-            if found is None or stop_at_first:
-                break
-            progress(f"invariant {found} falsified")
-    except HarnessFailure as failure:
-        result.unknown = f"the harness could not decide: {failure}"
-    except errors.Flaky as flaky:
-        result.unknown = f"flaky (the C did not behave the same on replay): {flaky}"
+        try:
+            while set(inv.INVARIANTS) - set_aside - set(result.falsified):
+                found = _search_once(subject, config, seed_value, result, set_aside)
+                if found is None or stop_at_first:
+                    break
+                progress(f"invariant {found} falsified")
+        # hypothesis turns an interruption inside a run into a flaky one: a signal that
+        # arrived is the cause, not the C.
+        except HarnessFailure as failure:
+            check_interrupted()
+            result.unknown = f"the harness could not decide: {failure}"
+        except errors.Flaky as flaky:
+            check_interrupted()
+            result.unknown = f"flaky (the C did not behave the same on replay): {flaky}"
     except Interrupted as stop:  # what was found so far, for the command to print
         result.unknown = f"interrupted by {stop}"
         result.seconds = time.perf_counter() - start

@@ -136,6 +136,8 @@ class Interrupted(BaseException):
 
 class _Signals:
     received: Optional[int] = None  # the first SIGINT or SIGTERM of the command, if any
+    dropped = False  # the Interrupted it raised was dropped (see _dropped)
+    redeliveries: List[threading.Timer] = []  # _dropped's, cancelled when the command ends
     interrupters: List[Callable[[], None]] = []  # see interrupt_with
 
 
@@ -154,18 +156,29 @@ def _wake(signals: int) -> None:
 
 
 def _on_signal(signum: int, frame: object) -> None:
-    if _Signals.received is None:
-        _Signals.received = signum
-        raise Interrupted(signum)
+    if _Signals.received is None or _Signals.dropped:
+        _Signals.received = _Signals.received or signum
+        _Signals.dropped = False
+        raise Interrupted(_Signals.received)
+
+
+def _dropped(unraisable: Any, previous: Callable[[Any], None]) -> None:
+    """sys.unraisablehook while a command runs: an Interrupted that Python dropped,
+    raised where it cannot propagate (a __del__, a gc callback: hypothesis has one),
+    is delivered again a moment later, from another thread, so that the handler raises
+    it in the main thread's own code; it is not printed ("Exception ignored")."""
+    if not isinstance(unraisable.exc_value, Interrupted):
+        previous(unraisable)
+        return
+    _Signals.dropped = True
+    again = threading.Timer(0.01, os.kill, (os.getpid(), unraisable.exc_value.signum))
+    _Signals.redeliveries.append(again)
+    again.start()
 
 
 def check_interrupted() -> None:
-    """Raise Interrupted again if a signal arrived.
-
-    Where the handler raised matters: an exception raised inside a garbage
-    collector callback (hypothesis installs one) is printed and dropped, and the
-    run would go on. Long loops call this at every step, so the signal is never lost.
-    """
+    """Raise Interrupted again if a signal arrived (a backstop of _dropped's: long
+    loops call it at every step)."""
     if _Signals.received is not None:
         raise Interrupted(_Signals.received)
 
@@ -178,7 +191,7 @@ def signals_stop_the_command() -> Iterator[None]:
     script). A second signal while the command stops is remembered, not raised, so
     that the clean-up (drivers killed, partial results printed) is not cut short.
     """
-    _Signals.received = None
+    _Signals.received, _Signals.dropped = None, False
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -187,14 +200,7 @@ def signals_stop_the_command() -> Iterator[None]:
         if handler is not signal.SIG_IGN:
             signal.signal(signum, _on_signal)
     unraisable_hook = sys.unraisablehook
-
-    def quiet_when_interrupted(unraisable: Any) -> None:
-        # Interrupted raised where Python drops it (a __del__, a gc callback) is raised
-        # again by check_interrupted: "Exception ignored" would be noise.
-        if not isinstance(unraisable.exc_value, Interrupted):
-            unraisable_hook(unraisable)
-
-    sys.unraisablehook = quiet_when_interrupted
+    sys.unraisablehook = lambda unraisable: _dropped(unraisable, unraisable_hook)
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     previous_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
@@ -204,6 +210,10 @@ def signals_stop_the_command() -> Iterator[None]:
     try:
         yield
     finally:
+        for again in _Signals.redeliveries:  # none may reach the handlers restored below
+            again.cancel()
+            again.join()
+        _Signals.redeliveries.clear()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         signal.set_wakeup_fd(previous_wakeup)
@@ -211,4 +221,4 @@ def signals_stop_the_command() -> Iterator[None]:
         os.close(wake_write)  # the reader sees end of file and returns
         waker.join()
         os.close(wake_read)
-        _Signals.received = None
+        _Signals.received, _Signals.dropped = None, False

@@ -244,7 +244,8 @@ def test_unwritable_report_is_an_input_error(tmp_path: Path,
     missing = tmp_path / "no" / "such" / "r.xml"
     assert cli.main(["verify", "per-device", "--junit", str(missing)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("qthrottle: error: --junit") and "no such directory" in err
+    assert err.startswith("qthrottle: error: --junit")
+    assert "cannot be written: No such file or directory" in err
 
 
 class Terminal(io.StringIO):

@@ -63,6 +63,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         _error(str(error))
         return EXIT_ERROR
     except Interrupted as stop:  # the command printed what it had found
+        if args.debug:  # where it stopped
+            traceback.print_exc()
         sys.stdout.flush()
         print(f"qthrottle: interrupted by {stop}", file=sys.stderr)
         return stop.exit_code
