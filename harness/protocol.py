@@ -26,6 +26,7 @@ PROTOCOL_VERSION = 2  # driver.c's QTHROTTLE_PROTOCOL
 OUTPUT_CAP = 64 * 1024  # bytes of the C's output kept per request
 SHOWN_REPLY_BYTES = 200  # of an undecodable reply, in the harness failure
 _READS_PER_WAKEUP = 16  # a flood of output never starves the deadline check
+WAIT_SLICE_S = 0.25  # the longest a reply is waited for without looking at signals
 
 # The failures of the channel itself, as Crash kinds (model/invariants.py: UNKNOWN).
 TIMEOUT, DRIVER_DIED, PROTOCOL_ERROR = "timeout", "driver-died", "protocol-error"
@@ -132,7 +133,9 @@ class Channel:
             if left <= 0:
                 output.read(self._output)
                 return Exchange(None, output.text(), TIMEOUT, f"timeout after {timeout:g} s")
-            ready, _, _ = select.select(watched, [], [], left)
+            # In slices: a signal that lands just before select() blocks would otherwise
+            # wait for the whole timeout to reach its handler.
+            ready, _, _ = select.select(watched, [], [], min(left, WAIT_SLICE_S))
             if self._output in ready and not output.read(self._output):
                 watched.remove(self._output)
             if self._replies in ready:

@@ -171,7 +171,10 @@ def _dropped(unraisable: Any, previous: Callable[[Any], None]) -> None:
         previous(unraisable)
         return
     _Signals.dropped = True
-    again = threading.Timer(0.01, os.kill, (os.getpid(), unraisable.exc_value.signum))
+    # To the main thread itself: another would run the handler's C half and leave the
+    # main thread asleep in a blocking call.
+    again = threading.Timer(0.01, signal.pthread_kill, (threading.main_thread().ident,
+                                                        unraisable.exc_value.signum))
     _Signals.redeliveries.append(again)
     again.start()
 
