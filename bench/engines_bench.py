@@ -143,7 +143,7 @@ def alphabet(subject: Subject) -> List[Symbol]:
     report, stop = block_io_error(device, "report", True), block_io_error(device, "stop", True)
     twin_report = block_io_error(twin_a, "report", True)
     twin_stop = block_io_error(twin_b, "stop", True)
-    other = next(e for e in subject.events
+    other = next(e for e in subject.events.focus
                  if subject.policy.throttled(e.name) and e.name != block.name)
     rate = max(subject.policy.rates.values())
     return [

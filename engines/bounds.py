@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from typing import Iterable, List
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis.configuration import set_hypothesis_home_dir
+
+from qthrottle.core import cache_dir
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,13 @@ def clock_steps(rates: Iterable[int]) -> List[int]:
 
 def search_settings(runs: int, steps: int = 0, shrink: bool = True) -> settings:
     """hypothesis as every engine runs it: quiet, no deadline, no example database,
-    @runs examples (state machines: @steps steps each); shrinking only if asked."""
+    @runs examples (state machines: @steps steps each); shrinking only if asked.
+
+    What hypothesis still keeps on disk (a cache of the constants it finds in the
+    code) goes to the tool's cache: by default it writes ./.hypothesis wherever
+    qthrottle runs.
+    """
+    set_hypothesis_home_dir(cache_dir() / "hypothesis")
     return settings(max_examples=runs, stateful_step_count=max(1, steps), deadline=None,
                     database=None, verbosity=Verbosity.quiet,
                     phases=[Phase.generate, Phase.shrink] if shrink else [Phase.generate],

@@ -225,7 +225,8 @@ def dynamic_diff(old: Target, new: Target, old_catalog: Catalog, new_catalog: Ca
     merged = {name: merged_event(old_catalog.events[name], event)
               for name, event in new_catalog.events.items() if name in old_catalog.events}
     events = events_under_test(Catalog(merged, {}), [e for e in throttled if e in merged],
-                               extra=[e for e in (*focus, "BLOCK_IO_ERROR") if e in merged])
+                               extra=[e for e in (*focus, "BLOCK_IO_ERROR") if e in merged],
+                               unthrottled=2).all
     names = [e.name for e in events]
     if not events or bounds.profile.runs <= 0:
         return DynamicDiff(bounds, names, 0, None, time.perf_counter() - start)

@@ -8,7 +8,8 @@ surface.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from hypothesis import strategies as st
 
@@ -47,13 +48,36 @@ def event_data(event: Event) -> st.SearchStrategy[Optional[Dict[str, Any]]]:
     return st.fixed_dictionaries(parts).map(present)
 
 
+@dataclass(frozen=True)
+class EventsUnderTest:
+    """The events a search queues (a bound, printed with its result): the throttled ones
+    and those the suite requires, and unthrottled ones, queued by a rule of their own
+    so that invariant 6 is exercised on them without starving the throttled ones."""
+
+    focus: Tuple[Event, ...]
+    unthrottled: Tuple[Event, ...]
+    schema_unthrottled: int  # the other events of the schema, all unthrottled
+
+    @property
+    def all(self) -> List[Event]:
+        return [*self.focus, *self.unthrottled]
+
+    def describe(self) -> str:
+        unthrottled = (f"all {self.schema_unthrottled} unthrottled ones of the schema"
+                       if len(self.unthrottled) == self.schema_unthrottled else
+                       f"{len(self.unthrottled)} of the schema's {self.schema_unthrottled} "
+                       "unthrottled ones")
+        return f"events: {len(self.focus)} throttled or required, {unthrottled}"
+
+
 def events_under_test(catalog: Catalog, throttled: Sequence[str],
                       extra: Sequence[str] = ("BLOCK_IO_ERROR",),
-                      unthrottled: int = 2) -> List[Event]:
-    """The throttled events, the ones the suite requires, and a few unthrottled ones."""
+                      unthrottled: Optional[int] = None) -> EventsUnderTest:
+    """The throttled events, the ones the suite requires, and the unthrottled ones
+    (all of them, or the first @unthrottled)."""
     chosen = [e for e in catalog.events.values() if e.name in throttled or e.name in extra]
     others = [e for e in catalog.events.values() if e not in chosen]
-    return chosen + others[:unthrottled]
+    return EventsUnderTest(tuple(chosen), tuple(others[:unthrottled]), len(others))
 
 
 def queue_operations(events: Sequence[Event]) -> st.SearchStrategy[Queue]:

@@ -1,7 +1,7 @@
 """qthrottle selfcheck: CrossHair checks the reference model's own contracts.
 
-Every postcondition of the reference (model/throttle.py's transitions, the
-key-law entry points of model/bounded.py) is one condition; CrossHair runs once
+Every postcondition of the reference (model/throttle.py's transitions) is one
+condition; CrossHair runs once
 per contracted function, as a child process (``python -m crosshair check``),
 in the tiny world of model/bounded.py, with a per-condition CPU-time budget.
 Each condition ends PROVED (confirmed over all paths), COUNTEREXAMPLE (with
@@ -20,6 +20,7 @@ import importlib
 import inspect
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -27,9 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from qthrottle.core import EXIT_FALSIFIED, EXIT_HOLDS, EXIT_UNKNOWN, QthrottleError, Status
+from qthrottle.harness.lifetime import command_dying_with_us
 from qthrottle.model import bounded, throttle
 from qthrottle.model.invariants import INVARIANTS
 
@@ -192,8 +194,8 @@ def _contracted(cls: type) -> List[str]:
 
 
 def model_targets() -> List[str]:
-    """The reference's contracted functions: its transitions and the key laws."""
-    return _contracted(throttle.ThrottleModel) + _contracted(bounded.Checks)
+    """The reference's contracted functions: its transitions."""
+    return _contracted(throttle.ThrottleModel)
 
 
 # --------------------------------------------------------------- CrossHair
@@ -205,6 +207,34 @@ def _crosshair_command(target: str, plugin: Path, timeout_s: float) -> List[str]
             f"{timeout_s:g}", target]
 
 
+_running: Set[subprocess.Popen[str]] = set()  # the CrossHair processes of this selfcheck
+
+
+def _run_crosshair(command: List[str], env: Dict[str, str],
+                   wall_limit: float) -> subprocess.CompletedProcess[str]:
+    """One CrossHair process: in a process group of its own (killed whole on a timeout or
+    when run_selfcheck stops), and dying with this process (harness/lifetime.py)."""
+    with subprocess.Popen(command_dying_with_us(command), env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True) as process:
+        _running.add(process)
+        try:
+            stdout, stderr = process.communicate(timeout=wall_limit)
+        except BaseException:
+            _kill_group(process)
+            process.communicate()
+            raise
+        finally:
+            _running.discard(process)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except OSError:
+        pass  # gone already
+
+
 def check_target(target: str, plugin: Path, timeout_s: float) -> List[ConditionResult]:
     """Run CrossHair on one contracted function; one result per postcondition."""
     conditions = conditions_of(target)
@@ -212,8 +242,7 @@ def check_target(target: str, plugin: Path, timeout_s: float) -> List[ConditionR
     wall_limit = 3 * timeout_s * len(conditions) + 120
     start = time.perf_counter()
     try:
-        done = subprocess.run(_crosshair_command(target, plugin, timeout_s), env=env,
-                              capture_output=True, text=True, timeout=wall_limit, check=False)
+        done = _run_crosshair(_crosshair_command(target, plugin, timeout_s), env, wall_limit)
     except subprocess.TimeoutExpired:
         return [ConditionResult(c, BUDGET_EXHAUSTED, f"CrossHair still ran after "
                                 f"{wall_limit:g} s wall; stopped", wall_limit, timeout_s)
@@ -292,8 +321,15 @@ def run_selfcheck(timeout_s: float = DEFAULT_TIMEOUT_S, jobs: int = DEFAULT_JOBS
                 progress(_line(result))
         return results
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
         done = dict(zip((t for t, _ in runs), pool.map(run, runs)))
+    except BaseException:  # a signal (core.Interrupted) or an error: CrossHair stops now
+        for process in list(_running):
+            _kill_group(process)
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
     model = tuple(r for t in model_targets() for r in done[t])
     seeded = tuple(SeededResult(bug.name, bug.invariant, bug.what,
                                 tuple(r for t in bug.targets for r in done[f"{PACKAGE}.{t}"]))

@@ -1,8 +1,10 @@
 """The stateful engine: hypothesis drives the compiled C and the model side by side.
 
-Every step goes to both; after each step the engine compares emissions and
-table size and checks the invariants of model/invariants.py on the C's trace.
-A failure shrinks to a short timeline. To report every broken invariant, not
+Every step goes to both; after each step the engine checks the invariants of
+model/invariants.py on the C's trace, then compares the C with the model (a
+difference is charged to the invariant it breaks: mismatch_invariant). Every run
+ends quiet (the clock run past the last window), so that leaks are looked for in
+every run. A failure shrinks to a short timeline. To report every broken invariant, not
 just the first, the search is repeated with the invariants already found set
 aside (a violation of one of those restarts the run instead of failing it).
 """
@@ -18,8 +20,14 @@ from hypothesis import errors, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
+from qthrottle.core import Interrupted, check_interrupted
 from qthrottle.engines.bounds import Profile, clock_steps, search_settings
-from qthrottle.engines.generate import event_data, events_under_test, queue_operations
+from qthrottle.engines.generate import (
+    EventsUnderTest,
+    event_data,
+    events_under_test,
+    queue_operations,
+)
 from qthrottle.engines.minimise import minimise
 from qthrottle.harness.build import build
 from qthrottle.harness.driver import Crash, Driver, HarnessFailure, StepResult
@@ -28,7 +36,7 @@ from qthrottle.harness.target import Target
 from qthrottle.model import invariants as inv
 from qthrottle.model.ghash import CallbackCrashed, driver_callbacks
 from qthrottle.model.policy import Policy
-from qthrottle.model.qapi_schema import Catalog, Event
+from qthrottle.model.qapi_schema import Catalog
 from qthrottle.model.throttle import ThrottleModel
 from qthrottle.model.timeline import (
     Advance,
@@ -81,6 +89,7 @@ class StepRecord:
     note: str = ""
     after: Optional[int] = None  # the C's clock after the step
     model_compared: bool = True  # False once the model stopped predicting the C
+    c_output: str = ""  # what the C printed on stdout and stderr during the step
 
 
 @dataclass
@@ -105,6 +114,7 @@ class SearchResult:
     unknown: Optional[str] = None  # why the search could not finish
     searches: int = 0
     seconds: float = 0.0
+    events: str = ""  # the events it queued (EventsUnderTest.describe): a bound
 
 
 @dataclass
@@ -114,7 +124,7 @@ class Subject:
     driver: Driver
     policy: Policy
     catalog: Catalog
-    events: List[Event]
+    events: EventsUnderTest
 
     @classmethod
     def create(cls, driver: Driver, policy: Policy, catalog: Catalog) -> Subject:
@@ -137,10 +147,15 @@ def trace_checks(policy: Policy) -> Tuple[Tuple[int, TraceCheck], ...]:
 def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedStateMachine]:
     """A state machine class for one target; violations of @ignored restart the run."""
     steps = clock_steps(subject.policy.rates.values())
-    queue_ops = queue_operations(subject.events)
-    stop_events = [e for e in subject.events if e.name == inv.STOP_EVENT]
+    quiet_interval = 2 * max(subject.policy.rates.values(), default=0) or max(steps)
+    focus = list(subject.events.focus) or subject.events.all
+    queue_ops = queue_operations(focus)
+    unthrottled_ops = (queue_operations(subject.events.unthrottled)
+                       if subject.events.unthrottled else queue_ops)
+    stop_events = [e for e in focus if e.name == inv.STOP_EVENT]
     hash_of, equal = driver_callbacks(subject.driver)
-    pairs = st.sampled_from(subject.events).flatmap(
+    # Invariants 1 and 2 are about the keys the table holds: those of the focus events.
+    pairs = st.sampled_from(focus).flatmap(
         lambda e: st.tuples(st.just(e.name), event_data(e), event_data(e)))
 
     class ThrottleMachine(RuleBasedStateMachine):
@@ -150,7 +165,15 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
             super().__init__()
             type(self).latest = self
             self.records: List[StepRecord] = []
+            self.failed = False
             self._restart()
+
+        def teardown(self) -> None:
+            """Every run ends quiet: the clock runs two intervals past the last event, so
+            that what the run leaked (invariant 8) and what its table kept (3) are
+            checked at a quiet point, whatever its last step was."""
+            if not self.failed and not self.c_quiet:
+                self._step(Advance(quiet_interval))
 
         def _restart(self) -> None:
             subject.driver.reset()
@@ -158,6 +181,7 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
             self.model_trusted = True
             self.c_now = 0  # the C's clock: the model's stops being right once untrusted
             self.c_trace: List[inv.TraceStep] = []
+            self.c_quiet = True  # the C's table is empty and no timer is pending
 
         def _fail(self, invariant: int, message: str, crash: Optional[Crash] = None) -> None:
             if invariant in ignored:
@@ -171,6 +195,7 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
             if self.records:
                 self.records[-1].note = f"invariant {invariant}: {message}"
             self.crash = crash
+            self.failed = True
             raise Violation(invariant, message)
 
         def _step(self, op: Operation) -> None:
@@ -180,14 +205,19 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
             record = StepRecord(op, before, result.emitted, model_step.emitted,
                                 None if result.crash else result.table, model_step.table or 0,
                                 after=None if result.crash else result.now,
-                                model_compared=self.model_trusted)
+                                model_compared=self.model_trusted,
+                                # a crash's output is its report, shown with it
+                                c_output="" if result.crash else result.output)
             self.records.append(record)
+            self.c_quiet = (result.crash is not None
+                            or result.table == result.pending_timers == 0)
             self._check(result, model_step)
 
         def _check(self, result: StepResult, model_step: inv.TraceStep) -> None:
             if result.crash is not None:
                 number = inv.crash_invariant(result.crash.kind)
                 if number is None:
+                    self.failed = True
                     raise HarnessFailure(result.crash.summary())
                 self._fail(number, inv.no_memory_error(result)[0] if number == 8
                            else result.crash.summary(), result.crash)
@@ -196,29 +226,34 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
                 self._fail(3, finding)
             for finding in inv.no_memory_error(result):
                 self._fail(8, finding)
-            self.c_trace.append(inv.TraceStep(model_step.operation, self.c_now,
-                                              result.now, result.emitted, result.table))
+            c_step = inv.TraceStep(model_step.operation, self.c_now, result.now,
+                                   result.emitted, result.table)
+            self.c_trace.append(c_step)
             self.c_now = result.now
             for number, check in trace_checks(subject.policy):
                 violations = check(self.c_trace)
                 if violations:
                     self._fail(number, violations[0])  # returns only if set aside
-            if self.model_trusted and (result.emitted, result.table) != (
-                    model_step.emitted, model_step.table):
+            mismatch = inv.mismatch_invariant(c_step, model_step, subject.policy)
+            if self.model_trusted and mismatch is not None:
                 op = model_step.operation
                 if isinstance(op, Queue) and inv.is_stop_event(op.event, op.data):
-                    # The C throttles stop events and the model never does: from here
-                    # on only stop_not_delayed (invariant 4) judges the difference.
+                    # The C throttles stop events and the model never does: from here on
+                    # only stop_not_delayed (invariant 4) judges the difference.
                     self.records[-1].note = ("the C throttles this stop event; the reference "
                                              "model never does, so it is not compared further")
                     self.model_trusted = False
                     return
-                throttled = isinstance(op, Queue) and subject.policy.throttled(op.event)
-                self._fail(5 if throttled or not isinstance(op, Queue) else 6,
-                           "the C and the model disagree (see the timeline)")
+                self._fail(mismatch, "the C and the reference model disagree (see the "
+                           "timeline)")
 
         @rule(op=queue_ops)
         def queue(self, op: Queue) -> None:
+            self._step(op)
+
+        # Invariant 6 on every unthrottled event of the schema, in a rule of its own.
+        @rule(op=unthrottled_ops)
+        def queue_unthrottled(self, op: Queue) -> None:
             self._step(op)
 
         # Invariant 4 is about BLOCK_IO_ERROR: a rule of its own makes it frequent.
@@ -264,6 +299,7 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
                 assert isinstance(crash, Crash)
                 number = inv.crash_invariant(crash.kind)
                 if number is None:
+                    self.failed = True
                     raise HarnessFailure(crash.summary()) from None
                 self._fail(number, crash.summary(), crash)
 
@@ -339,19 +375,29 @@ def search(subject: Subject, profile: Profile, seed_value: int,
     @stop_at_first: stop at the first invariant broken, and let the minimiser alone
     shorten its timeline (qthrottle mutate needs one counterexample, not the shortest).
     """
-    result = SearchResult(profile, seed_value)
+    result = SearchResult(profile, seed_value, events=subject.events.describe())
     start = time.perf_counter()
     config = search_settings(profile.runs, profile.steps, shrink=not stop_at_first)
     try:
-        while set(inv.INVARIANTS) - set_aside - set(result.falsified):
-            found = _search_once(subject, config, seed_value, result, set_aside)
-            if found is None or stop_at_first:
-                break
-            progress(f"invariant {found} falsified")
-    except HarnessFailure as failure:
-        result.unknown = f"the harness could not decide: {failure}"
-    except errors.Flaky as flaky:
-        result.unknown = f"flaky (the C did not behave the same on replay): {flaky}"
+        try:
+            while set(inv.INVARIANTS) - set_aside - set(result.falsified):
+                found = _search_once(subject, config, seed_value, result, set_aside)
+                if found is None or stop_at_first:
+                    break
+                progress(f"invariant {found} falsified")
+        # hypothesis turns an interruption inside a run into a flaky one: a signal that
+        # arrived is the cause, not the C.
+        except HarnessFailure as failure:
+            check_interrupted()
+            result.unknown = f"the harness could not decide: {failure}"
+        except errors.Flaky as flaky:
+            check_interrupted()
+            result.unknown = f"flaky (the C did not behave the same on replay): {flaky}"
+    except Interrupted as stop:  # what was found so far, for the command to print
+        result.unknown = f"interrupted by {stop}"
+        result.seconds = time.perf_counter() - start
+        stop.partial = result
+        raise
     result.seconds = time.perf_counter() - start
     return result
 
@@ -405,8 +451,24 @@ def format_timeline(example: Counterexample, indent: str = "    ") -> List[str]:
                 model_side = emitted(step.model_emitted)
                 line += f"  | model: {model_side} (table {step.model_table})"
         lines.append(line)
+        lines += output_lines(step.c_output, f"{indent}   ")
         if step.note:
             lines.append(f"{indent}   ^ {step.note}")
     if example.crash is not None:
         lines.append(f"{indent}C crashed: {example.crash.summary()}")
     return lines
+
+
+OUTPUT_LINES_SHOWN = 12  # of what the C printed during one step, in a timeline
+
+
+def output_lines(output: str, indent: str) -> List[str]:
+    """What the C printed during a step, as timeline lines (the first few)."""
+    lines = output.strip("\n").splitlines()
+    if not lines:
+        return []
+    shown = [f"{indent}C output: {lines[0]}"] + [f"{indent}          {line}"
+                                                 for line in lines[1:OUTPUT_LINES_SHOWN]]
+    if len(lines) > OUTPUT_LINES_SHOWN:
+        shown.append(f"{indent}          [... {len(lines) - OUTPUT_LINES_SHOWN} more lines]")
+    return shown

@@ -1,7 +1,9 @@
 """Compile extracted throttle code with the shims into a sanitized driver.
 
 Builds are cached by the hash of everything that goes into them, outside the
-repository (see qthrottle.core.cache_dir).
+repository (harness/cache.py: verified on every use, published atomically). The
+driver is compiled knowing that hash and says it when it starts, so that a driver
+from another build is told apart before it runs any command (harness/driver.py).
 """
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from qthrottle.core import QthrottleError, cache_dir
+from qthrottle.core import QthrottleError, cache_error
 
+from . import cache
 from .extract import EVENT_PREFIX, Extraction
 
 SHIM_DIR = Path(__file__).parent / "shims"
@@ -48,6 +51,7 @@ class Build:
     extraction: Extraction
     events: Tuple[str, ...]
     cached: bool
+    build_id: str = ""  # the hash of its inputs, which the driver says when it starts
 
 
 def _compiler() -> str:
@@ -206,30 +210,31 @@ def _build(extraction: Extraction, schema_events: Sequence[str], compiler: str,
         digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
     for shim in sorted(SHIM_DIR.iterdir()):
         digest.update(shim.name.encode() + b"\0" + shim.read_bytes() + b"\0")
-    out_dir = cache_dir() / "builds" / digest.hexdigest()[:20]
-    binary = out_dir / output
-    if binary.exists():
-        return Build(binary, extraction, tuple(events), cached=True)
-
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="build-", dir=out_dir.parent))
-    try:
-        for name, text in files.items():
-            (work / name).write_text(text, encoding="utf-8")
+    inputs = digest.hexdigest()
+    entry = cache.entry_dir("builds", inputs)
+    problem = cache.check(entry, inputs, (output,))
+    if problem is None:
+        return Build(entry / output, extraction, tuple(events), cached=True, build_id=inputs)
+    if problem != cache.MISSING:
+        cache.discard(entry, problem)
+    with cache.staging("builds") as work:
+        try:
+            for name, text in files.items():
+                (work / name).write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise cache_error(work, error) from None
         sources = [str(work / UNIT_NAME), str(work / "qapi_event_enum.c"),
                    *(str(SHIM_DIR / s) for s in shim_sources)]
-        command = [compiler, *CFLAGS, *sanitize, f"-I{work}", f"-I{SHIM_DIR}", *cflags,
-                   *sources, "-o", str(work / output), *libs]
+        command = [compiler, *CFLAGS, *sanitize, f'-DQTHROTTLE_BUILD_ID="{inputs}"',
+                   f"-I{work}", f"-I{SHIM_DIR}", *cflags, *sources, "-o",
+                   str(work / output), *libs]
         result = subprocess.run(command, check=False, capture_output=True, text=True)
         if result.returncode != 0:
             raise BuildError(f"cannot compile the throttle code of {extraction.path}:\n"
                              + _explain_failure(result.stderr, extraction))
-        (work / "build.log").write_text(" ".join(command) + "\n" + result.stderr)
         try:
-            work.rename(out_dir)
-        except OSError:  # a concurrent build published it first
-            pass
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
-    return Build(binary, extraction, tuple(events), cached=False)
+            (work / "build.log").write_text(" ".join(command) + "\n" + result.stderr)
+        except OSError as error:
+            raise cache_error(work, error) from None
+        cache.publish(work, entry, inputs, (output,))
+    return Build(entry / output, extraction, tuple(events), cached=False, build_id=inputs)

@@ -16,7 +16,7 @@ from typing import Dict, Iterator, List, Optional, Set, Tuple
 import tree_sitter_c
 from tree_sitter import Language, Node, Parser
 
-from qthrottle.core import QthrottleError
+from qthrottle.core import QthrottleError, read_input
 
 _C = Language(tree_sitter_c.language())
 
@@ -281,7 +281,7 @@ def read_source(path: Path) -> bytes:
     if path.is_dir():
         raise ExtractionError(f"{path}: is a directory, not a monitor.c")
     try:
-        data = path.read_bytes()
+        data = read_input(path, "a monitor.c")
     except OSError as error:
         raise ExtractionError(f"{path}: cannot read: {error.strerror}") from None
     if not data.strip():

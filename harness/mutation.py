@@ -19,8 +19,6 @@ Not mutated, by design:
 """
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +27,10 @@ from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Set, Tup
 import tree_sitter_c
 from tree_sitter import Language, Node, Parser
 
-from qthrottle.core import cache_dir
 from qthrottle.model.members import member_kind
 from qthrottle.model.qapi_schema import Catalog, Member
 
+from .cache import store_file
 from .extract import (
     EVENT_PREFIX,
     Extraction,
@@ -98,14 +96,7 @@ class Mutant:
     def write(self, source: bytes) -> Path:
         """The mutant of @source as a monitor.c in the cache, at a path fixed by its
         content (so that its build is cached too), written atomically."""
-        mutated = self.apply(source)
-        path = cache_dir() / "mutants" / hashlib.sha256(mutated).hexdigest()[:20] / "monitor.c"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(f".{os.getpid()}.tmp")
-            partial.write_bytes(mutated)
-            partial.replace(path)
-        return path
+        return store_file("mutants", "monitor.c", self.apply(source))
 
     @property
     def edit(self) -> str:

@@ -1,4 +1,4 @@
-"""The invariants of DESIGN.md, each written once.
+"""The invariants of docs/invariants.md, each written once.
 
 Callback properties (1, 2, 3 and the decision form of 4) are formulas over
 the logic layer: plain values give a bool, z3 terms give a z3 formula. Trace
@@ -353,6 +353,35 @@ def unthrottled_immediate(trace: Trace, policy: Policy) -> list[str]:
     return violations
 
 
+# ------------------------------------------- the C against the reference model
+
+def mismatch_invariant(c: TraceStep, model: TraceStep, policy: Policy) -> Optional[int]:
+    """The invariant broken where one step of the C and of the reference model differ
+    (None if they agree), for the differences the checks of the C's trace alone let
+    through.
+
+    The emissions one side made and the other did not (or made at another time or in
+    another order) decide: a stop event's is invariant 4's, an unthrottled event's
+    6's, a throttled event's 5's, in that order. With the same emissions, a clock that
+    reached another deadline or a table of another size says that the C opens, times
+    or closes its windows otherwise than the reference: invariant 5, whose windows
+    they are (a window left open for good is also invariant 3's, which the C's own
+    trace shows: table_empties_when_quiet).
+    """
+    c_list, model_list = list(c.emitted), list(model.emitted)
+    if c_list == model_list:
+        return None if (c.after, c.table) == (model.after, model.table) else 5
+    differing = [e for e in c_list if c_list.count(e) != model_list.count(e)]
+    differing += [e for e in model_list if c_list.count(e) != model_list.count(e)]
+    if not differing:  # the same emissions in another order
+        differing = [a for a, b in zip(c_list, model_list) if a != b]
+    if any(is_stop_event(e.event, e.data) for e in differing):
+        return 4
+    if any(not policy.throttled(e.event) for e in differing):
+        return 6
+    return 5
+
+
 # ------------------------------------ 3, 4, 5, 6: the reference's transitions
 # The state and the transitions of the reference (model/throttle.py), stated as
 # the invariants they keep; the reference's contracts call these, and CrossHair
@@ -505,7 +534,12 @@ def reads_only_mandatory(members_read: Mapping[str, set[str]],
 # ------------------------------------------------------- 8: memory safety
 
 TOTALITY_CRASHES = frozenset({"missing-member", "wrong-member-type"})  # invariant 7
-HARNESS_FAILURES = frozenset({"timeout", "driver-died"})  # UNKNOWN, never a verdict
+# The harness's own failures (harness/protocol.py, harness/driver.py): UNKNOWN, never a
+# verdict. leak-check-failed: LeakSanitizer could not scan (ptrace refused, ...).
+HARNESS_FAILURES = frozenset({"timeout", "driver-died", "protocol-error", "leak-check-failed"})
+# What the driver finds alive once the throttle is quiet (empty table, no timer pending).
+LEAKS = {"reference-leak": "reference leak", "timer-leak": "timer leak",
+         "record-leak": "record leak", "memory-leak": "memory leak"}
 
 
 def crash_invariant(kind: str) -> Optional[int]:
@@ -521,9 +555,10 @@ class _RunOrStep(_HasFindings, Protocol):
 
 
 def no_memory_error(result: _RunOrStep) -> list[str]:
-    """Invariant 8: no sanitizer report or shim-detected misuse, no leaked reference."""
-    violations = [f"reference leak: {f.detail}" for f in result.findings
-                  if f.kind == "reference-leak"]
+    """Invariant 8: no sanitizer report or shim-detected misuse; once the throttle is
+    quiet, no QObject still referenced, no timer or record not freed, no memory that
+    nothing points to (LeakSanitizer)."""
+    violations = [f"{LEAKS[f.kind]}: {f.detail}" for f in result.findings if f.kind in LEAKS]
     crash = result.crash
     if crash is not None and crash_invariant(crash.kind) == 8:
         headline = next((line.strip() for line in crash.report.splitlines()

@@ -2,9 +2,8 @@
 
 Each bug subclasses the real model (model/throttle.py's ThrottleModel) and
 overrides one method (bugs.py); it names the invariant it breaks and the
-contracts that must find a counterexample (CrossHair qualnames: a
-ThrottleModel method, or a key-law entry point of model/bounded.py's Checks run
-with the broken model). ``qthrottle selfcheck`` fails unless CrossHair catches
+contracts that must find a counterexample (CrossHair qualnames of
+ThrottleModel methods). ``qthrottle selfcheck`` fails unless CrossHair catches
 every one.
 """
 from __future__ import annotations
@@ -24,12 +23,6 @@ class SeededBug:
 
 
 SEEDED = (
-    SeededBug("stop-never-equal", 1,
-              "the key equality is FALSE whenever the stored key is a stop event (the "
-              "rejected Feb 2026 fix)", ("StopNeverEqualChecks.key_reflexive",)),
-    SeededBug("hash-reads-non-key-member", 2,
-              "the key hash also reads VSERPORT_CHANGE's 'open', which the equality ignores",
-              ("HashReadsNonKeyMemberChecks.key_hash_consistent",)),
     SeededBug("key-ignores-member", 5,
               "the key function ignores the key member (one window per event name), so the "
               "model no longer finds its policy's windows", ("WindowPerEvent._queue",)),

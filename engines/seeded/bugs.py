@@ -2,30 +2,15 @@
 
 CrossHair finds a method by qualname only in its class's own __dict__, so a bug
 whose broken method is not the one whose contract catches it binds that method
-again (``_queue = ThrottleModel._queue``); the Checks subclasses do the same for
-the key-law entry points.
+again (``_queue = ThrottleModel._queue``).
 """
 # mypy does not map qthrottle.model to model/ (the package-dir mapping), so it
 # sees the base classes as Any: hence the ignores on the class lines.
 
 from __future__ import annotations
 
-from qthrottle.model.bounded import Checks
-from qthrottle.model.ghash import Record
-from qthrottle.model.invariants import is_stop_event
 from qthrottle.model.throttle import Key, ThrottleModel, Window
 from qthrottle.model.timeline import Emission, EventData, Queue
-
-
-class StopNeverEqual(ThrottleModel):
-    def key_equal(self, stored: Record, lookup: Record) -> bool:
-        equal: bool = not is_stop_event(*stored) and super().key_equal(stored, lookup)
-        return equal
-
-
-class HashReadsNonKeyMember(ThrottleModel):
-    def key_hash(self, record: Record) -> int:
-        return hash((super().key_hash(record), (record[1] or {}).get("open")))
 
 
 class WindowPerEvent(ThrottleModel):
@@ -60,15 +45,4 @@ class IdleWindowStaysOpen(ThrottleModel):
         return emitted
 
 
-MODELS = (StopNeverEqual, HashReadsNonKeyMember, WindowPerEvent, StopThrottled,
-          ExpiryForgetsPending, IdleWindowStaysOpen)
-
-
-class StopNeverEqualChecks(Checks):
-    model = StopNeverEqual
-    key_reflexive = Checks.key_reflexive
-
-
-class HashReadsNonKeyMemberChecks(Checks):
-    model = HashReadsNonKeyMember
-    key_hash_consistent = Checks.key_hash_consistent
+MODELS = (WindowPerEvent, StopThrottled, ExpiryForgetsPending, IdleWindowStaysOpen)

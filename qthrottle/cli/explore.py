@@ -11,8 +11,10 @@ from qthrottle.cli.options import (
     add_html,
     add_target,
     check_writable,
+    directory_problem,
     seed_of,
 )
+from qthrottle.core import warn
 from qthrottle.engines.bounds import PROFILES
 from qthrottle.model.invariants import INVARIANTS
 from qthrottle.review.explore import DEFAULT_OUTPUT, explore
@@ -21,8 +23,13 @@ from qthrottle.review.explore import DEFAULT_OUTPUT, explore
 def cmd_explore(args: argparse.Namespace) -> int:
     wanted = frozenset([args.invariant] if args.invariant else INVARIANTS)
     check_writable("--html", args.html)
+    # Said at once; the run goes on, since its findings are printed (exit 2 at the end).
+    unwritable = directory_problem(args.output)
+    if unwritable:
+        warn(f"--output {args.output}: {unwritable}: no reproducer will be written")
     return explore(args.target, args.qapi_dir, wanted, PROFILES[args.profile], seed_of(args),
-                   args.timeout_ms, Path(args.output), Path(args.html) if args.html else None)
+                   args.timeout_ms, Path(args.output), Path(args.html) if args.html else None,
+                   unwritable)
 
 
 def add_command(sub: argparse._SubParsersAction[Any]) -> None:

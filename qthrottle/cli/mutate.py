@@ -17,13 +17,14 @@ from qthrottle.cli.options import (
     positive,
     target_from,
 )
-from qthrottle.core import QthrottleError
+from qthrottle.core import Interrupted, QthrottleError
 from qthrottle.engines.bounds import PROFILES
 from qthrottle.harness.mutation import MUTATED_ROLES, OPERATORS
 from qthrottle.proofs.report import bounds
 from qthrottle.review.mutate import DEFAULT_SEED, run
 from qthrottle.review.mutation_report import (
     DEFAULT_MIN_SCORE,
+    MutationReport,
     Outcome,
     exit_code,
     format_report,
@@ -48,8 +49,14 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             print(f"\r  {done}/{total} mutants analysed", end="", file=sys.stderr, flush=True)
 
-    report = run(target, profile, args.seed, args.timeout_ms, args.jobs, args.operator,
-                 not args.no_replay, progress)
+    try:
+        report = run(target, profile, args.seed, args.timeout_ms, args.jobs, args.operator,
+                     progress)
+    except Interrupted as stop:  # the mutants analysed so far, before the exit
+        if isinstance(stop.partial, MutationReport):
+            print(f"\ninterrupted: {len(stop.partial.outcomes)} mutant(s) analysed so far")
+            print("\n".join(format_report(stop.partial, args.min_score)), flush=True)
+        raise
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print()
@@ -70,9 +77,11 @@ def add_command(sub: argparse._SubParsersAction[Any]) -> None:
         "mutate", help="mutation analysis: seed faults in the throttle, count those the "
         "engines catch",
         description=f"TARGET is {TARGET_HELP}. Each mutant of the throttle functions and the "
-        "rate table goes through the z3 proofs, then the stateful engine; equivalent and "
-        "stillborn mutants are listed apart. Exit: 0 score >= --min-score, 1 below, "
-        "2 input or tool error, 3 below only because some mutants ended UNKNOWN.")
+        "rate table goes through the z3 proofs (a kill counts once the mutant's C confirms "
+        "it), then the stateful engine; equivalent and stillborn mutants, and z3 kills the C "
+        "does not confirm, are listed apart. Exit: 0 score >= --min-score, 1 below, "
+        "2 input or tool error, 3 below only because some mutants ended unknown or "
+        "unconfirmed.")
     add_target(command)
     add_engine_options(command, DEFAULT_SEED)
     command.add_argument("--jobs", type=positive(int, "whole number"),
@@ -83,8 +92,5 @@ def add_command(sub: argparse._SubParsersAction[Any]) -> None:
     command.add_argument("--operator", action="append", metavar="NAME",
                          help="only this mutation operator (repeatable), e.g. "
                          "'change a rate'")
-    command.add_argument("--no-replay", action="store_true",
-                         help="do not build the mutants z3 kills to replay their "
-                         "counterexamples in C; compile-check them only (faster)")
     command.add_argument("--json", metavar="FILE", help="write the full result as JSON")
     command.set_defaults(func=cmd_mutate)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -28,13 +30,18 @@ def number(kind: Callable[[str], Any], minimum: Optional[float] = None,
         if value != value or (above is not None and value <= above) or (
                 minimum is not None and value < minimum) or (
                 maximum is not None and value > maximum):
-            bounds = [f"above {above:g}" if above is not None else "",
-                      f"at least {minimum:g}" if minimum is not None else "",
-                      f"at most {maximum:g}" if maximum is not None else ""]
+            bounds = [f"above {_shown(above)}" if above is not None else "",
+                      f"at least {_shown(minimum)}" if minimum is not None else "",
+                      f"at most {_shown(maximum)}" if maximum is not None else ""]
             raise argparse.ArgumentTypeError(
                 f"must be a {what} {' and '.join(b for b in bounds if b)}")
         return value
     return parse
+
+
+def _shown(bound: float) -> str:
+    """A bound as people write it: 4294967295, not 4.29497e+09."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 def positive(kind: Callable[[str], Any], what: str = "number") -> Callable[[str], Any]:
@@ -96,12 +103,41 @@ def add_html(command: argparse.ArgumentParser) -> None:
 
 
 def check_writable(option: str, name: Optional[str]) -> None:
-    """A report file that cannot be written fails before the long run, not after it."""
+    """A report file that cannot be written fails before the long run, not after it.
+
+    An existing file is opened for appending and closed (nothing changes); a new one is
+    created and removed again: only writing tells whether /proc/x, a read-only file
+    system or a full directory takes it.
+    """
     if name is None:
         return
     path = Path(name)
-    parent = path.resolve().parent
-    if not parent.is_dir():
-        raise QthrottleError(f"{option} {name}: no such directory {parent}")
     if path.is_dir():
         raise QthrottleError(f"{option} {name}: is a directory")
+    exists = path.exists()
+    # O_NONBLOCK: a FIFO nobody reads fails (ENXIO) instead of blocking.
+    flags = os.O_WRONLY | os.O_NONBLOCK | (os.O_APPEND if exists else os.O_CREAT | os.O_EXCL)
+    try:
+        os.close(os.open(path, flags, 0o644))
+        if not exists:
+            path.unlink()
+    except OSError as error:
+        raise QthrottleError(f"{option} {name}: cannot be written: "
+                             f"{error.strerror or error}") from None
+
+
+def directory_problem(name: str) -> Optional[str]:
+    """Why the directory @name cannot take new files (None if it can), found without
+    leaving anything behind: it, or the nearest directory above it, is written to."""
+    path = Path(name).absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        return f"{existing} cannot be written: {error.strerror or error}"
+    return None

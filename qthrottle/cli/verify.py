@@ -18,17 +18,24 @@ from qthrottle.cli.options import (
     target_from,
 )
 from qthrottle.cli.terminal import Painter, Phases
-from qthrottle.core import QthrottleError
+from qthrottle.core import Interrupted, QthrottleError
 from qthrottle.engines.bounds import PROFILES
 from qthrottle.engines.selfcheck import DEFAULT_TIMEOUT_S as SELFCHECK_TIMEOUT_S
 from qthrottle.engines.selfcheck import SelfcheckReport, run_selfcheck
-from qthrottle.engines.stateful import verify_target
+from qthrottle.engines.stateful import SearchResult, verify_target
 from qthrottle.harness.target import bundled_cases
 from qthrottle.proofs.engine import prove_target
 from qthrottle.proofs.report import bounds
 from qthrottle.review.explain import explain_lines
 from qthrottle.review.lint import lint_extraction
-from qthrottle.review.reports import VerifyReport, target_lines, target_result, to_json, to_junit
+from qthrottle.review.reports import (
+    VerifyReport,
+    interrupted_lines,
+    target_lines,
+    target_result,
+    to_json,
+    to_junit,
+)
 
 
 def _write_reports(args: argparse.Namespace, report: VerifyReport) -> None:
@@ -63,10 +70,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for index, target in enumerate(targets, 1):
         print(f"\n== {target.name} ({target.monitor_c})", flush=True)
         step = f"[{index}/{len(targets)}] {target.name}"
-        with phases.phase(f"{step}: stateful search, {profile.describe()}"):
-            search = verify_target(target, profile, seed_value)
-        with phases.phase(f"{step}: z3 proofs"):
-            proofs = prove_target(target, args.timeout_ms)
+        search: Optional[SearchResult] = None
+        try:
+            with phases.phase(f"{step}: stateful search, {profile.describe()}"):
+                search = verify_target(target, profile, seed_value)
+            with phases.phase(f"{step}: z3 proofs"):
+                proofs = prove_target(target, args.timeout_ms)
+        except Interrupted as stop:  # what this target had found, before the exit
+            found = search or stop.partial
+            if isinstance(found, SearchResult):
+                print("\n".join(paint(line) for line in interrupted_lines(found)), flush=True)
+            raise
         lint = lint_extraction(target.extract(), target.catalog())
         # Either engine's counterexample breaks an invariant; either's UNKNOWN is no pass.
         result = target_result(report, target, search, proofs, lint)

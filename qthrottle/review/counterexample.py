@@ -204,8 +204,10 @@ def replay_verdict(replayed: Replay) -> str:
 
 
 def render(counterexample: Counterexample, replayed: Replay,
-           reproducer: Optional[Path] = None) -> List[str]:
-    """The whole counterexample for people: engine, table, sanitizer report, QMP, pytest."""
+           reproducer: Optional[Path] = None,
+           no_reproducer: str = "none (the replay does not break the invariant)") -> List[str]:
+    """The whole counterexample for people: engine, table, sanitizer report, QMP, pytest
+    (@reproducer: where it is written; else @no_reproducer says why there is none)."""
     lines = [f"  {headline(counterexample)}"]
     lines += [f"    {line}" for line in counterexample.evidence]
     lines.append("    replayed against the sanitized C and the reference model "
@@ -223,7 +225,7 @@ def render(counterexample: Counterexample, replayed: Replay,
         lines.append(f"    reproducer: {reproducer} (run: pytest {reproducer}; "
                      "QTHROTTLE_TARGET=... replays it on another target)")
     else:
-        lines.append("    reproducer: none (the replay does not break the invariant)")
+        lines.append(f"    reproducer: {no_reproducer}")
     return lines
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, FrozenSet, List, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from qthrottle.core import EXIT_FALSIFIED, EXIT_HOLDS, EXIT_UNKNOWN, QthrottleError
 from qthrottle.engines.bounds import Profile
@@ -32,6 +32,7 @@ from qthrottle.review.counterexample import (
     render,
     replay,
     replay_verdict,
+    reproducer_name,
     sanitizer_text,
     write_reproducer,
 )
@@ -129,6 +130,13 @@ def _replay_spec(spec: str, target: Target) -> str:
     return spec if target.expected_broken is not None else str(Path(spec).resolve())
 
 
+def _reproducers(output: Path, target: Target, exploration: Exploration) -> Dict[int, Path]:
+    """Where the reproducer of each counterexample the C confirms goes."""
+    return {number: output / reproducer_name(target.name, number)
+            for number, (_, replayed) in sorted(exploration.found.items())
+            if replayed.confirmed}
+
+
 def _write(output: Path, spec: str, qapi_dir: Optional[str], target: Target,
            exploration: Exploration, seed_value: int) -> Dict[int, Path]:
     """A reproducer per counterexample the C confirms."""
@@ -140,7 +148,8 @@ def _write(output: Path, spec: str, qapi_dir: Optional[str], target: Target,
 
 
 def _section(number: int, example: Counterexample, replayed: Replay, policy: Policy,
-             target: Target, spec: str, reproducer: Optional[Path]) -> Section:
+             target: Target, spec: str, reproducer: Optional[Path],
+             no_reproducer: str) -> Section:
     """One counterexample: its timeline, the sanitizer report, the replay, the pytest."""
     blocks = []
     if replayed.crash is not None:
@@ -153,7 +162,7 @@ def _section(number: int, example: Counterexample, replayed: Replay, policy: Pol
         blocks.append(Block(f"pytest reproducer: {reproducer} (run: pytest {reproducer})",
                             reproducer.read_text()))
     else:
-        blocks.append(Block("pytest reproducer", "none (the replay does not break the invariant)"))
+        blocks.append(Block("pytest reproducer", no_reproducer))
     return Section(f"invariant-{number}", f"Invariant {number}: {INVARIANTS[number]}",
                    headline(example)[0].upper() + headline(example)[1:],
                    (*example.evidence, "replayed against the sanitized C and the reference "
@@ -165,7 +174,8 @@ def _page(target: Target, spec: str, policy: Policy, exploration: Exploration,
           written: Dict[int, Path], facts: Tuple[str, ...], verdict: str) -> Page:
     rows = tuple((f"{n} {name}", exploration.status.get(n, "-  (not explored)"))
                  for n, name in INVARIANTS.items())
-    sections = tuple(_section(n, example, replayed, policy, target, spec, written.get(n))
+    sections = tuple(_section(n, example, replayed, policy, target, spec, written.get(n),
+                              no_reproducer(replayed))
                      for n, (example, replayed) in sorted(exploration.found.items()))
     return Page(f"qthrottle explore {target.name}", facts, (("invariant", "status"), *rows),
                 sections, verdict)
@@ -178,10 +188,14 @@ VERDICTS = {EXIT_HOLDS: "nothing falsified, nothing unknown",
 
 def explore(spec: str, qapi_dir: Optional[str], wanted: FrozenSet[int], profile: Profile,
             seed_value: int, timeout_ms: int, output: Path,
-            html_file: Optional[Path] = None) -> int:
+            html_file: Optional[Path] = None, unwritable: Optional[str] = None) -> int:
     """Explore @wanted on the target @spec, printing as it goes; the exit code.
 
-    @html_file: also write the counterexamples there, as one HTML page of timelines."""
+    The findings are printed before the reproducers are written to @output, so that a
+    write that fails loses none of them; @unwritable says why @output cannot be written
+    (found before the run): then nothing is written and the exit code is 2.
+    @html_file: also write the counterexamples there, as one HTML page of timelines.
+    """
     target = resolve(spec, Path(qapi_dir) if qapi_dir else None)
     print(f"qthrottle explore: seed {seed_value}; invariant(s) "
           f"{', '.join(map(str, sorted(wanted)))}")
@@ -194,10 +208,13 @@ def explore(spec: str, qapi_dir: Optional[str], wanted: FrozenSet[int], profile:
             _prove(target, subject, exploration, timeout_ms)
         _search(subject, exploration, profile, seed_value)
         policy = subject.policy
-    try:
-        written = _write(output, spec, qapi_dir, target, exploration, seed_value)
-    except OSError as error:
-        raise QthrottleError(f"cannot write the reproducers to {output}: {error}") from None
+    planned = {} if unwritable else _reproducers(output, target, exploration)
+
+    def no_reproducer(replayed: Replay) -> str:
+        """Why a counterexample has no reproducer."""
+        if unwritable and replayed.confirmed:
+            return f"not written (--output {output}: {unwritable})"
+        return "none (the replay does not break the invariant)"
     print()
     for number, name in INVARIANTS.items():
         print(f"  {number}  {name:<62} {exploration.status.get(number, '-  (not explored)')}")
@@ -205,10 +222,17 @@ def explore(spec: str, qapi_dir: Optional[str], wanted: FrozenSet[int], profile:
         print(f"  UNKNOWN: {reason}")
     for number, (example, replayed) in sorted(exploration.found.items()):
         print()
-        print("\n".join(render(example, replayed, written.get(number))))
-    print(f"\n(seed {seed_value}: rerun with --seed {seed_value} to reproduce)")
+        print("\n".join(render(example, replayed, planned.get(number),
+                                no_reproducer=no_reproducer(replayed))))
+    print(f"\n(seed {seed_value}: rerun with --seed {seed_value} to reproduce)", flush=True)
     code = EXIT_FALSIFIED if exploration.falsified else \
         EXIT_UNKNOWN if exploration.unknown else EXIT_HOLDS
+    written: Dict[int, Path] = {}
+    if not unwritable:
+        try:
+            written = _write(output, spec, qapi_dir, target, exploration, seed_value)
+        except OSError as error:
+            unwritable = f"cannot write the reproducers to {output}: {error}"
     if html_file is not None:
         facts = (f"target: {target.name} ({target.monitor_c})",
                  f"seed {seed_value}: rerun with --seed {seed_value} to reproduce",
@@ -217,8 +241,11 @@ def explore(spec: str, qapi_dir: Optional[str], wanted: FrozenSet[int], profile:
                  *(f"UNKNOWN: {reason}" for reason in exploration.unknown))
         try:
             html.write(html_file, _page(target, spec, policy, exploration, written, facts,
-                                        f"exit {code}: {VERDICTS[code]}"))
+                                        f"exit {code}: {VERDICTS[code]}", no_reproducer))
         except OSError as error:
             raise QthrottleError(f"cannot write --html {html_file}: {error}") from None
         print(f"HTML timeline: {html_file}")
+    if unwritable:
+        raise QthrottleError(unwritable if unwritable.startswith("cannot write") else
+                             f"--output {output}: {unwritable}: no reproducer written")
     return code

@@ -10,13 +10,14 @@ rate table) goes through, in order, stopping at the first verdict:
    the original on every valid event the code can meet. A hash that differs but
    still agrees with the equality counts too: GLib's table then finds the same
    keys. *Equivalent* mutants are listed apart, not counted;
-3. the z3 proofs on the mutant: the first FALSIFIED invariant *kills* it. Its
-   counterexample is replayed in the mutant's C (--no-replay: the mutant is only
-   compile-checked, not built);
+3. the z3 proofs on the mutant: the first FALSIFIED invariant *kills* it once its
+   counterexample, replayed in the mutant's sanitized C, breaks the invariant there
+   too. A counterexample the C does not confirm kills nothing: the mutant goes on to
+   the stateful engine, and if that finds nothing either it is *unconfirmed*, listed
+   apart and counted as not killed;
 4. the build, then the stateful engine: the first invariant it breaks (fixed seed);
 5. otherwise the mutant *survives*, with a reason: a differential run against the
-   original C says whether any behaviour changed, and known blind spots of the
-   harness (leak detection off) are named. A mutant that only a timed-out or
+   original C says whether any behaviour changed. A mutant that only a timed-out or
    untranslatable proof could still kill is *unknown*, never killed.
 
 The oracle stays fixed, as a test suite does while the program is mutated: every
@@ -28,18 +29,24 @@ input error.
 
 Score: killed / (mutants - equivalent - stillborn). Exit 0 when it reaches
 --min-score, 1 below, 2 input or tool error, 3 when it is below only because
-some mutants ended UNKNOWN (it would reach it were they killed).
+some mutants ended unknown or unconfirmed (it would reach it were they killed).
+
+The workers die with the command (harness/lifetime.py), and a signal stops them at
+once: the mutants analysed so far are printed first.
 """
 from __future__ import annotations
 
 import multiprocessing
+import os
 import re
+import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
+from qthrottle.core import Interrupted
 from qthrottle.engines import generate
 from qthrottle.engines.bounds import Profile
 from qthrottle.engines.divergence import Comparison
@@ -48,6 +55,7 @@ from qthrottle.engines.stateful import SearchResult, Subject, search
 from qthrottle.harness.build import Build, BuildError, build, compile_error
 from qthrottle.harness.driver import Driver, HarnessFailure, StepResult
 from qthrottle.harness.extract import LOOKUPS_AND_EMIT, ExtractionError, extract
+from qthrottle.harness.lifetime import die_with_parent
 from qthrottle.harness.mutation import Mutant, Point, mutants
 from qthrottle.harness.policy_scan import policy_from_extraction
 from qthrottle.harness.target import Target
@@ -59,21 +67,13 @@ from qthrottle.review.mutation_report import (
     KILLED,
     STILLBORN,
     SURVIVED,
+    UNCONFIRMED,
     UNKNOWN_VERDICT,
     MutationReport,
     Outcome,
 )
 
 DEFAULT_SEED = 20261125
-
-# Survivors whose dropped call only frees memory: blind spots of the harness, by design.
-LEAK_BLIND_SPOTS = {
-    "g_free": "the record is never freed: a memory leak, and the harness runs ASan with "
-              "leak detection off (detect_leaks=0) and counts QObject references only",
-    "timer_free": "the timer is never freed: a memory leak, and the harness's virtual "
-                  "clock keeps every timer allocated (to report misuse), so nothing sees it",
-}
-
 
 # --------------------------------------------------------------- the worker
 
@@ -87,7 +87,6 @@ class Job:
     seed: int
     timeout_ms: int
     mutant: Optional[Mutant]  # None: check the original itself
-    replay: bool = True  # build a z3-killed mutant and replay its counterexample in C
 
 
 class _Original:
@@ -159,6 +158,7 @@ def _analyse(job: Job, mutant: Mutant) -> Outcome:
     translated = _translated(mutant, original, extraction, job.timeout_ms)
     notes: List[str] = []  # why z3 said nothing about the mutant, if it did not
     undecided: List[str] = []  # proofs that ended UNKNOWN
+    falsified: Optional[ProofResult] = None
     if translated:
         same, note = equivalent(original.extraction, extraction, original.catalog,
                                 mutant.role, job.timeout_ms,
@@ -172,30 +172,30 @@ def _analyse(job: Job, mutant: Mutant) -> Outcome:
         undecided = [f"proof of invariant {r.invariant} ({r.law}) UNKNOWN: {r.reason}"
                      for r in report.results if r.status == UNKNOWN]
         falsified = next((r for r in report.results if r.status == FALSIFIED), None)
-        if falsified is not None:
-            detail = f"{falsified.law}: {falsified.reason}"
-            if not job.replay:
-                return stillborn() or Outcome(mutant, KILLED, "z3", falsified.invariant,
-                                              detail=detail)
-            try:
-                build(extraction, original.events)
-            except BuildError as failure:
-                return Outcome(mutant, STILLBORN, reason=_stillborn(failure, path))
-            detail += _replayed(falsified, extraction, original)
-            return Outcome(mutant, KILLED, "z3", falsified.invariant, detail=detail)
     try:
         built = build(extraction, original.events)
     except BuildError as failure:
         return Outcome(mutant, STILLBORN, reason=_stillborn(failure, path))
+    unconfirmed = ""  # z3's counterexample, if the mutant's C did not break it
+    if falsified is not None:
+        detail = f"{falsified.law}: {falsified.reason}"
+        confirmed, replayed = _replayed(falsified, extraction, original)
+        if confirmed:
+            return Outcome(mutant, KILLED, "z3", falsified.invariant,
+                           detail=f"{detail}; replayed in C: confirmed")
+        unconfirmed = f"z3 falsifies invariant {falsified.invariant} ({detail}), {replayed}"
     found = original.search(built.binary, job.profile, job.seed)
     if found.unknown:
         return Outcome(mutant, UNKNOWN_VERDICT, reason="; ".join([found.unknown, *undecided]))
     for number, example in found.falsified.items():
         return Outcome(mutant, KILLED, "stateful", number, detail=example.message,
                        operations=[op.describe() for op in example.operations])
+    nothing = f"the stateful engine found nothing ({job.profile.describe()})"
+    if unconfirmed:
+        return Outcome(mutant, UNCONFIRMED, "z3", falsified.invariant if falsified else None,
+                       reason=f"{unconfirmed}; {nothing}")
     if undecided:
-        return Outcome(mutant, UNKNOWN_VERDICT, reason="; ".join(
-            undecided + [f"the stateful engine found nothing ({job.profile.describe()})"]))
+        return Outcome(mutant, UNKNOWN_VERDICT, reason="; ".join(undecided + [nothing]))
     difference = observed_difference(original, built.binary, job.profile, job.seed)
     return Outcome(mutant, SURVIVED, reason=_survival_reason(mutant, translated, difference,
                                                              job.profile, notes))
@@ -224,27 +224,27 @@ def _translated(mutant: Mutant, original: _Original, mutated: Any, timeout_ms: i
     return mutant.role == "queue" and mutant.span in original.queue_translated()
 
 
-def _replayed(result: ProofResult, extraction: Any, original: _Original) -> str:
-    """The z3 counterexample run through the mutant's sanitized C, as a note."""
+def _replayed(result: ProofResult, extraction: Any, original: _Original) -> Tuple[bool, str]:
+    """Does the mutant's sanitized C break the invariant on z3's counterexample? And what
+    the replay said, when it did not."""
     replay_counterexamples(ProofReport(result.law, 0, [result], 0.0), extraction,
                            original.catalog)
+    if result.confirmed:
+        return True, ""
     if result.confirmed is None:
-        return ""
-    return ("; replayed in C: confirmed" if result.confirmed
-            else "; replayed in C: the C did not do what z3 predicts")
+        said = result.replay[0] if result.replay else "no concrete events to replay"
+        return False, f"not replayed in C ({said})"
+    return False, "but the C, replaying its counterexample, does not break it"
 
 
 def _survival_reason(mutant: Mutant, translated: bool, difference: Optional[str],
                      profile: Profile, notes: Sequence[str]) -> str:
-    parts = []
     if difference is not None:
-        parts.append(f"the C behaves differently from the original ({difference}) but "
-                     "breaks no invariant the engines check")
+        parts = [f"the C behaves differently from the original ({difference}) but breaks "
+                 "no invariant the engines check"]
     else:
-        blind = [LEAK_BLIND_SPOTS[c] for c in sorted(mutant.calls) if c in LEAK_BLIND_SPOTS]
-        parts += blind or ["no reason established"]
-        parts.append(f"no difference from the original C in {profile.runs} random timelines "
-                     f"of up to {profile.steps} steps")
+        parts = [f"no difference from the original C in {profile.runs} random timelines of "
+                 f"up to {profile.steps} steps"]
     if mutant.role == "queue" and not translated:
         parts.append("the edit is after the queue's decision, outside what the proofs translate")
     return "; ".join([*parts, *notes])
@@ -265,7 +265,8 @@ def observed_difference(original: _Original, mutated: Path, profile: Profile,
                         seed_value: int) -> Optional[str]:
     """The first step of a generated timeline where the two C builds differ, if any."""
     events = events_under_test(original.catalog, list(original.policy.rates))
-    timelines = generate.timelines(events, original.policy.rates.values(), profile.steps)
+    timelines = generate.timelines(list(events.focus), original.policy.rates.values(),
+                                   profile.steps, focus=events.unthrottled)
     with Driver(original.build().binary) as reference, Driver(mutated) as driver:
         comparison = Comparison(reference, driver, _observable)
         try:
@@ -303,13 +304,20 @@ def check_original(job: Job) -> Optional[str]:
 
 # ------------------------------------------------------------------ driver
 
+def _worker_starts(parent: int) -> None:
+    """A worker dies with the command, and leaves SIGINT to it (a terminal's Ctrl-C
+    reaches every process of its group): the command stops the workers itself."""
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def run(target: Target, profile: Profile, seed_value: int, timeout_ms: int, jobs: int,
-        operators: Optional[Sequence[str]] = None, replay: bool = True,
+        operators: Optional[Sequence[str]] = None,
         progress: Callable[[Outcome, int, int], None] = lambda *_: None) -> MutationReport:
     """Generate the mutants of @target and analyse them on @jobs processes.
 
-    replay=False: a mutant z3 kills is compile-checked instead of built, and its
-    counterexample is not replayed in C (faster: most of a mutant's cost is its build).
+    On SIGINT or SIGTERM (core.Interrupted) the workers are killed at once and the
+    interruption carries the report of the mutants analysed so far (``partial``).
     """
     start = time.perf_counter()
     target.catalog()  # no schema is an input error, said now
@@ -321,24 +329,38 @@ def run(target: Target, profile: Profile, seed_value: int, timeout_ms: int, jobs
     every = mutants(reference.extraction, reference.catalog)
     chosen = [m for m in every if operators is None or m.operator in operators]
     context = multiprocessing.get_context("spawn")  # z3 and hypothesis state stay per process
-    with ProcessPoolExecutor(max(1, jobs), mp_context=context) as pool:
+
+    def report(outcomes: List[Outcome]) -> MutationReport:
+        return MutationReport(target.name, target.monitor_c, profile, seed_value, timeout_ms,
+                              jobs, outcomes, time.perf_counter() - start)
+
+    pool = ProcessPoolExecutor(max(1, jobs), mp_context=context, initializer=_worker_starts,
+                               initargs=(os.getpid(),))
+    futures: List[Future[Outcome]] = []
+    finished: List[Future[Outcome]] = []
+    try:
         baseline = pool.submit(check_original, original)
-        futures: List[Future[Outcome]] = [
+        futures = [
             pool.submit(analyse, Job(original.original, original.qapi_dir, profile, seed_value,
-                                     timeout_ms, m, replay)) for m in chosen]
+                                     timeout_ms, m)) for m in chosen]
         pending: Set[Future[Any]] = {baseline, *futures}
-        done_count = 0
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             problem = baseline.result() if baseline in done else None
             if problem is not None:
-                for future in pending:
-                    future.cancel()
                 raise ExtractionError(f"{target.name}: mutation analysis needs a target that "
                                       f"holds, but {problem} (see qthrottle verify)")
             for future in done - {baseline}:
-                done_count += 1
-                progress(future.result(), done_count, len(futures))
-        outcomes = [future.result() for future in futures]
-    return MutationReport(target.name, target.monitor_c, profile, seed_value, timeout_ms,
-                          jobs, outcomes, time.perf_counter() - start)
+                finished.append(future)
+                progress(future.result(), len(finished), len(futures))
+    except BaseException as stop:
+        # Interrupted, or an error: the workers stop now, not after their mutants.
+        for child in multiprocessing.active_children():
+            child.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
+        if isinstance(stop, Interrupted):
+            finished.sort(key=futures.index)
+            stop.partial = report([future.result() for future in finished])
+        raise
+    pool.shutdown()
+    return report([future.result() for future in futures])

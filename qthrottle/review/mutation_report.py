@@ -11,8 +11,11 @@ from qthrottle.engines.bounds import Profile
 from qthrottle.harness.mutation import Mutant
 
 DEFAULT_MIN_SCORE = 95.0
-KILLED, EQUIVALENT, SURVIVED, STILLBORN, UNKNOWN_VERDICT = (
-    "killed", "equivalent", "survived", "stillborn", "unknown")
+KILLED, EQUIVALENT, SURVIVED, STILLBORN, UNKNOWN_VERDICT, UNCONFIRMED = (
+    "killed", "equivalent", "survived", "stillborn", "unknown", "unconfirmed")
+# Neither killed nor survived: an engine could not decide (UNKNOWN), or z3 falsified an
+# invariant that the mutant's C, replaying z3's counterexample, does not break.
+UNDECIDED = (UNKNOWN_VERDICT, UNCONFIRMED)
 
 
 @dataclass
@@ -20,10 +23,10 @@ class Outcome:
     """What the engines made of one mutant."""
 
     mutant: Mutant
-    verdict: str  # killed, equivalent, survived, stillborn, unknown
-    engine: str = ""  # killed: "z3" or "stateful"
-    invariant: Optional[int] = None  # killed: the (first) invariant broken
-    reason: str = ""  # equivalent, survived, stillborn, unknown: why
+    verdict: str  # killed, equivalent, survived, stillborn, unknown, unconfirmed
+    engine: str = ""  # killed: "z3" (its counterexample replayed in C) or "stateful"
+    invariant: Optional[int] = None  # killed, unconfirmed: the (first) invariant broken
+    reason: str = ""  # equivalent, survived, stillborn, unknown, unconfirmed: why
     detail: str = ""  # killed: the counterexample's message
     operations: List[str] = field(default_factory=list)  # stateful kill: its timeline
     seconds: float = 0.0
@@ -31,6 +34,8 @@ class Outcome:
     def describe(self) -> str:
         if self.verdict == KILLED:
             return f"killed by {self.engine} invariant {self.invariant}"
+        if self.verdict == UNCONFIRMED:
+            return f"unconfirmed z3 invariant {self.invariant}"
         return self.verdict
 
 
@@ -61,7 +66,7 @@ class MutationReport:
     def score_if_unknown_killed(self) -> Optional[float]:
         if not self.scored:
             return None
-        return 100.0 * (self.count(KILLED) + self.count(UNKNOWN_VERDICT)) / self.scored
+        return 100.0 * (self.count(KILLED) + sum(self.count(v) for v in UNDECIDED)) / self.scored
 
 
 def format_report(report: MutationReport, min_score: float) -> List[str]:
@@ -74,6 +79,8 @@ def format_report(report: MutationReport, min_score: float) -> List[str]:
     for verdict, title in ((EQUIVALENT, "equivalent (not counted)"),
                            (STILLBORN, "stillborn (not counted)"),
                            (UNKNOWN_VERDICT, "unknown (counted as not killed)"),
+                           (UNCONFIRMED, "z3 kills the C does not confirm (counted as not "
+                                         "killed)"),
                            (SURVIVED, "survivors")):
         chosen = [o for o in report.outcomes if o.verdict == verdict]
         if chosen:
@@ -95,7 +102,8 @@ def score_line(report: MutationReport, min_score: float) -> str:
     return (f"score: {report.count(KILLED)}/{report.scored} killed = {score:.1f}% of "
             f"non-equivalent mutants (minimum {min_score:g}%; {len(report.outcomes)} mutants, "
             f"{report.count(EQUIVALENT)} equivalent, {report.count(STILLBORN)} stillborn, "
-            f"{report.count(SURVIVED)} survived, {unknown} unknown)")
+            f"{report.count(SURVIVED)} survived, {unknown} unknown, "
+            f"{report.count(UNCONFIRMED)} unconfirmed)")
 
 
 def exit_code(report: MutationReport, min_score: float) -> int:
@@ -124,6 +132,6 @@ def to_json(report: MutationReport, min_score: float) -> Dict[str, Any]:
             "seconds": round(report.seconds, 1),
             "score": report.score, "min_score": min_score,
             "counts": {v: report.count(v) for v in (KILLED, EQUIVALENT, SURVIVED, STILLBORN,
-                                                    UNKNOWN_VERDICT)},
+                                                    UNKNOWN_VERDICT, UNCONFIRMED)},
             "exit": exit_code(report, min_score),
             "mutants": [outcome(o) for o in report.outcomes]}

@@ -1,17 +1,20 @@
 """Patches as qthrottle applies them: a unified diff split per file and per hunk, the files
 under monitor/ and qapi/ applied (`git apply` where the base is a git checkout, `patch -p1`
-otherwise) to a private copy of a tree, the others listed as not throttle code."""
+otherwise) to a private copy of a tree, the others listed as not throttle code. A patch
+that creates a symbolic link is refused: qthrottle reads the files of the tree, and a link
+could make it read (and quote) any file."""
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from qthrottle.core import QthrottleError
+from qthrottle.core import QthrottleError, read_input
 
 PATCHED_DIRS = ("monitor/", "qapi/")  # what qthrottle reads of a tree
 GIT_APPLY, PATCH = "git apply", "patch -p1"  # how a patch is applied
@@ -116,7 +119,10 @@ def is_patch(path: Path) -> bool:
     """A file holding a unified diff (not a monitor.c)."""
     if not path.is_file():
         return False
-    text = path.read_text(errors="replace")
+    try:
+        text = read_input(path, "a patch").decode("utf-8", "replace")
+    except (OSError, QthrottleError):
+        return False  # not readable as a patch: read as a target, which says why
     return bool(re.search(r"^\+\+\+ ", text, re.M) and re.search(r"^@@ -\d", text, re.M))
 
 
@@ -172,7 +178,7 @@ def copy_throttle_dirs(tree: Path, copy: Path) -> Path:
                          "monitor/monitor.c and qapi/), not to this")
     for directory in ("monitor", "qapi"):
         if (tree / directory).is_dir():
-            shutil.copytree(tree / directory, copy / directory)
+            shutil.copytree(tree / directory, copy / directory, ignore=_not_regular)
     return copy
 
 
@@ -207,6 +213,11 @@ def apply_sections(copy: Path, sections: Sequence[FilePatch], method: str, what:
                                  f"{failure(result.stdout + result.stderr)}")
     finally:
         patch_file.unlink()
+    # The copy holds no link of its own (copytree follows the tree's), so any is the patch's.
+    links = sorted(str(p.relative_to(copy)) for p in copy.rglob("*") if p.is_symlink())
+    if links:
+        raise PatchError(f"{what} creates the symbolic link(s) {', '.join(links)}: refused "
+                         "(qthrottle reads only the regular files of the tree)")
 
 
 def _program(name: str, package: str) -> str:
@@ -215,6 +226,18 @@ def _program(name: str, package: str) -> str:
         raise PatchError(f"the '{name}' program is needed to apply a patch "
                          f"(Debian package {package})")
     return found
+
+
+def _not_regular(directory: str, names: List[str]) -> List[str]:
+    """copytree's ignore: what is neither a directory nor a regular file (a device or a
+    FIFO a link leads to: reading it would never end), or a link that leads nowhere."""
+    def plain(name: str) -> bool:
+        try:
+            mode = os.stat(os.path.join(directory, name)).st_mode
+        except OSError:
+            return False
+        return stat.S_ISDIR(mode) or stat.S_ISREG(mode)
+    return [name for name in names if not plain(name)]
 
 
 def _patch_failure(output: str) -> str:

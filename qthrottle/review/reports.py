@@ -109,6 +109,7 @@ class TargetResult:
     invariants: List[InvariantResult]
     lint: List[LintWarning]
     searches: int  # stateful searches run (one more after each invariant found broken)
+    stateful_events: str  # the events the search queued (a bound)
     stateful_seconds: float
     stateful_unknown: Optional[str]  # why the stateful search could not finish
     proof_seconds: float
@@ -195,7 +196,8 @@ def target_result(report: VerifyReport, target: Target, search: SearchResult,
     result = TargetResult(
         name=target.name, monitor_c=str(target.monitor_c),
         qapi_dir=str(target.qapi_dir) if target.qapi_dir else None, invariants=invariants,
-        lint=lint, searches=search.searches, stateful_seconds=search.seconds,
+        lint=lint, searches=search.searches, stateful_events=search.events,
+        stateful_seconds=search.seconds,
         stateful_unknown=search.unknown, proof_seconds=proofs.seconds,
         proof_lines=summary(proofs) + details(proofs), must_break=must_break,
         may_also_break=may_also)
@@ -212,6 +214,19 @@ def counterexample_lines(example: Counterexample) -> List[str]:
     if example.crash is not None:
         lines.append("    sanitizer / shim report:")
         lines += ["      " + line for line in example.crash.report.strip().splitlines()[:12]]
+    return lines
+
+
+def interrupted_lines(search: SearchResult) -> List[str]:
+    """A target whose check was cut short by a signal: what the stateful engine had found."""
+    lines = [f"   interrupted: {search.searches} search(es) in {search.seconds:.1f} s; "
+             f"{search.events}"]
+    for number, example in sorted(search.falsified.items()):
+        lines.append(f"\n  invariant {number} FALSIFIED ({len(example.steps)} operation(s)): "
+                     f"{example.message}")
+        lines += counterexample_lines(example)
+    if not search.falsified:
+        lines.append("   nothing falsified before the interruption; the rest is UNKNOWN")
     return lines
 
 
@@ -251,7 +266,8 @@ def _z3_check(report: VerifyReport, proofs: ProofReport, number: int) -> EngineC
 
 def target_lines(result: TargetResult) -> List[str]:
     """What `qthrottle verify` prints for one target after its header."""
-    lines = [f"   {result.searches} search(es) in {result.stateful_seconds:.1f} s"]
+    lines = [f"   {result.searches} search(es) in {result.stateful_seconds:.1f} s; "
+             f"{result.stateful_events}"]
     for invariant in result.invariants:
         lines.append(f"  {invariant.number}  {invariant.name:<62} "
                      f"{invariant.check(STATEFUL).status}")
@@ -310,6 +326,7 @@ def _target_json(result: TargetResult) -> Dict[str, Any]:
         "monitor_c": result.monitor_c,
         "qapi_dir": result.qapi_dir,
         "stateful": {"searches": result.searches,
+                     "events": result.stateful_events,
                      "seconds": round(result.stateful_seconds, 3),
                      "unknown": result.stateful_unknown},
         "z3": {"seconds": round(result.proof_seconds, 3)},

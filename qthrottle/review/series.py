@@ -28,6 +28,7 @@ from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from qthrottle.core import read_input
 from qthrottle.review.patches import FilePatch, PatchError, is_patch, split_patch
 
 PATCH_SUFFIXES = (".patch", ".diff", ".eml", ".mbx", ".mbox")
@@ -162,7 +163,7 @@ def read_series(path: Path) -> Series:
 
 def _read_file(path: Path, name: str) -> List[Mail]:
     try:
-        data = path.read_bytes()
+        data = read_input(path, "a patch series")
     except OSError as error:
         raise SeriesError(f"{path}: cannot read it: {error.strerror}") from None
     if data.lstrip(b"\r\n").startswith(b"From "):
