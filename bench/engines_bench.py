@@ -69,10 +69,10 @@ from qthrottle.stateful import (
     Subject,
     Violation,
     make_machine,
-    open_subject,
     replay,
     search,
 )
+from qthrottle.target_policy import open_subject
 
 INF = float("inf")
 PROFILE = PROFILES["quick"]  # the profile `qthrottle verify` uses by default

@@ -5,7 +5,9 @@ repository (see harness.qemu_sources.cache_dir).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -26,7 +28,9 @@ PKG_CONFIG_PACKAGES = ("glib-2.0", "json-glib-1.0")
 SANITIZE = ("-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
             "-fno-omit-frame-pointer")
 FUZZ_SANITIZE = ("-fsanitize=fuzzer", *SANITIZE)
-CFLAGS = ("-std=gnu11", "-g", "-O1", "-Wall", "-Wno-unused-function",
+# -fwrapv as QEMU compiles (docs/devel/style.rst): signed arithmetic wraps, as the
+# proofs model it, so UBSan judges what is undefined in QEMU, not more.
+CFLAGS = ("-std=gnu11", "-fwrapv", "-g", "-O1", "-Wall", "-Wno-unused-function",
           "-Wno-unused-variable", "-Wno-unused-but-set-variable")
 UNIT_NAME = "throttle_unit.c"
 
@@ -49,6 +53,7 @@ class Build:
     cached: bool
 
 
+@functools.cache
 def _compiler() -> str:
     for candidate in (os.environ.get("CC"), "gcc", "clang"):
         if candidate and shutil.which(candidate):
@@ -56,6 +61,13 @@ def _compiler() -> str:
     raise BuildError("no C compiler found (install gcc; ./dev does)")
 
 
+@functools.cache
+def _version(compiler: str) -> str:
+    return subprocess.run([compiler, "--version"], check=False, capture_output=True,
+                          text=True).stdout
+
+
+@functools.cache
 def _pkg_config() -> Tuple[List[str], List[str]]:
     if not shutil.which("pkg-config"):
         raise BuildError("pkg-config not found (install pkg-config libglib2.0-dev "
@@ -121,6 +133,11 @@ def glue(extraction: Extraction) -> str:
         f"    return {r['equal']}(&a, &b);\n}}\n")
 
 
+def enum_events(extraction: Extraction, schema_events: Sequence[str]) -> List[str]:
+    """The QAPIEvent enum's order: the schema's events, then those only the code names."""
+    return list(schema_events) + [e for e in extraction.events_named if e not in schema_events]
+
+
 def generated_files(extraction: Extraction, events: Sequence[str]) -> Dict[str, str]:
     header, source = event_enum(events)
     unit = '#include "qthrottle_shim.h"\n' + extraction.c_source() + glue(extraction)
@@ -169,11 +186,10 @@ def build_fuzzer(extraction: Extraction, schema_events: Sequence[str] = ()) -> B
 
 def _build(extraction: Extraction, schema_events: Sequence[str], compiler: str,
            sanitize: Sequence[str], shim_sources: Sequence[str], output: str) -> Build:
-    events = list(schema_events) + [e for e in extraction.events_named if e not in schema_events]
+    events = enum_events(extraction, schema_events)
     files = generated_files(extraction, events)
     cflags, libs = _pkg_config()
-    version = subprocess.run([compiler, "--version"], check=False, capture_output=True,
-                             text=True).stdout
+    version = _version(compiler)
     digest = hashlib.sha256()
     for text in [version, *cflags, *libs, *sanitize, *CFLAGS, *shim_sources, output]:
         digest.update(text.encode() + b"\0")
@@ -208,3 +224,76 @@ def _build(extraction: Extraction, schema_events: Sequence[str], compiler: str,
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
     return Build(binary, extraction, tuple(events), cached=False)
+
+
+RATES_PROGRAM = "rate_table.c"
+
+
+def rate_program(extraction: Extraction, events: Sequence[str]) -> Dict[str, str]:
+    """A program printing the rate table as JSON, each entry as the compiler evaluated it.
+
+    Only the types and the rate table itself go in: a rate is a constant expression.
+    """
+    wanted = [c for c in extraction.chunks
+              if c.kind == "type" or c.name == extraction.rate_table_name]
+    path = str(extraction.path).replace("\\", "\\\\").replace('"', '\\"')
+    body = "".join(f'#line {c.line} "{path}"\n{c.text}\n' for c in wanted)
+    table = extraction.rate_table_name
+    rows = "".join(
+        f'    printf("{"," if i else ""}\\"{e}\\": %lld", '
+        f"(long long){table}[{c_event_name(e)}].rate);\n" for i, e in enumerate(events))
+    program = ('#include "qthrottle_shim.h"\n#include <stdio.h>\n' + body
+               + '#line 1 "qthrottle-rates.c"\nint main(void)\n{\n    printf("{");\n'
+               + rows + '    printf("}\\n");\n    return 0;\n}\n')
+    header, _ = event_enum(events)
+    return {"qapi_event_enum.h": header, "trace_noop.h": trace_header(()),
+            RATES_PROGRAM: program}
+
+
+def compiled_rates(extraction: Extraction, schema_events: Sequence[str] = ()) -> Dict[str, int]:
+    """Event -> rate in ns (0: unthrottled), as the real compiler evaluates the rate table.
+
+    The numbers the proofs, the model and the lint use: no C expression is
+    re-evaluated in Python. Cached by content like the builds.
+    """
+    events = enum_events(extraction, schema_events)
+    files = rate_program(extraction, events)
+    compiler = _compiler()
+    cflags, _ = _pkg_config()
+    digest = hashlib.sha256()
+    for text in [_version(compiler), *cflags, "rates"]:
+        digest.update(text.encode() + b"\0")
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    for shim in sorted(SHIM_DIR.glob("*.h")):
+        digest.update(shim.name.encode() + b"\0" + shim.read_bytes() + b"\0")
+    out_dir = cache_dir() / "builds" / digest.hexdigest()[:20]
+    table = out_dir / "rates.json"
+    if not table.exists():
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="rates-", dir=out_dir.parent))
+        try:
+            for name, text in files.items():
+                (work / name).write_text(text, encoding="utf-8")
+            command = [compiler, "-std=gnu11", "-fwrapv", "-w", f"-I{work}", f"-I{SHIM_DIR}",
+                       *cflags, str(work / RATES_PROGRAM), "-o", str(work / "rates")]
+            result = subprocess.run(command, check=False, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise BuildError(f"cannot compile the rate table of {extraction.path}:\n"
+                                 + _explain_failure(result.stderr, extraction))
+            printed = subprocess.run([str(work / "rates")], check=False, capture_output=True,
+                                     text=True)
+            if printed.returncode != 0:
+                raise BuildError(f"the rate table program of {extraction.path} failed "
+                                 f"(exit {printed.returncode})")
+            (work / "rates.json").write_text(printed.stdout, encoding="utf-8")
+            (work / "rates").unlink()
+            try:
+                work.rename(out_dir)
+            except OSError:  # a concurrent run published it first
+                pass
+        finally:
+            if work.exists():
+                shutil.rmtree(work, ignore_errors=True)
+    rates: Dict[str, int] = json.loads(table.read_text(encoding="utf-8"))
+    return rates

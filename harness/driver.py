@@ -108,8 +108,12 @@ def _classify(report: str, status: str) -> str:
             return match.group(1)
     if "runtime error:" in report:
         return "undefined-behaviour"
-    if re.search(r"Assertion .* failed", report):
+    # glibc's assert, GLib's g_assert, g_assert_not_reached and g_error
+    if re.search(r"Assertion .* failed|assertion failed|code should not be reached|"
+                 r"\*\* ERROR \*\*", report):
         return "assertion-failure"
+    if status == f"signal {signal.SIGABRT.value}":  # abort() with nothing printed
+        return "abort"
     return status.replace(" ", "-")
 
 

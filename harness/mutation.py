@@ -8,10 +8,10 @@ user's file. Two edits that give the same tokens (an emptied one-statement
 branch, and that statement dropped) make one mutant.
 
 Not mutated, by design:
-* trace points, assert() and QEMU_LOCK_GUARD(): the harness compiles trace points
-  and the lock guard to nothing, and the z3 translation treats all three as
-  having no effect (proofs/translate.py IGNORED_CALLS), so a mutant there says
-  nothing about the verification;
+* trace points and the lock calls (QEMU_LOCK_GUARD(), qemu_mutex_lock() ...): the
+  harness compiles them to nothing, and the z3 translation treats them as having
+  no effect (proofs/library.py: no_op), so a mutant there says nothing about the
+  verification;
 * declarations: a dropped declaration does not compile;
 * the operands of ==, != and the other commutative operators: swapped, they give
   a mutant equivalent by C's semantics;
@@ -27,9 +27,8 @@ from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Set, Tup
 import tree_sitter_c
 from tree_sitter import Language, Node, Parser
 
-from qthrottle.model.qapi_schema import Catalog, Member
-from qthrottle.proofs.space import member_kind
-from qthrottle.proofs.translate import IGNORED_CALLS
+from qthrottle.model.qapi_schema import Catalog, Member, getter_kind
+from qthrottle.proofs.library import is_no_op
 
 from .extract import EVENT_PREFIX, Extraction, named_children, node_text, walk
 
@@ -107,9 +106,8 @@ def _arguments(call: Node) -> List[Node]:
 
 
 def _not_mutated(node: Node) -> bool:
-    """A call the operators leave alone (trace point, assertion, lock guard)."""
-    name = _callee(node) if node.type == "call_expression" else ""
-    return name in IGNORED_CALLS or name.startswith("trace_")
+    """A call the operators leave alone (trace point, lock)."""
+    return node.type == "call_expression" and is_no_op(_callee(node))
 
 
 def _body_nodes(function: Node) -> Iterator[Node]:
@@ -279,7 +277,7 @@ def _other_member(catalog: Catalog, events: Sequence[str], member: str,
     members = list(definition.members)
     index = next((i for i, m in enumerate(members) if m.name == member), -1)
     ordered = members[index + 1:] + members[:index + 1]
-    usable = [m for m in ordered if m.name != member and (kind is None or member_kind(m) == kind)]
+    usable = [m for m in ordered if m.name != member and (kind is None or getter_kind(m) == kind)]
     usable.sort(key=lambda m: m.optional)
     return usable[0].name if usable else None
 

@@ -56,7 +56,7 @@ class QemuSourceError(Exception):
 
 
 #: Debian release -> QEMU series shipped in it.
-RELEASES: dict[str, str] = {"bookworm": "7.2", "trixie": "10.0"}
+RELEASES: dict[str, str] = {"bullseye": "5.2", "bookworm": "7.2", "trixie": "10.0"}
 
 #: Debian release codenames (and suite aliases) that name Debian's main archive.
 DEBIAN_SUITES = frozenset(
@@ -626,8 +626,8 @@ def add_fetch_command(
         "fetch-qemu",
         help="fetch Debian's QEMU sources (monitor/, qapi/) into the cache",
         description=(
-            "Fetch Debian's qemu source packages (bookworm: QEMU 7.2, trixie: QEMU "
-            "10.0.x) with apt-get source, using deb-src entries derived from this "
+            "Fetch Debian's qemu source packages (bullseye: QEMU 5.2, bookworm: QEMU 7.2, "
+            "trixie: QEMU 10.0.x) with apt-get source, using deb-src entries derived from this "
             "machine's apt sources, and cache their monitor/ and qapi/ directories in "
             f"{cache_dir()} (QTHROTTLE_CACHE_DIR overrides)."
         ),

@@ -48,6 +48,27 @@ class Member:
     condition: Optional[object] = field(default=None, hash=False)
 
 
+# QAPI's integer types, and the values each can carry as C reads them (qdict_get_int
+# returns an int64_t: a uint64 or size beyond INT64_MAX is beyond it).
+INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    "int": (-2**63, 2**63 - 1), "int64": (-2**63, 2**63 - 1),
+    "int8": (-2**7, 2**7 - 1), "int16": (-2**15, 2**15 - 1), "int32": (-2**31, 2**31 - 1),
+    "uint8": (0, 2**8 - 1), "uint16": (0, 2**16 - 1), "uint32": (0, 2**32 - 1),
+    "uint64": (0, 2**63 - 1), "size": (0, 2**63 - 1),
+}
+INTEGER_TYPES = frozenset(INTEGER_RANGES)
+
+
+def getter_kind(member: Member) -> str:
+    """The C getter family that reads the member out of the event's QDict: "str"
+    (qdict_get_str: strings and enums), "int", "bool", or "other" (no scalar getter)."""
+    if member.enum_values is not None or member.type == "str":
+        return "str"
+    if member.type == "bool":
+        return "bool"
+    return "int" if member.type in INTEGER_TYPES else "other"
+
+
 @dataclass(frozen=True)
 class Event:
     name: str

@@ -11,31 +11,22 @@ functions reading the data (``is_stop_event``) see "not stop".
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import z3
 
-from qthrottle.generate import INTEGER_TYPES, string_values
+from qthrottle.generate import string_values
+from qthrottle.harness.build import compiled_rates
 from qthrottle.harness.extract import Extraction
 from qthrottle.model.ghash import Record
-from qthrottle.model.qapi_schema import Catalog, Member
+from qthrottle.model.qapi_schema import INTEGER_RANGES, Catalog, Member, getter_kind
 
 Term = Any  # a z3 expression; z3 ships no type information
 KINDS = ("str", "int", "bool")
 # Enum values a counterexample prefers where it has the choice: QEMU's default
 # error policy reports (rerror=report), so a non-stop I/O error reads best so.
 TYPICAL = {"action": "report"}
-
-
-def member_kind(member: Member) -> str:
-    """The C getter family that reads this member: str, int, bool, or other."""
-    if member.enum_values is not None or member.type == "str":
-        return "str"
-    if member.type == "bool":
-        return "bool"
-    return "int" if member.type in INTEGER_TYPES else "other"
 
 
 def _default(kind: str) -> Term:
@@ -48,7 +39,7 @@ def _default(kind: str) -> Term:
 
 def filler(member: Member) -> Any:
     """A readable schema-valid value for a member no proof constrains."""
-    kind = member_kind(member)
+    kind = getter_kind(member)
     if member.enum_values:
         typical = TYPICAL.get(member.name)
         return typical if typical in member.enum_values else member.enum_values[0]
@@ -70,7 +61,9 @@ class EventSpace:
         self.names += [e for e in extraction.events_named if e not in catalog.events]
         self.valid_count = len(catalog.events)  # only schema events can be queued
         self.index = {name: i for i, name in enumerate(self.names)}
-        self.rates = {self.index[e]: rate for e, rate in extraction.rates.items()
+        # The rate table as the compiler evaluates it (every event of the enum).
+        self.rate_table = compiled_rates(extraction, tuple(catalog.events))
+        self.rates = {self.index[e]: rate for e, rate in self.rate_table.items()
                       if e in self.index and rate}
         self.members: Dict[str, Dict[int, Member]] = {}
         for i, event in enumerate(catalog.events.values()):
@@ -84,7 +77,7 @@ class EventSpace:
                     mandatory: bool = False) -> List[int]:
         found = self.members.get(member, {})
         return [i for i, m in found.items()
-                if (kind is None or member_kind(m) == kind) and not (mandatory and m.optional)]
+                if (kind is None or getter_kind(m) == kind) and not (mandatory and m.optional)]
 
     def rate(self, event: Term) -> Term:
         """The rate table's entry for @event, in ns, as a 64-bit term (0: unthrottled)."""
@@ -170,26 +163,13 @@ class SymbolicRecord:
 
     def _range_facts(self, member: str, present: Term, value: Term) -> List[Term]:
         """An integer member holds a value of its QAPI type (read as int64_t)."""
-        by_type: Dict[str, List[int]] = {}
+        by_range: Dict[Tuple[int, int], List[int]] = {}
         for i, m in self.space.members.get(member, {}).items():
-            if member_kind(m) == "int":
-                by_type.setdefault(m.type, []).append(i)
-        facts = []
-        for type_name, indices in by_type.items():
-            match = re.fullmatch(r"(u?)int(\d*)", type_name)  # else size: unsigned 64
-            signed = match is not None and not match.group(1)
-            width = int(match.group(2)) if match is not None and match.group(2) else 64
-            if signed and width == 64:
-                continue
-            if signed:
-                fits = value == z3.SignExt(64 - width, z3.Extract(width - 1, 0, value))
-            elif width < 64:
-                fits = z3.Extract(63, width, value) == 0
-            else:
-                fits = value >= 0  # larger uint64 values are beyond qdict_get_int
-            facts.append(z3.Implies(z3.And(present, self.space.among(self.event, indices)),
-                                    fits))
-        return facts
+            if getter_kind(m) == "int":
+                by_range.setdefault(INTEGER_RANGES[m.type], []).append(i)
+        return [z3.Implies(z3.And(present, self.space.among(self.event, indices)),
+                           z3.And(value >= low, value <= high))
+                for (low, high), indices in by_range.items() if (low, high) != (-2**63, 2**63 - 1)]
 
     def _enum_facts(self, member: str, present: Term, value: Term) -> List[Term]:
         by_enum: Dict[Tuple[str, ...], List[int]] = {}
@@ -234,7 +214,7 @@ class SymbolicRecord:
                 continue
             if not z3.is_true(model.eval(present, model_completion=True)):
                 continue
-            value = self._values.get((member.name, member_kind(member)))
+            value = self._values.get((member.name, getter_kind(member)))
             data[member.name] = filler(member) if value is None else _python(
                 model.eval(value, model_completion=True))
         return name, data
@@ -255,7 +235,7 @@ class SymbolicData(Mapping[str, Any]):
         self.record = record
 
     def __getitem__(self, member: str) -> Any:
-        kinds = {member_kind(m) for m in self.record.space.members.get(member, {}).values()}
+        kinds = {getter_kind(m) for m in self.record.space.members.get(member, {}).values()}
         kind = next((k for k in KINDS if k in kinds), None)
         if kind is None:
             raise KeyError(member)

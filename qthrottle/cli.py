@@ -25,7 +25,7 @@ from qthrottle.common import (
     target_from,
 )
 from qthrottle.explain import explain_lines
-from qthrottle.harness.build import BuildError
+from qthrottle.harness.build import BuildError, compiled_rates
 from qthrottle.harness.extract import ExtractionError
 from qthrottle.harness.qemu_sources import add_fetch_command
 from qthrottle.harness.target import Target, bundled_cases, describe
@@ -36,7 +36,8 @@ from qthrottle.proofs.report import bounds, details, summary
 from qthrottle.reports import VerifyReport, target_lines, target_result, to_json, to_junit
 from qthrottle.selfcheck import DEFAULT_TIMEOUT_S as SELFCHECK_TIMEOUT_S
 from qthrottle.selfcheck import SelfcheckError, SelfcheckReport, positive, run_selfcheck
-from qthrottle.stateful import PROFILES, verify_target
+from qthrottle.stateful import PROFILES
+from qthrottle.target_policy import target_policy, verify_target
 from qthrottle.terminal import Painter, Phases
 
 
@@ -52,6 +53,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if args.source:
         print(extraction.c_source(), end="")
         return EXIT_HOLDS
+    table = compiled_rates(extraction, events)
+    rates = {e: table[e] for e in [*extraction.rate_entries, *table] if table.get(e)}
+    derived = target_policy(target) if target.qapi_dir is not None else None
     report = {
         "target": target.name,
         "monitor_c": str(extraction.path),
@@ -61,7 +65,12 @@ def cmd_extract(args: argparse.Namespace) -> int:
         "helpers": {name: extraction.location(name) for name in extraction.helpers},
         "record_type": extraction.record_type,
         "table": extraction.table_variable,
-        "rates_ns": extraction.rates,
+        "rates_ns": rates,
+        "keys": None if derived is None else {
+            event: None if event in derived.unknown else list(derived.policy.keys.get(event, ()))
+            for event in rates if event in derived.policy.rates},
+        "policy_assumptions": [] if derived is None else list(derived.assumptions),
+        "policy_unknown": {} if derived is None else derived.unknown,
     }
     if args.build:
         built = target.build()
@@ -78,9 +87,15 @@ def cmd_extract(args: argparse.Namespace) -> int:
         print(f"  {role:<8} {where}")
     for name in extraction.helpers:
         print(f"  helper   {name} at {extraction.location(name)}")
-    print(f"rate table {extraction.rate_table_name} ({len(extraction.rates)} throttled events):")
-    for event, rate in extraction.rates.items():
-        print(f"  {event:<28} {format_ns(rate)}")
+    print(f"rate table {extraction.rate_table_name} ({len(rates)} throttled events, as the "
+          "compiler evaluates it), and each event's key, derived from the C:")
+    for event, rate in rates.items():
+        key = derived.key_text(event) if derived is not None else "(no schema: not derived)"
+        print(f"  {event:<28} {format_ns(rate):<6} {key}")
+    for note in derived.assumptions if derived is not None else ():
+        print(f"  assumed: {note}")
+    for event, reason in derived.unknown.items() if derived is not None else ():
+        print(f"  key of {event} UNKNOWN: {reason}")
     if args.build:
         print(f"driver:  {report['driver']}" + (" (cached)" if report["driver_cached"] else ""))
     return EXIT_HOLDS
@@ -135,13 +150,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for index, target in enumerate(targets, 1):
         print(f"\n== {target.name} ({target.monitor_c})", flush=True)
         step = f"[{index}/{len(targets)}] {target.name}"
+        with phases.phase(f"{step}: the throttle policy, derived from the C"):
+            derived = target_policy(target, args.timeout_ms)
         with phases.phase(f"{step}: stateful search, {profile.describe()}"):
-            search = verify_target(target, profile, seed_value)
+            search = verify_target(target, profile, seed_value, derived)
         with phases.phase(f"{step}: z3 proofs"):
             proofs = prove_target(target, args.timeout_ms)
-        lint = lint_extraction(target.extract(), target.catalog())
+        lint = lint_extraction(target.extract(), target.catalog(), derived.policy,
+                               derived.key_reads, derived.unknown)
         # Either engine's counterexample breaks an invariant; either's UNKNOWN is no pass.
-        result = target_result(report, target, search, proofs, lint)
+        result = target_result(report, target, search, proofs, lint, derived)
         print("\n".join(paint(line) for line in target_lines(result)), flush=True)
         if args.explain:
             print("\n" + "\n".join(explain_lines(report, result, crosshair)), flush=True)

@@ -29,6 +29,7 @@ from qthrottle.proofs.engine import ProofResult
 from qthrottle.proofs.replay import removal_timeline, stop_timeline
 from qthrottle.proofs.solve import FALSIFIED
 from qthrottle.stateful import CompareKeys, StepRecord, Subject, Violation
+from qthrottle.target_policy import open_subject
 
 Step = Union[Operation, CompareKeys]
 Timeline = Tuple[Step, ...]
@@ -149,7 +150,7 @@ def replay(subject: Subject, invariant: int, timeline: Sequence[Step]) -> Replay
 def replay_target(spec: str, invariant: int, timeline: Sequence[Step],
                   qapi_dir: Optional[str] = None) -> Replay:
     """Build a target's sanitized driver and replay one timeline on it (reproducers call this)."""
-    with stateful.open_subject(target_from(spec, qapi_dir)) as subject:
+    with open_subject(target_from(spec, qapi_dir)) as subject:
         return replay(subject, invariant, timeline)
 
 

@@ -54,7 +54,8 @@ from qthrottle.proofs.decision_diff import (
 )
 from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS, PROVEN_INVARIANTS, ProofReport, prove_target
 from qthrottle.proofs.report import bounds as proof_bounds
-from qthrottle.stateful import PROFILES, SearchResult, verify_target
+from qthrottle.stateful import PROFILES, SearchResult
+from qthrottle.target_policy import verify_target
 
 PATCHED_DIRS = ("monitor/", "qapi/")  # what qthrottle reads of a tree
 DESCRIPTION = """\
@@ -341,8 +342,10 @@ def _decision_text(e: EventDiff) -> str:
 def _event_lines(e: EventDiff) -> List[str]:
     rate = _arrow(rate_text(e.rate_old), rate_text(e.rate_new)) if e.in_old and e.in_new \
         else rate_text(e.rate_new if e.in_new else e.rate_old)
-    key = _arrow(key_text(e.key_old), key_text(e.key_new)) if e.in_old and e.in_new \
-        else key_text(e.key_new if e.in_new else e.key_old)
+    old_key, new_key = key_text(e.key_old, e.key_unknown[0]), key_text(e.key_new,
+                                                                        e.key_unknown[1])
+    key = _arrow(old_key, new_key) if e.in_old and e.in_new \
+        else (new_key if e.in_new else old_key)
     lines = [f"  {e.event:<30} {rate:<14} {key:<22} {_decision_text(e)}"]
     for change in e.changes:
         lines.append(f"      {change.describe(e.event)}")
@@ -463,6 +466,7 @@ def _event_json(e: EventDiff) -> Dict[str, Any]:
         "rate_ns": {"old": e.rate_old, "new": e.rate_new},
         "key": {"old": None if e.key_old is None else list(e.key_old),
                 "new": None if e.key_new is None else list(e.key_new)},
+        "key_unknown": {"old": e.key_unknown[0] or None, "new": e.key_unknown[1] or None},
         "decision": e.decision if e.in_old and e.in_new else None,
         "reason": e.reason,
         "changes": [{"old": c.old, "new": c.new, "condition": c.condition, "exact": c.exact,

@@ -254,7 +254,8 @@ def dynamic_diff(old: Target, new: Target, old_catalog: Catalog, new_catalog: Ca
     def queue(chosen: List[Event]) -> st.SearchStrategy[Operation]:
         return st.one_of([st.builds(Queue, st.just(e.name), event_data(e)) for e in chosen])
 
-    operation = st.one_of(queue(events), queue(focused),
+    throttled_events = [e for e in events if e.name in throttled] or events
+    operation = st.one_of(queue(events), queue(throttled_events), queue(focused),
                           st.builds(Advance, st.sampled_from(clock_steps(rates))))
     timelines = st.lists(operation, min_size=1, max_size=bounds.steps)
     config = settings(max_examples=bounds.timelines, database=None, deadline=None,

@@ -40,7 +40,8 @@ from qthrottle.model.invariants import INVARIANTS
 from qthrottle.proofs.engine import PROVEN_INVARIANTS, prove_target
 from qthrottle.proofs.report import bounds
 from qthrottle.proofs.solve import FALSIFIED, PROVED, UNKNOWN
-from qthrottle.stateful import PROFILES, Subject, open_subject, search
+from qthrottle.stateful import PROFILES, Subject, search
+from qthrottle.target_policy import open_subject
 
 DEFAULT_OUTPUT = "qthrottle-repro"
 

@@ -1,10 +1,13 @@
-"""Schema-driven event generation for the stateful engine.
+"""Schema-driven event generation for the stateful engine and the dynamic diff.
 
-Every member of an event is drawn independently of the others; optional
-members are sometimes absent; enum members take their schema values. Strings
-come from a small universe per member so that keys collide, plus two distinct
-strings with equal g_str_hash values, so that a hash/equality disagreement can
-surface.
+Every event of the schema can be drawn (the throttled ones first, so that
+shrinking prefers them); every member of an event is drawn independently of the
+others; optional members are present or absent; enum members take every value
+of their enum. Strings come from a small universe per member so that keys
+collide, plus two distinct strings with equal g_str_hash values, so that a
+hash/equality disagreement can surface. Integers range over their QAPI type as
+C reads it (negatives, 0, the bounds), with a few values drawn often so that
+integer keys collide too.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from hypothesis import strategies as st
 
-from qthrottle.model.qapi_schema import Catalog, Event, Member
+from qthrottle.model.qapi_schema import INTEGER_RANGES, Catalog, Event, Member
 
 # g_str_hash is djb2 (h = h * 33 + c): these differ in their last two bytes,
 # which add up to the same hash ('b' * 33 + 'Z' == 'c' * 33 + '9').
@@ -24,8 +27,6 @@ STRING_UNIVERSE: Dict[str, List[str]] = {
     "node-name": ["node0", "node1"],
     "device": ["disk0", "disk1"],
 }
-INTEGER_TYPES = {"int", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
-                 "uint64", "size"}
 
 
 def g_str_hash(text: str) -> int:
@@ -49,8 +50,11 @@ def member_value(member: Member) -> st.SearchStrategy[Any]:
         return st.sampled_from(string_values(member.name))
     if member.type == "bool":
         return st.booleans()
-    if member.type in INTEGER_TYPES:
-        return st.sampled_from([0, 1, 4096])
+    if member.type in INTEGER_RANGES:
+        low, high = INTEGER_RANGES[member.type]
+        bounds = [v for v in (low, low + 1, -1, 0, 1, high - 1, high) if low <= v <= high]
+        return st.one_of(st.sampled_from([v for v in (0, 1) if low <= v <= high]),
+                         st.sampled_from(sorted(set(bounds))), st.integers(low, high))
     if member.type == "number":
         return st.just(0.5)
     return st.just({})  # structs, lists, 'any': the throttle never reads into them
@@ -72,9 +76,8 @@ def event_data(event: Event) -> st.SearchStrategy[Optional[Dict[str, Any]]]:
 
 
 def events_under_test(catalog: Catalog, throttled: Sequence[str],
-                      extra: Sequence[str] = ("BLOCK_IO_ERROR",),
-                      unthrottled: int = 2) -> List[Event]:
-    """The throttled events, the ones the suite requires, and a few unthrottled ones."""
+                      extra: Sequence[str] = ("BLOCK_IO_ERROR",)) -> List[Event]:
+    """Every event of the schema: the throttled ones and those the suite requires
+    first, then the others in schema order."""
     chosen = [e for e in catalog.events.values() if e.name in throttled or e.name in extra]
-    others = [e for e in catalog.events.values() if e not in chosen]
-    return chosen + others[:unthrottled]
+    return chosen + [e for e in catalog.events.values() if e not in chosen]

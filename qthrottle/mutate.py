@@ -78,7 +78,6 @@ from qthrottle.harness.mutation import MUTATED_ROLES, Mutant, Point, mutants
 from qthrottle.harness.qemu_sources import cache_dir
 from qthrottle.harness.target import Target
 from qthrottle.model import invariants as inv
-from qthrottle.model.policy import policy_from_extraction
 from qthrottle.model.qapi_schema import Catalog
 from qthrottle.model.timeline import Advance, AdvanceToNext, Operation, Queue
 from qthrottle.proofs.callbacks import Callbacks
@@ -90,6 +89,7 @@ from qthrottle.proofs.engine import (
     replay_counterexamples,
 )
 from qthrottle.proofs.execution import Unsupported, conj, text
+from qthrottle.proofs.policy import derive_policy
 from qthrottle.proofs.solve import FALSIFIED, PROVED, UNKNOWN, decide
 from qthrottle.proofs.space import EventSpace, SymbolicRecord
 from qthrottle.proofs.theorems import THEOREMS
@@ -209,7 +209,8 @@ class _Original:
     def __init__(self, path: Path, qapi_dir: Path) -> None:
         self.catalog = Target(str(path), path, qapi_dir).catalog()
         self.extraction = extract(path)
-        self.policy = policy_from_extraction(self.extraction)
+        derived = derive_policy(self.extraction, self.catalog)
+        self.policy, self.undecided = derived.policy, derived.unknown
         self.source = path.read_bytes()
         self._build: Optional[Build] = None
         self._queue_visited: Optional[Set[Tuple[Point, Point]]] = None
@@ -309,7 +310,7 @@ def _analyse(job: Job, mutant: Mutant) -> Outcome:
         return Outcome(mutant, STILLBORN, reason=_stillborn(failure, path))
 
     with Driver(built.binary) as driver:
-        subject = Subject.create(driver, original.policy, original.catalog)
+        subject = Subject.create(driver, original.policy, original.catalog, original.undecided)
         found = first_violation(subject, job.profile, job.seed)
         if isinstance(found, str):
             return Outcome(mutant, UNKNOWN_VERDICT, reason="; ".join([found, *undecided]))
@@ -724,7 +725,7 @@ def check_original(job: Job) -> Optional[str]:
         return "a z3 proof is UNKNOWN: " + str(next(r.reason for r in report.results
                                                     if r.status == UNKNOWN))
     with Driver(original.build().binary) as driver:
-        subject = Subject.create(driver, original.policy, original.catalog)
+        subject = Subject.create(driver, original.policy, original.catalog, original.undecided)
         found = first_violation(subject, job.profile, job.seed)
     if isinstance(found, str):
         return f"the stateful engine could not decide: {found}"

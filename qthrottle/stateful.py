@@ -5,6 +5,11 @@ table size and checks the invariants of model/invariants.py on the C's trace.
 A failure shrinks to a short timeline. To report every broken invariant, not
 just the first, the search is repeated with the invariants already found set
 aside (a violation of one of those restarts the run instead of failing it).
+
+The engine takes the target's policy as an argument (derived from the code by
+proofs/policy.py); where the derivation left an event's key UNKNOWN, the
+invariants that judge runs by the policy's keys (5, 6) are UNKNOWN too, never
+judged against a guessed key.
 """
 from __future__ import annotations
 
@@ -12,7 +17,18 @@ import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple, Type
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    FrozenSet,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Type,
+)
 
 from hypothesis import HealthCheck, Phase, Verbosity, errors, seed, settings
 from hypothesis import strategies as st
@@ -24,7 +40,7 @@ from qthrottle.harness.driver import Crash, Driver, StepResult
 from qthrottle.harness.target import Target
 from qthrottle.model import invariants as inv
 from qthrottle.model.ghash import CallbackCrashed, driver_callbacks
-from qthrottle.model.policy import Policy, policy_from_extraction
+from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Catalog, Event
 from qthrottle.model.throttle import ThrottleModel
 from qthrottle.model.timeline import (
@@ -108,8 +124,13 @@ class SearchResult:
     seed: int
     falsified: Dict[int, Counterexample] = field(default_factory=dict)
     unknown: Optional[str] = None  # why the search could not finish
+    undecided: Dict[int, str] = field(default_factory=dict)  # invariant -> why not judged
     searches: int = 0
     seconds: float = 0.0
+
+
+# Invariants judged by the policy's keys: not judged where a key is UNKNOWN.
+KEYED_INVARIANTS = frozenset({5, 6})
 
 
 @dataclass
@@ -120,11 +141,14 @@ class Subject:
     policy: Policy
     catalog: Catalog
     events: List[Event]
+    undecided: Dict[str, str] = field(default_factory=dict)  # event -> why its key is UNKNOWN
 
     @classmethod
-    def create(cls, driver: Driver, policy: Policy, catalog: Catalog) -> Subject:
+    def create(cls, driver: Driver, policy: Policy, catalog: Catalog,
+               undecided: Optional[Mapping[str, str]] = None) -> Subject:
         throttled = [e for e, rate in policy.rates.items() if rate]
-        return cls(driver, policy, catalog, events_under_test(catalog, throttled))
+        return cls(driver, policy, catalog, events_under_test(catalog, throttled),
+                   dict(undecided or {}))
 
 
 def _queue_strategy(events: List[Event]) -> st.SearchStrategy[Queue]:
@@ -137,9 +161,12 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
     steps = sorted({1, *(r // 2 for r in rates), *(r - 1 for r in rates), *rates,
                     *(r + 1 for r in rates), *(2 * r for r in rates)})
     queue_ops = _queue_strategy(subject.events)
+    # Every event of the schema can be queued; the throttled ones get rules of their own.
+    throttled = [e for e in subject.events if subject.policy.throttled(e.name)
+                 or e.name == inv.STOP_EVENT] or subject.events
     stop_events = [e for e in subject.events if e.name == inv.STOP_EVENT]
     hash_of, equal = driver_callbacks(subject.driver)
-    pairs = st.sampled_from(subject.events).flatmap(
+    pairs = st.sampled_from(throttled).flatmap(
         lambda e: st.tuples(st.just(e.name), event_data(e), event_data(e)))
 
     class ThrottleMachine(RuleBasedStateMachine):
@@ -222,6 +249,10 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
 
         @rule(op=queue_ops)
         def queue(self, op: Queue) -> None:
+            self._step(op)
+
+        @rule(op=_queue_strategy(throttled))
+        def queue_throttled(self, op: Queue) -> None:
             self._step(op)
 
         # Invariant 4 is about BLOCK_IO_ERROR: a rule of its own makes it frequent.
@@ -363,6 +394,11 @@ def search(subject: Subject, profile: Profile, seed_value: int,
     """
     result = SearchResult(profile, seed_value)
     start = time.perf_counter()
+    if subject.undecided:
+        why = "; ".join(f"{event}: {reason}" for event, reason in subject.undecided.items())
+        result.undecided = {number: f"the key of the throttle policy is UNKNOWN ({why})"
+                            for number in KEYED_INVARIANTS}
+        set_aside = set_aside | KEYED_INVARIANTS
     config = settings(max_examples=profile.runs, stateful_step_count=profile.steps,
                       deadline=None, database=None, verbosity=Verbosity.quiet,
                       phases=[Phase.generate, Phase.shrink], print_blob=False,
@@ -383,19 +419,13 @@ def search(subject: Subject, profile: Profile, seed_value: int,
 
 
 @contextmanager
-def open_subject(target: Target) -> Iterator[Subject]:
+def open_subject(target: Target, policy: Policy,
+                 undecided: Optional[Mapping[str, str]] = None) -> Iterator[Subject]:
     """Build a target's sanitized driver; the subject the engine (and a replay) drives."""
     catalog = target.catalog()
-    extraction = target.extract()
-    built = build(extraction, tuple(catalog.events))
+    built = build(target.extract(), tuple(catalog.events))
     with Driver(built.binary) as driver:
-        yield Subject.create(driver, policy_from_extraction(extraction), catalog)
-
-
-def verify_target(target: Target, profile: Profile, seed_value: int) -> SearchResult:
-    """Build a target's driver and run the stateful search on it."""
-    with open_subject(target) as subject:
-        return search(subject, profile, seed_value)
+        yield Subject.create(driver, policy, catalog, undecided)
 
 
 def format_timeline(example: Counterexample, indent: str = "    ") -> List[str]:

@@ -253,16 +253,18 @@ def test_hash_of_a_member_equality_ignores_is_replayed(tmp_path: Path) -> None:
     assert result.confirmed is True
 
 
-def test_a_read_with_the_wrong_getter_is_unknown(tmp_path: Path) -> None:
+def test_a_read_with_the_wrong_getter_falsifies_totality(tmp_path: Path) -> None:
     source = resolve("stop-bypass").monitor_c.read_text()
     read = 'hash += g_str_hash(qdict_get_str(evstate->data, "id"));'
     assert read in source
     path = tmp_path / "monitor.c"
     path.write_text(source.replace(read, read + '\n        hash += qdict_get_bool('
                                    'evstate->data, "id");'))
-    result = law(prove_target(Target("bool-id", path, SCHEMA_DIR), replay_in_c=False),
-                 "totality")
-    assert result.status == UNKNOWN and "wrong getter" in result.reason
+    result = law(prove_target(Target("bool-id", path, SCHEMA_DIR)), "totality")
+    assert result.status == FALSIFIED
+    assert "reads 'id' as bool" in result.reason and "types it str" in result.reason
+    assert result.events["a"][0] == "VSERPORT_CHANGE"
+    assert result.confirmed is True and "wrong-member-type" in result.replay[0]
 
 
 # --------------------------------------------------------------- command
@@ -273,7 +275,8 @@ def test_prove_prints_counterexamples_and_replays_and_exits_1(
     out = capsys.readouterr().out
     assert "solver timeout 20000 ms per query" in out
     assert re.search(r"1  equality is reflexive.* FALSIFIED", out)
-    assert re.search(r"7  hash and equality read only mandatory members +PROVED", out)
+    assert re.search(r"7  hash and equality read present members as their type, no abort +PROVED",
+                     out)
     assert out.count("replay against the C (confirmed by the C)") == 4
     assert '"action": "stop"' in out
 

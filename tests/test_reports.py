@@ -37,6 +37,7 @@ from qthrottle.reports import (
     to_junit,
 )
 from qthrottle.stateful import Profile, SearchResult
+from qthrottle.target_policy import target_policy
 from qthrottle.terminal import Painter, Phases
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,8 +126,11 @@ def rebuild(run: Run, case: str, bundled: bool, strict: bool = False,
     """A report of another shape from the recorded engine results of per-device."""
     target = resolve(case)
     report = VerifyReport(SEED, SMALL, 10_000, bundled=bundled, strict=strict)
-    lint = lint_extraction(resolve("per-device").extract(), load_schema(target.qapi_dir or "."))
-    target_result(report, target, search or run.searches[0], proofs or run.proofs[0], lint)
+    derived = target_policy(resolve("per-device"))
+    lint = lint_extraction(resolve("per-device").extract(), load_schema(target.qapi_dir or "."),
+                           derived.policy, derived.key_reads, derived.unknown)
+    target_result(report, target, search or run.searches[0], proofs or run.proofs[0], lint,
+                  derived)
     return report
 
 

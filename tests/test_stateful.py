@@ -11,7 +11,8 @@ from qthrottle.harness.qemu_sources import cached_tree
 from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import is_stop_event
 from qthrottle.model.timeline import Queue
-from qthrottle.stateful import PROFILES, SearchResult, verify_target
+from qthrottle.stateful import PROFILES, SearchResult
+from qthrottle.target_policy import verify_target
 
 SEED = 20261125
 _results: Dict[str, SearchResult] = {}

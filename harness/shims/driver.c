@@ -267,6 +267,12 @@ static void serve_command(JsonObject *cmd)
     }
 }
 
+/* stdout carries the protocol: GLib's own messages (g_assert's "Bail out!") go to stderr. */
+static void print_to_stderr(const gchar *text)
+{
+    fputs(text, stderr);
+}
+
 static void serve(void)
 {
     char *line = NULL;
@@ -274,6 +280,7 @@ static void serve(void)
 
     /* Unbuffered, so that input after "reset" stays for the next child. */
     setvbuf(stdin, NULL, _IONBF, 0);
+    g_set_print_handler(print_to_stderr);
     findings = g_string_new(NULL);
     qthrottle_glue_init();
     while (getline(&line, &size, stdin) >= 0) {
