@@ -123,6 +123,10 @@ def _search(subject: Subject, exploration: Exploration, args: argparse.Namespace
                 "" if replayed.confirmed else "; not reproduced on replay")
         elif number in exploration.status:  # z3's word stands (PROVED, UNKNOWN, unconfirmed)
             continue
+        elif number in result.undecided:
+            exploration.status[number] = f"UNKNOWN (stateful engine: {result.undecided[number]})"
+            exploration.unknown.append(f"invariant {number} (stateful engine): "
+                                       f"{result.undecided[number]}")
         elif result.unknown:
             exploration.status[number] = "UNKNOWN (stateful engine)"
         else:
