@@ -65,13 +65,18 @@ class EventSpace:
         self.rate_table = compiled_rates(extraction, tuple(catalog.events))
         self.rates = {self.index[e]: rate for e, rate in self.rate_table.items()
                       if e in self.index and rate}
+        self._among: Dict[Tuple[int, Tuple[int, ...]], Term] = {}
         self.members: Dict[str, Dict[int, Member]] = {}
         for i, event in enumerate(catalog.events.values()):
             for member in event.members:
                 self.members.setdefault(member.name, {})[i] = member
 
     def among(self, event: Term, indices: Sequence[int]) -> Term:
-        return z3.Or(*(event == i for i in indices)) if indices else z3.BoolVal(False)
+        key = (event.get_id(), tuple(indices))
+        if key not in self._among:  # built once: z3's Python term construction is slow
+            self._among[key] = z3.Or(*(event == i for i in indices)) if indices \
+                else z3.BoolVal(False)
+        return self._among[key]
 
     def events_with(self, member: str, kind: Optional[str] = None,
                     mandatory: bool = False) -> List[int]:

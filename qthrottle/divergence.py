@@ -256,8 +256,11 @@ def dynamic_diff(old: Target, new: Target, old_catalog: Catalog, new_catalog: Ca
 
     # Every event of both schemas can be queued; most draws are of the throttled ones.
     throttled_events = [e for e in events if e.name in throttled] or events
-    queued = st.sampled_from([throttled_events, throttled_events, events]).flatmap(
-        queue)  # flatmap: one_of would flatten the branches into one uniform draw
+    # Built once and chosen by flatmap: one_of would flatten the branches into one
+    # uniform draw; building them in the flatmap would cost a strategy per draw.
+    throttled_ops, any_ops = queue(throttled_events), queue(events)
+    queued = st.sampled_from([throttled_ops, throttled_ops, any_ops]).flatmap(
+        lambda chosen: chosen)
     operation = st.one_of(queued, queue(focused),
                           st.builds(Advance, st.sampled_from(clock_steps(rates))))
     timelines = st.lists(operation, min_size=1, max_size=bounds.steps)

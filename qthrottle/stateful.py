@@ -164,8 +164,11 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
     # throttle is about (throttled, and the stop event), where the bugs are.
     throttled = [e for e in subject.events if subject.policy.throttled(e.name)
                  or e.name == inv.STOP_EVENT] or subject.events
-    queue_ops = st.sampled_from([throttled, throttled, subject.events]).flatmap(
-        _queue_strategy)  # flatmap: one_of would flatten the branches into one uniform draw
+    # Built once and chosen by flatmap: one_of would flatten the branches into one uniform
+    # draw; building them in the flatmap would cost a strategy per draw.
+    throttled_ops, any_ops = _queue_strategy(throttled), _queue_strategy(subject.events)
+    queue_ops = st.sampled_from([throttled_ops, throttled_ops, any_ops]).flatmap(
+        lambda chosen: chosen)
     stop_events = [e for e in subject.events if e.name == inv.STOP_EVENT]
     hash_of, equal = driver_callbacks(subject.driver)
     pairs = st.sampled_from(throttled).flatmap(
