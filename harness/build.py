@@ -108,9 +108,13 @@ def event_enum(events: Sequence[str]) -> Tuple[str, str]:
 
 
 def trace_header(trace_points: Iterable[str]) -> str:
-    lines = "".join(f"#define {name}(...) ((void)0)\n" for name in trace_points)
+    lines = "".join(f"#define {name}(...) qthrottle_trace_noop(0, ##__VA_ARGS__)\n"
+                    for name in trace_points)
     return ("#ifndef QTHROTTLE_TRACE_NOOP_H\n#define QTHROTTLE_TRACE_NOOP_H\n"
-            f"/* trace_noop: monitor.c's trace points compile to nothing. */\n{lines}#endif\n")
+            "/* trace_noop: monitor.c's trace points do nothing, but their arguments are\n"
+            " * evaluated, as QEMU's static inline trace functions evaluate them. */\n"
+            "static inline void qthrottle_trace_noop(int unused, ...) { (void)unused; }\n"
+            f"{lines}#endif\n")
 
 
 def glue(extraction: Extraction) -> str:
@@ -131,6 +135,19 @@ def glue(extraction: Extraction) -> str:
         f"{{\n    {record} a = {{ .event = event_a, .data = data_a }};\n"
         f"    {record} b = {{ .event = event_b, .data = data_b }};\n"
         f"    return {r['equal']}(&a, &b);\n}}\n")
+
+
+def content_addressed(source: bytes, folder: str) -> Path:
+    """A monitor.c at a path fixed by its content (cache/@folder/<digest>/monitor.c):
+    its extraction names that path, so a variant built twice is built once."""
+    digest = hashlib.sha256(source).hexdigest()[:20]
+    path: Path = cache_dir() / folder / digest / "monitor.c"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(source)
+        partial.replace(path)
+    return path
 
 
 def enum_events(extraction: Extraction, schema_events: Sequence[str]) -> List[str]:

@@ -33,7 +33,6 @@ some mutants ended UNKNOWN (it would reach it were they killed).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import multiprocessing
 import os
@@ -70,12 +69,12 @@ from qthrottle.harness.build import (
     _compiler,
     _pkg_config,
     build,
+    content_addressed,
     generated_files,
 )
 from qthrottle.harness.driver import Driver, RunResult, StepResult
 from qthrottle.harness.extract import SHIMMED, Extraction, ExtractionError, extract, walk
 from qthrottle.harness.mutation import MUTATED_ROLES, Mutant, Point, mutants
-from qthrottle.harness.qemu_sources import cache_dir
 from qthrottle.harness.target import Target
 from qthrottle.model import invariants as inv
 from qthrottle.model.qapi_schema import Catalog
@@ -243,18 +242,6 @@ def _original(job: Job) -> _Original:
     return _originals[key]
 
 
-def _mutant_file(source: bytes) -> Path:
-    """The mutant's monitor.c, at a path fixed by its content, so its build is cached."""
-    digest = hashlib.sha256(source).hexdigest()[:20]
-    path: Path = cache_dir() / "mutants" / digest / "monitor.c"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_bytes(source)
-        partial.replace(path)
-    return path
-
-
 def analyse(job: Job) -> Outcome:
     """The verdict on one mutant (runs in a worker process)."""
     assert job.mutant is not None
@@ -270,7 +257,7 @@ def analyse(job: Job) -> Outcome:
 
 def _analyse(job: Job, mutant: Mutant) -> Outcome:
     original = _original(job)
-    path = _mutant_file(mutant.apply(original.source))
+    path = content_addressed(mutant.apply(original.source), "mutants")
     try:
         extraction = extract(path)
     except ExtractionError as failure:
