@@ -1,7 +1,7 @@
 """z3 proof figures: time to prove (or falsify) every theorem of a target.
 
 Run: python bench/proofs_bench.py [--timeout-ms N] [TARGET ...]
-Default targets: the bundled case studies, plus Debian's QEMU 7.2 and 10.0.x
+Default targets: the bundled case studies, plus Debian's QEMU 5.2, 7.2 and 10.0.x
 trees when `qthrottle fetch-qemu` has cached them. Each figure is the median of
 5 runs of the proofs alone (extraction and schema loaded once; no replay of
 counterexamples against the C). Prints figures only; these machines are noisy.

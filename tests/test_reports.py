@@ -165,6 +165,10 @@ def test_json_report_follows_its_schema(run: Run) -> None:
     assert [i["status"] for n, i in invariants.items() if n != 4] == ["HOLDS"] * 7
     assert [(w["event"], w["rule"]) for w in target["lint"]] == [
         ("RTC_CHANGE", "global-throttle")]
+    policy = target["policy"]  # derived from per-device's C, as the model judged it
+    assert policy["keys"]["BLOCK_IO_ERROR"] == ["qom-path"] and policy["keys"]["WATCHDOG"] == []
+    assert policy["rates_ns"]["BLOCK_IO_ERROR"] == 1_000_000_000
+    assert policy["assumptions"] == [] and policy["unknown"] == {}
 
 
 def test_junit_one_testcase_per_invariant_falsified_is_a_failure(run: Run) -> None:
