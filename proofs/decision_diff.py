@@ -18,8 +18,8 @@ Per event of either schema:
   a timeout or an untranslatable construct is UNKNOWN with the reason;
 * for events both versions throttle, the key relation: whether the equality
   callback can answer differently on two records both versions put through
-  the table (the syntactic key scan can miss a change in how members are
-  compared, e.g. stop-irreflexive's early FALSE).
+  the table (two versions keyed on the same members can still compare them
+  differently, e.g. stop-irreflexive's early FALSE).
 Events only one schema has are described alone ("added"/"removed"); they are
 throttle changes only when that version can throttle them.
 

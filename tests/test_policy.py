@@ -6,9 +6,10 @@ rates are the compiler's; a key that is no comparison of members is UNKNOWN, and
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import pytest
 
@@ -16,6 +17,7 @@ from qthrottle.cases import SCHEMA_DIR
 from qthrottle.cli import main
 from qthrottle.harness.build import compiled_rates
 from qthrottle.harness.target import Target, resolve
+from qthrottle.model.lint import lint_extraction
 from qthrottle.proofs.engine import prove_target
 from qthrottle.proofs.policy import DerivedPolicy, derive_policy
 from qthrottle.proofs.solve import PROVED
@@ -257,3 +259,30 @@ def test_rates_are_the_compilers(tmp_path: Path) -> None:
     rates = derived(t).policy.rates
     assert rates["RTC_CHANGE"] == SECOND // 2 and rates["WATCHDOG"] == 3000
     assert rates["VSERPORT_CHANGE"] == SECOND
+
+
+def lint(t: Target) -> List[Tuple[str, str, object]]:
+    policy = derived(t)
+    return [(w.event, w.rule, w.member) for w in lint_extraction(
+        t.extract(), t.catalog(), policy.policy, policy.key_reads, policy.unknown)]
+
+
+def test_the_lint_reads_the_derived_keys(tmp_path: Path) -> None:
+    # A guarded key on the optional id: events without an id share one throttle.
+    guarded = callbacks_replaced(tmp_path, "stop-bypass", GUARDED_AND_INTEGER_KEYS)
+    assert ("MEMORY_DEVICE_SIZE_CHANGE", "optional-key", "id") in lint(guarded)
+    # RTC_CHANGE carries qom-path; keyed per offset parity (UNKNOWN) it gets no key warning.
+    parity = callbacks_replaced(tmp_path, "stop-bypass", PARITY)
+    assert "RTC_CHANGE" in derived(parity).unknown
+    assert not [w for w in lint(parity) if w[0] == "RTC_CHANGE"]
+    assert ("RTC_CHANGE", "global-throttle", "qom-path") in lint(resolve("stop-bypass"))
+
+
+def test_diff_lists_an_underived_key_as_an_open_question(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parity = callbacks_replaced(tmp_path, "stop-bypass", PARITY)
+    assert main(["diff", "stop-bypass", str(parity.monitor_c), "--new-qapi-dir",
+                 str(SCHEMA_DIR), "--timelines", "5", "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert any(line.startswith("key (new) UNKNOWN for RTC_CHANGE: the equality of RTC_CHANGE "
+                               "is not a comparison of members") for line in report["unknown"])
