@@ -71,9 +71,12 @@ class Callbacks:
         records' schema facts cover every member the calls touched.
         """
         terms = [self.reaches_table(r) for r in in_table]
-        terms += [call.defined() for call in self._calls.values()]
-        terms += [r.valid() for r in self.records.values()]
-        return terms
+        return terms[:len(in_table)] + self.returning() + [r.valid()
+                                                           for r in self.records.values()]
+
+    def returning(self) -> List[Term]:
+        """No translated call aborted."""
+        return [call.defined() for call in self._calls.values()]
 
     def preferences(self) -> List[Tuple[Term, int]]:
         """Soft goals for a readable counterexample (see SymbolicRecord.preferences)."""

@@ -132,8 +132,17 @@ class _Derivation:
         of_event = [a.event == index, b.event == index]
         held = self.query(of_event)
         if held.sat() is not True:
-            return self._undecided(name, held, f"no {name} record reaches the throttle table "
-                                               "without aborting", none_held=True)
+            if held.unknown is not None:
+                return self._undecided(name, held, "")
+            looked_up = Query([self.cb.reaches_table(a), a.valid(), a.event == index],
+                              self.timeout_ms)
+            if looked_up.sat() is False:  # the code never throttles it: no key to speak of
+                self.assumptions.append(f"{name}: no {name} record reaches the throttle "
+                                        "table: the rate table throttles it, the code never "
+                                        "does")
+                return ()
+            return self._undecided(name, looked_up, f"every {name} record the table can "
+                                                    "hold makes a callback abort (invariant 7)")
         irreflexive = held.sat(z3.Not(self.reflexive[0]))
         if irreflexive is None:
             return self._undecided(name, held, "")
@@ -144,8 +153,8 @@ class _Derivation:
                                                "relation to derive")
         if irreflexive:
             self._excluded(event, of_event)
-        candidates = [m for m in event.members
-                      if getter_kind(m) in KINDS and _facet(m, a).constants() & self.compared]
+        candidates = [m for m in event.members if getter_kind(m) in KINDS and (
+            _facet(m, a).constants() | _facet(m, b).constants()) & self.compared]
         key: List[Member] = []
         for member in candidates:
             others = [_agree(a, b, m) for m in candidates if m is not member]
@@ -170,16 +179,9 @@ class _Derivation:
         self._locate(name, members, refl)
         return members
 
-    def _undecided(self, name: str, query: Query, reason: str,
-                   none_held: bool = False) -> Optional[Tuple[str, ...]]:
-        if query.unknown is not None:
-            self.unknown[name] = query.unknown
-        elif none_held:  # the code never throttles it: no key to speak of
-            self.assumptions.append(f"{name}: {reason}; the rate table throttles it, the "
-                                    "code never does")
-            return ()
-        else:
-            self.unknown[name] = reason
+    def _undecided(self, name: str, query: Query, reason: str) -> Optional[Tuple[str, ...]]:
+        """Record why @name's key is UNKNOWN (the solver's timeout first); None, the key."""
+        self.unknown[name] = query.unknown or reason
         return None
 
     def _excluded(self, event: Event, of_event: List[Term]) -> None:
