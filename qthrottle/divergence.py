@@ -9,8 +9,10 @@ the proofs' readable fillers, wherever the timeline still diverges.
 
 An event is drawn from the members of both schemas (a member only one
 version has is generated when that version makes it mandatory); each
-version receives the members its own schema has. Emissions are compared on
-the members both schemas give the event.
+version receives the members its own schema has. An event only NEW's schema
+has (a patch adds it) is queued to NEW alone, OLD's clock standing still, and
+its emissions are not compared: what it can show is a crash. Emissions are
+compared on the members both schemas give the event.
 
 Bounds (printed with every result): timelines tried, operations per
 timeline, the seed; hypothesis generates the timelines (generate.py's event
@@ -121,7 +123,10 @@ def _project(data: EventData, event: Event) -> EventData:
 
 
 def _projected(operations: Sequence[Operation], catalog: Catalog) -> List[Operation]:
-    return [Queue(op.event, _project(op.data, catalog.events[op.event]))
+    """The timeline as one version receives it: its own members; an event its schema
+    lacks becomes a step of no time, so that the steps of both versions stay aligned."""
+    return [(Queue(op.event, _project(op.data, catalog.events[op.event]))
+             if op.event in catalog.events else Advance(0))
             if isinstance(op, Queue) else op for op in operations]
 
 
@@ -148,7 +153,8 @@ class _Comparison:
         if step is None:
             return ("no step (the run ended)",)
         emitted = tuple((e.t, e.event, shared(e.event, e.data, self.old_catalog,
-                                              self.new_catalog)) for e in step.emitted)
+                                              self.new_catalog)) for e in step.emitted
+                        if e.event in self.old_catalog.events)  # NEW's own events aside
         return emitted, step.crash.kind if step.crash is not None else None
 
     def run(self, operations: Sequence[Operation]
@@ -243,7 +249,8 @@ def dynamic_diff(old: Target, new: Target, old_catalog: Catalog, new_catalog: Ca
     """
     start = time.perf_counter()
     merged = {name: merged_event(old_catalog.events[name], event)
-              for name, event in new_catalog.events.items() if name in old_catalog.events}
+              if name in old_catalog.events else event
+              for name, event in new_catalog.events.items()}
     events = events_under_test(Catalog(merged, {}), [e for e in throttled if e in merged],
                                extra=[e for e in (*focus, "BLOCK_IO_ERROR") if e in merged])
     names = [e.name for e in events]

@@ -32,7 +32,7 @@ from typing import (
 
 from hypothesis import HealthCheck, Phase, Verbosity, errors, seed, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, rule, run_state_machine_as_test
 
 from qthrottle.generate import event_data, events_under_test
 from qthrottle.harness.build import build
@@ -176,6 +176,7 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
 
     class ThrottleMachine(RuleBasedStateMachine):
         latest: Optional[ThrottleMachine] = None
+        queued = Bundle("queued")
 
         def __init__(self) -> None:
             super().__init__()
@@ -252,13 +253,20 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
                 self._fail(5 if throttled or not isinstance(op, Queue) else 6,
                            "the C and the model disagree (see the timeline)")
 
-        @rule(op=queue_ops)
-        def queue(self, op: Queue) -> None:
+        @rule(target=queued, op=queue_ops)
+        def queue(self, op: Queue) -> Queue:
             self._step(op)
+            return op
 
         # Invariant 4 is about BLOCK_IO_ERROR: a rule of its own makes it frequent.
-        @rule(op=_queue_strategy(stop_events) if stop_events else queue_ops)
-        def queue_block_io_error(self, op: Queue) -> None:
+        @rule(target=queued, op=_queue_strategy(stop_events) if stop_events else queue_ops)
+        def queue_block_io_error(self, op: Queue) -> Queue:
+            self._step(op)
+            return op
+
+        # The same event again, the same key: a burst, what a throttle is for (its rate).
+        @rule(op=queued)
+        def queue_again(self, op: Queue) -> None:
             self._step(op)
 
         @rule(ns=st.sampled_from(steps))
