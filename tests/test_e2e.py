@@ -29,7 +29,6 @@ from qthrottle.engines.e2e import (
     Subject,
     format_transcript,
     open_subject,
-    policy_for,
     realize,
     report_lines,
     search,
@@ -41,6 +40,7 @@ from qthrottle.harness.qemu_process import QemuError, QemuProcess, QemuTimeout
 from qthrottle.harness.target import resolve
 from qthrottle.model.members import g_str_hash
 from qthrottle.model.timeline import Advance, Emission, Queue
+from qthrottle.review.target_policy import target_policy
 
 SEED = 20260315
 UNIVERSE_PATHS = ["/machine/peripheral/disk0", "/machine/peripheral/disk1",
@@ -54,7 +54,8 @@ def _under_ci() -> bool:
 
 @pytest.fixture(scope="module")
 def subject(qemu_build: QemuBuild) -> Iterator[Subject]:
-    with open_subject(qemu_build.binary, resolve(str(qemu_build.tree)), 12) as opened:
+    target = resolve(str(qemu_build.tree))
+    with open_subject(qemu_build.binary, target, 12, target_policy(target).policy) as opened:
         yield opened
 
 
@@ -127,7 +128,7 @@ def test_seeded_wrong_model_rate_is_caught_with_a_readable_transcript(
         qemu_build: QemuBuild) -> None:
     """A model 1 ns off the real rate: QEMU and the harness agree, the model is blamed."""
     target = resolve(str(qemu_build.tree))
-    true = policy_for(target.extract())
+    true = target_policy(target).policy
     wrong = dataclasses.replace(true, rates={**true.rates,
                                              "QUORUM_REPORT_BAD": 1_000_000_000 - 1})
     with open_subject(qemu_build.binary, target, 12, wrong) as seeded:

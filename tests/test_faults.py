@@ -29,12 +29,11 @@ from qthrottle.cases import SCHEMA_DIR
 from qthrottle.core import Interrupted, check_interrupted, signals_stop_the_command
 from qthrottle.engines import stateful
 from qthrottle.engines.bounds import PROFILES, Profile
-from qthrottle.engines.stateful import Subject, search, verify_target
+from qthrottle.engines.stateful import Subject, search
 from qthrottle.harness.build import build
 from qthrottle.harness.driver import Driver, DriverError
 from qthrottle.harness.extract import extract
 from qthrottle.harness.mutation import mutants
-from qthrottle.harness.policy_scan import policy_from_extraction
 from qthrottle.harness.target import resolve
 from qthrottle.model import invariants as inv
 from qthrottle.model.policy import Policy
@@ -42,6 +41,7 @@ from qthrottle.model.timeline import Advance, AdvanceToNext, Emission, Operation
 from qthrottle.review import mutate as mutate_module
 from qthrottle.review import mutation_report as mr
 from qthrottle.review.explain import NO_CONDITION
+from qthrottle.review.target_policy import target_policy, verify_target
 
 ROOT = Path(__file__).resolve().parent.parent
 SECOND = 1_000_000_000
@@ -526,8 +526,7 @@ def test_an_undecodable_reply_is_a_harness_failure_with_its_bytes(tmp_path: Path
         assert "b'\\xff\\xfe not json'" in crash.status
         assert inv.crash_invariant(crash.kind) is None  # UNKNOWN, never a verdict
         target = resolve("stop-bypass")
-        subject = Subject.create(driver, policy_from_extraction(target.extract()),
-                                 target.catalog())
+        subject = Subject.create(driver, target_policy(target).policy, target.catalog())
         result = search(subject, SMALL, SEED)
     assert result.falsified == {}
     assert result.unknown is not None and "the harness could not decide: protocol-error" \

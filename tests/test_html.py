@@ -15,12 +15,12 @@ from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from qthrottle.cli import main
-from qthrottle.engines.stateful import open_subject
 from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import INVARIANTS
 from qthrottle.model.timeline import Advance, AdvanceToNext, Operation, Queue
 from qthrottle.review import html
 from qthrottle.review.counterexample import replay
+from qthrottle.review.target_policy import open_subject
 from qthrottle.review.timeline_view import DROPPED, EMITTED, HELD, QUEUED, Section
 from qthrottle.review.timeline_view import Page as HtmlPage
 from qthrottle.review.views import replay_timeline
