@@ -162,7 +162,7 @@ def realize(machine: Machine, op: Queue) -> Trigger:
 def timelines(subject: Subject, steps: int) -> st.SearchStrategy[List[Step]]:
     """Timelines of up to @steps steps, drawn with the stateful engine's strategies."""
     throttled = [e for e, rate in subject.policy.rates.items() if rate]
-    events = [e for e in events_under_test(subject.catalog, throttled)
+    events = [e for e in events_under_test(subject.catalog, throttled).all
               if e.name in subject.kinds]
 
     def triggers(chosen: List[Event]) -> st.SearchStrategy[Trigger]:

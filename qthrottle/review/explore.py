@@ -171,7 +171,8 @@ def _section(number: int, example: Counterexample, replayed: Replay, policy: Pol
 
 
 def _page(target: Target, spec: str, policy: Policy, exploration: Exploration,
-          written: Dict[int, Path], facts: Tuple[str, ...], verdict: str) -> Page:
+          written: Dict[int, Path], facts: Tuple[str, ...], verdict: str,
+          no_reproducer: Callable[[Replay], str]) -> Page:
     rows = tuple((f"{n} {name}", exploration.status.get(n, "-  (not explored)"))
                  for n, name in INVARIANTS.items())
     sections = tuple(_section(n, example, replayed, policy, target, spec, written.get(n),
