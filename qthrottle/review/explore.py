@@ -240,11 +240,8 @@ def explore(spec: str, qapi_dir: Optional[str], wanted: FrozenSet[int], profile:
                  f"z3 proofs first: {bounds(timeout_ms)}",
                  f"then the stateful engine, {profile.describe()}",
                  *(f"UNKNOWN: {reason}" for reason in exploration.unknown))
-        try:
-            html.write(html_file, _page(target, spec, policy, exploration, written, facts,
-                                        f"exit {code}: {VERDICTS[code]}", no_reproducer))
-        except OSError as error:
-            raise QthrottleError(f"cannot write --html {html_file}: {error}") from None
+        html.write(html_file, _page(target, spec, policy, exploration, written, facts,
+                                    f"exit {code}: {VERDICTS[code]}", no_reproducer))
         print(f"HTML timeline: {html_file}")
     if unwritable:
         raise QthrottleError(unwritable if unwritable.startswith("cannot write") else
