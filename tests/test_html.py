@@ -197,13 +197,18 @@ def test_stop_irreflexive_shows_the_use_after_free_and_every_invariant_it_breaks
     sections = page.eval_on_selector_all("section", "n => n.map(s => s.id)")
     assert sections == ["invariant-1", "invariant-3", "invariant-4", "invariant-8"]
     # The use-after-free: the stop event opened a record the timer freed but left in the
-    # table; the next lookup of its key reads it. The C crashes at the last step.
+    # table; the next lookup of its key (a queue, or the removal a timer does) reads it.
+    # The C crashes at the last step, highlighted as the violation, its cell saying so.
+    violations = [h for h in highlights(page, "invariant-8") if h[0] == "violation"]
+    assert [h[2] for h in violations] == ["invariant 8 broken"]
+    last = violations[0][1]
     uaf = marks(page, "invariant-8")
+    assert max(int(m["step"]) for m in uaf) <= int(last)
+    assert "CRASH: heap-use-after-free" in page.inner_text("#invariant-8")
+    # Each event the C had not emitted when it crashed is struck, saying why.
     crashed = [m for m in uaf if m["kind"] == DROPPED and m["side"] == "C"]
-    assert len(crashed) == 1 and crashed[0]["struck"]
-    assert "crashed" in crashed[0]["text"] and "heap-use-after-free" in crashed[0]["text"]
-    last = crashed[0]["step"]
-    assert ["violation", last, "invariant 8 broken"] in highlights(page, "invariant-8")
+    assert all(m["struck"] and "crashed at step " + last in m["text"]
+               and "heap-use-after-free" in m["text"] for m in crashed)
     assert "SUMMARY: AddressSanitizer: heap-use-after-free" in page.inner_text("#invariant-8")
     assert page.locator("#invariant-8 text.table-size.crash").count() == 1
     # The model never throttles a stop event: from there on it is not compared.
@@ -324,6 +329,23 @@ def test_replaced_event_comes_from_the_model() -> None:
     assert view.highlights == ()
 
 
+def test_event_queued_into_a_crash_is_struck_with_the_sanitizer_words() -> None:
+    """stop-irreflexive: the stop event's record is freed by its timer but left in the
+    table; the next event of its key crashes the C in the lookup, before any emission."""
+    timeline: List[Operation] = [disk("disk0", "stop"), AdvanceToNext(),
+                                 disk("disk0", "ignore")]
+    with open_subject(resolve("stop-irreflexive")) as subject:
+        replayed = replay(subject, 8, timeline)
+        view = replay_timeline(replayed, subject.policy, "stop-irreflexive")
+    assert replayed.confirmed
+    struck = [m for m in view.marks if m.kind == DROPPED and m.side == 0]
+    assert [(m.label, m.step) for m in struck] == [("3", 3)]
+    assert struck[0].text.startswith("#3 on C: never emitted: C crashed at step 3 "
+                                      "(heap-use-after-free in qapi_event_throttle_equal")
+    assert [(h.kind, h.step) for h in view.highlights if h.kind == "violation"] == [
+        ("violation", 3)]
+
+
 def test_html_file_is_checked_before_the_run(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "no-such-dir" / "page.html"
@@ -331,7 +353,8 @@ def test_html_file_is_checked_before_the_run(tmp_path: Path,
                  ["diff", "per-device", "stop-bypass"]):
         assert main([*argv, "--html", str(missing)]) == 2
         err = capsys.readouterr().err
-        assert err.startswith(f"qthrottle: error: --html {missing}: no such directory")
+        assert err.startswith(f"qthrottle: error: --html {missing}: cannot be written: "
+                              "No such file or directory")
     assert not (tmp_path / "repro").exists()
     assert main(["explore", "per-device", "--html", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err

@@ -98,12 +98,16 @@ class DiffOptions:
         for option, value in (("--old-qapi-dir", self.old_qapi_dir),
                               ("--new-qapi-dir", self.new_qapi_dir)):
             words += [option, value] if value else []
-        words += ["--seed", str(self.seed)]
+        return shlex.join(words + self.bound_words())
+
+    def bound_words(self) -> List[str]:
+        """The options that reproduce these bounds (the defaults left out)."""
+        words = ["--seed", str(self.seed)]
         if self.timeout_ms != DEFAULT_TIMEOUT_MS:
             words += ["--timeout-ms", str(self.timeout_ms)]
         if self.dynamic != DYNAMIC_DIFF:
             words += ["--timelines", str(self.dynamic.runs), "--steps", str(self.dynamic.steps)]
-        return shlex.join(words + (["--stateful"] if self.stateful else []))
+        return words + (["--stateful"] if self.stateful else [])
 
 
 @dataclass

@@ -234,24 +234,23 @@ def explore(spec: str, qapi_dir: Optional[str], wanted: FrozenSet[int], profile:
     code = EXIT_FALSIFIED if exploration.falsified else \
         EXIT_UNKNOWN if exploration.unknown else EXIT_HOLDS
     written: Dict[int, Path] = {}
+    write_error = None
     if not unwritable:
         try:
             written = _write(output, spec, qapi_dir, target, exploration, seed_value)
         except OSError as error:
-            unwritable = f"cannot write the reproducers to {output}: {error}"
+            write_error = f"cannot write the reproducers to {output}: {error}"
     if html_file is not None:
         facts = (f"target: {target.name} ({target.monitor_c})",
                  f"seed {seed_value}: rerun with --seed {seed_value} to reproduce",
                  f"z3 proofs first: {bounds(timeout_ms)}",
                  f"then the stateful engine, {profile.describe()}",
                  *(f"UNKNOWN: {reason}" for reason in exploration.unknown))
-        try:
-            html.write(html_file, _page(target, spec, policy, exploration, written, facts,
-                                        f"exit {code}: {VERDICTS[code]}", no_reproducer))
-        except OSError as error:
-            raise QthrottleError(f"cannot write --html {html_file}: {error}") from None
+        html.write(html_file, _page(target, spec, policy, exploration, written, facts,
+                                    f"exit {code}: {VERDICTS[code]}", no_reproducer))
         print(f"HTML timeline: {html_file}")
     if unwritable:
-        raise QthrottleError(unwritable if unwritable.startswith("cannot write") else
-                             f"--output {output}: {unwritable}: no reproducer written")
+        raise QthrottleError(f"--output {output}: {unwritable}: no reproducer written")
+    if write_error:
+        raise QthrottleError(write_error)
     return code

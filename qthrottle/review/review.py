@@ -72,12 +72,7 @@ class ReviewOptions:
             words += ["--git", self.git] + (["--base", self.base] if self.base != "HEAD" else [])
         elif self.tree is not None:
             words += ["--tree", self.tree]
-        words += ["--seed", str(self.seed)]
-        if self.timeout_ms != DEFAULT_TIMEOUT_MS:
-            words += ["--timeout-ms", str(self.timeout_ms)]
-        if self.dynamic != DYNAMIC_DIFF:
-            words += ["--timelines", str(self.dynamic.runs), "--steps", str(self.dynamic.steps)]
-        return shlex.join(words + (["--stateful"] if self.stateful else []))
+        return shlex.join(words + self.analysis().bound_words())
 
 
 @dataclass
