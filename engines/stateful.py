@@ -58,6 +58,7 @@ from qthrottle.model.timeline import (
     Advance,
     AdvanceToNext,
     Emission,
+    EventData,
     Operation,
     Queue,
     format_event,
@@ -178,6 +179,16 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
                        if subject.events.unthrottled else queue_ops)
     stop_events = [e for e in focus if e.name == inv.STOP_EVENT]
     hash_of, equal = driver_callbacks(subject.driver)
+    redrawn = {e.name: event_data(e) for e in subject.events.all}
+
+    def same_key(op: Queue, fresh: EventData) -> EventData:
+        """@fresh with @op's key members (present or absent as in @op)."""
+        if fresh is None:  # an event without data
+            return None
+        key = subject.policy.keys.get(op.event, ())
+        return {**{m: v for m, v in fresh.items() if m not in key},
+                **{m: v for m, v in (op.data or {}).items() if m in key}}
+
     # Invariants 1 and 2 are about the keys the table holds: those of the focus events.
     pairs = st.sampled_from(focus).flatmap(
         lambda e: st.tuples(st.just(e.name), event_data(e), event_data(e)))
@@ -288,10 +299,12 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
             self._step(op)
             return op
 
-        # The same event again, the same key: a burst, what a throttle is for (its rate).
-        @rule(op=queued)
-        def queue_again(self, op: Queue) -> None:
-            self._step(op)
+        # An event queued before, again with the same key and its other members drawn
+        # anew: a burst, what a throttle is for (its rate; which of the burst is newest;
+        # a stop event of a key that is reporting).
+        @rule(op=queued, data=st.data())
+        def queue_again(self, op: Queue, data: st.DataObject) -> None:
+            self._step(Queue(op.event, same_key(op, data.draw(redrawn[op.event]))))
 
         @rule(ns=st.sampled_from(steps))
         def advance(self, ns: int) -> None:
