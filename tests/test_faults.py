@@ -418,6 +418,11 @@ def test_a_signal_stops_a_z3_check_at_once() -> None:
                 solver.check()
             timer.join()
         assert stop.value.signum == signum and time.monotonic() - started < SIGNAL_GRACE_S
+    # The command that a signal stopped leaves z3's context usable: a later one pushes.
+    with signals_stop_the_command(), pytest.raises(Interrupted):
+        os.kill(os.getpid(), signal.SIGINT)  # between checks: z3 is cancelled all the same
+        time.sleep(SIGNAL_GRACE_S)
+    z3.Solver().push()
 
 
 def test_hypothesis_does_not_turn_an_interruption_into_a_flaky_result(
