@@ -140,7 +140,7 @@ def realize(machine: Machine, op: Queue) -> Trigger:
     """
     data = op.data or {}
     if op.event == "RTC_CHANGE":
-        return RtcSet(int(data.get("offset", 0)))
+        return RtcSet.of(int(data.get("offset", 0)))
     if op.event == "QUORUM_REPORT_BAD":
         return machine.quorum_read(str(data["node-name"]))
     # QEMU 7.2's BLOCK_IO_ERROR has no qom-path: its device then picks the disk.

@@ -35,7 +35,14 @@ from qthrottle.engines.e2e import (
 )
 from qthrottle.harness import qemu_build
 from qthrottle.harness.qemu_build import QemuBuild, build_key, cached_build, recipe_digest
-from qthrottle.harness.qemu_machine import DiskIo, Machine, QuorumRead, RtcSet, find_libfaketime
+from qthrottle.harness.qemu_machine import (
+    RTC_OFFSETS,
+    DiskIo,
+    Machine,
+    QuorumRead,
+    RtcSet,
+    find_libfaketime,
+)
 from qthrottle.harness.qemu_process import QemuError, QemuProcess, QemuTimeout
 from qthrottle.harness.target import resolve
 from qthrottle.model.members import g_str_hash
@@ -262,6 +269,12 @@ def test_generated_events_become_what_a_guest_can_do() -> None:
     ignored = machine.queued(ignore, "/rtc")[0].data
     assert ignored is not None and "nospace" not in ignored
     assert realize(machine, Queue("RTC_CHANGE", {"offset": 4096})) == RtcSet(4096)
+    # The schema's offset is any int64; the guest's CMOS clock holds 1970 to 2099.
+    assert realize(machine, Queue("RTC_CHANGE", {"offset": -1})) == RtcSet(-1)
+    for offset in (-2**63, 2**63 - 1, RTC_OFFSETS[1] + 1):
+        folded = realize(machine, Queue("RTC_CHANGE", {"offset": offset}))
+        assert isinstance(folded, RtcSet) and RTC_OFFSETS[0] <= folded.offset <= RTC_OFFSETS[1]
+        assert folded.describe()[-19:-15] in {str(year) for year in range(1970, 2100)}
     bad = realize(machine, Queue("QUORUM_REPORT_BAD", {"node-name": "node1"}))
     assert bad == QuorumRead("quorum0", "node1", 2)  # sector 0 stays readable
 
