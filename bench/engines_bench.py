@@ -57,7 +57,6 @@ from qthrottle.engines.stateful import (
     Subject,
     Violation,
     make_machine,
-    open_subject,
     replay,
     search,
 )
@@ -70,9 +69,10 @@ from qthrottle.model.invariants import INVARIANTS
 from qthrottle.model.members import string_values
 from qthrottle.model.qapi_schema import load_schema
 from qthrottle.model.timeline import Advance, AdvanceToNext, Operation, Queue, format_ns
-from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS, PROVEN_INVARIANTS, ProofReport, prove
+from qthrottle.proofs.engine import PROVEN_INVARIANTS, ProofReport, prove
 from qthrottle.proofs.replay import replay as replay_proof
-from qthrottle.proofs.solve import FALSIFIED
+from qthrottle.proofs.solve import DEFAULT_TIMEOUT_MS, FALSIFIED
+from qthrottle.review.target_policy import open_subject
 
 INF = float("inf")
 PROFILE = PROFILES["quick"]  # the profile `qthrottle verify` uses by default

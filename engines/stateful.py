@@ -7,6 +7,11 @@ ends quiet (the clock run past the last window), so that leaks are looked for in
 every run. A failure shrinks to a short timeline. To report every broken invariant, not
 just the first, the search is repeated with the invariants already found set
 aside (a violation of one of those restarts the run instead of failing it).
+
+The engine takes the target's policy as an argument (derived from the code by
+proofs/policy.py); where the derivation left an event's key UNKNOWN, the
+invariants that judge runs by the policy's keys (5, 6) are UNKNOWN too, never
+judged against a guessed key.
 """
 from __future__ import annotations
 
@@ -14,11 +19,23 @@ import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple, Type, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    FrozenSet,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Type,
+    Union,
+)
 
 from hypothesis import errors, seed, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, rule, run_state_machine_as_test
 
 from qthrottle.core import Interrupted, check_interrupted
 from qthrottle.engines.bounds import Profile, clock_steps, search_settings
@@ -31,7 +48,6 @@ from qthrottle.engines.generate import (
 from qthrottle.engines.minimise import minimise
 from qthrottle.harness.build import build
 from qthrottle.harness.driver import Crash, Driver, HarnessFailure, StepResult
-from qthrottle.harness.policy_scan import policy_from_extraction
 from qthrottle.harness.target import Target
 from qthrottle.model import invariants as inv
 from qthrottle.model.ghash import CallbackCrashed, driver_callbacks
@@ -42,6 +58,7 @@ from qthrottle.model.timeline import (
     Advance,
     AdvanceToNext,
     Emission,
+    EventData,
     Operation,
     Queue,
     format_event,
@@ -112,9 +129,14 @@ class SearchResult:
     seed: int
     falsified: Dict[int, Counterexample] = field(default_factory=dict)
     unknown: Optional[str] = None  # why the search could not finish
+    undecided: Dict[int, str] = field(default_factory=dict)  # invariant -> why not judged
     searches: int = 0
     seconds: float = 0.0
     events: str = ""  # the events it queued (EventsUnderTest.describe): a bound
+
+
+# Invariants judged by the policy's keys: not judged where a key is UNKNOWN.
+KEYED_INVARIANTS = frozenset({5, 6})
 
 
 @dataclass
@@ -125,11 +147,14 @@ class Subject:
     policy: Policy
     catalog: Catalog
     events: EventsUnderTest
+    undecided: Dict[str, str] = field(default_factory=dict)  # event -> why its key is UNKNOWN
 
     @classmethod
-    def create(cls, driver: Driver, policy: Policy, catalog: Catalog) -> Subject:
+    def create(cls, driver: Driver, policy: Policy, catalog: Catalog,
+               undecided: Optional[Mapping[str, str]] = None) -> Subject:
         throttled = [e for e, rate in policy.rates.items() if rate]
-        return cls(driver, policy, catalog, events_under_test(catalog, throttled))
+        return cls(driver, policy, catalog, events_under_test(catalog, throttled),
+                   dict(undecided or {}))
 
 
 TraceCheck = Callable[[inv.Trace], List[str]]
@@ -154,12 +179,23 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
                        if subject.events.unthrottled else queue_ops)
     stop_events = [e for e in focus if e.name == inv.STOP_EVENT]
     hash_of, equal = driver_callbacks(subject.driver)
+    redrawn = {e.name: event_data(e) for e in subject.events.all}
+
+    def same_key(op: Queue, fresh: EventData) -> EventData:
+        """@fresh with @op's key members (present or absent as in @op)."""
+        if fresh is None:  # an event without data
+            return None
+        key = subject.policy.keys.get(op.event, ())
+        return {**{m: v for m, v in fresh.items() if m not in key},
+                **{m: v for m, v in (op.data or {}).items() if m in key}}
+
     # Invariants 1 and 2 are about the keys the table holds: those of the focus events.
     pairs = st.sampled_from(focus).flatmap(
         lambda e: st.tuples(st.just(e.name), event_data(e), event_data(e)))
 
     class ThrottleMachine(RuleBasedStateMachine):
         latest: Optional[ThrottleMachine] = None
+        queued = Bundle("queued")
 
         def __init__(self) -> None:
             super().__init__()
@@ -247,9 +283,10 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
                 self._fail(mismatch, "the C and the reference model disagree (see the "
                            "timeline)")
 
-        @rule(op=queue_ops)
-        def queue(self, op: Queue) -> None:
+        @rule(target=queued, op=queue_ops)
+        def queue(self, op: Queue) -> Queue:
             self._step(op)
+            return op
 
         # Invariant 6 on every unthrottled event of the schema, in a rule of its own.
         @rule(op=unthrottled_ops)
@@ -257,9 +294,17 @@ def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedSta
             self._step(op)
 
         # Invariant 4 is about BLOCK_IO_ERROR: a rule of its own makes it frequent.
-        @rule(op=queue_operations(stop_events) if stop_events else queue_ops)
-        def queue_block_io_error(self, op: Queue) -> None:
+        @rule(target=queued, op=queue_operations(stop_events) if stop_events else queue_ops)
+        def queue_block_io_error(self, op: Queue) -> Queue:
             self._step(op)
+            return op
+
+        # An event queued before, again with the same key and its other members drawn
+        # anew: a burst, what a throttle is for (its rate; which of the burst is newest;
+        # a stop event of a key that is reporting).
+        @rule(op=queued, data=st.data())
+        def queue_again(self, op: Queue, data: st.DataObject) -> None:
+            self._step(Queue(op.event, same_key(op, data.draw(redrawn[op.event]))))
 
         @rule(ns=st.sampled_from(steps))
         def advance(self, ns: int) -> None:
@@ -377,6 +422,11 @@ def search(subject: Subject, profile: Profile, seed_value: int,
     """
     result = SearchResult(profile, seed_value, events=subject.events.describe())
     start = time.perf_counter()
+    if subject.undecided:
+        why = "; ".join(f"{event}: {reason}" for event, reason in subject.undecided.items())
+        result.undecided = {number: f"the key of the throttle policy is UNKNOWN ({why})"
+                            for number in KEYED_INVARIANTS}
+        set_aside = set_aside | KEYED_INVARIANTS
     config = search_settings(profile.runs, profile.steps, shrink=not stop_at_first)
     try:
         try:
@@ -403,19 +453,13 @@ def search(subject: Subject, profile: Profile, seed_value: int,
 
 
 @contextmanager
-def open_subject(target: Target) -> Iterator[Subject]:
+def open_subject(target: Target, policy: Policy,
+                 undecided: Optional[Mapping[str, str]] = None) -> Iterator[Subject]:
     """Build a target's sanitized driver; the subject the engine (and a replay) drives."""
     catalog = target.catalog()
-    extraction = target.extract()
-    built = build(extraction, tuple(catalog.events))
+    built = build(target.extract(), tuple(catalog.events))
     with Driver(built.binary) as driver:
-        yield Subject.create(driver, policy_from_extraction(extraction), catalog)
-
-
-def verify_target(target: Target, profile: Profile, seed_value: int) -> SearchResult:
-    """Build a target's driver and run the stateful search on it."""
-    with open_subject(target) as subject:
-        return search(subject, profile, seed_value)
+        yield Subject.create(driver, policy, catalog, undecided)
 
 
 def format_timeline(example: Counterexample, indent: str = "    ") -> List[str]:

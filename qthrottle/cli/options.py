@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 from qthrottle.core import QthrottleError
 from qthrottle.engines.bounds import DYNAMIC_DIFF, PROFILES
 from qthrottle.harness.target import Target, resolve
-from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS
+from qthrottle.proofs.solve import DEFAULT_TIMEOUT_MS
 
 TARGET_HELP = "a QEMU tree, a monitor.c file or a case-study name"
 Z3_TIMEOUT_MAX_MS = 2**32 - 1  # z3 keeps its timeout in an unsigned 32-bit integer

@@ -22,7 +22,7 @@ from qthrottle.core import Interrupted, QthrottleError
 from qthrottle.engines.bounds import PROFILES
 from qthrottle.engines.selfcheck import DEFAULT_TIMEOUT_S as SELFCHECK_TIMEOUT_S
 from qthrottle.engines.selfcheck import SelfcheckReport, run_selfcheck
-from qthrottle.engines.stateful import SearchResult, verify_target
+from qthrottle.engines.stateful import SearchResult
 from qthrottle.harness.target import bundled_cases
 from qthrottle.proofs.engine import prove_target
 from qthrottle.proofs.report import bounds
@@ -36,6 +36,7 @@ from qthrottle.review.reports import (
     to_json,
     to_junit,
 )
+from qthrottle.review.target_policy import target_policy, verify_target
 
 
 def _write_reports(args: argparse.Namespace, report: VerifyReport) -> None:
@@ -72,8 +73,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         step = f"[{index}/{len(targets)}] {target.name}"
         search: Optional[SearchResult] = None
         try:
+            with phases.phase(f"{step}: the throttle policy, derived from the C"):
+                derived = target_policy(target, args.timeout_ms)
             with phases.phase(f"{step}: stateful search, {profile.describe()}"):
-                search = verify_target(target, profile, seed_value)
+                search = verify_target(target, profile, seed_value, derived)
             with phases.phase(f"{step}: z3 proofs"):
                 proofs = prove_target(target, args.timeout_ms)
         except Interrupted as stop:  # what this target had found, before the exit
@@ -81,9 +84,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             if isinstance(found, SearchResult):
                 print("\n".join(paint(line) for line in interrupted_lines(found)), flush=True)
             raise
-        lint = lint_extraction(target.extract(), target.catalog())
+        lint = lint_extraction(target.extract(), target.catalog(), derived.policy,
+                               derived.key_reads, derived.unknown)
         # Either engine's counterexample breaks an invariant; either's UNKNOWN is no pass.
-        result = target_result(report, target, search, proofs, lint)
+        result = target_result(report, target, search, proofs, lint, derived)
         print("\n".join(paint(line) for line in target_lines(result)), flush=True)
         if args.explain:
             print("\n" + "\n".join(explain_lines(report, result, crosshair)), flush=True)

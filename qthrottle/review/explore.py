@@ -15,7 +15,7 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from qthrottle.core import EXIT_FALSIFIED, EXIT_HOLDS, EXIT_UNKNOWN, QthrottleError
 from qthrottle.engines.bounds import Profile
-from qthrottle.engines.stateful import Subject, open_subject, search
+from qthrottle.engines.stateful import Subject, search
 from qthrottle.harness.target import Target, resolve
 from qthrottle.model.invariants import INVARIANTS
 from qthrottle.model.policy import Policy
@@ -36,6 +36,7 @@ from qthrottle.review.counterexample import (
     sanitizer_text,
     write_reproducer,
 )
+from qthrottle.review.target_policy import open_subject
 from qthrottle.review.timeline_view import Block, Page, Section
 from qthrottle.review.views import replay_timeline
 
@@ -119,6 +120,10 @@ def _search(subject: Subject, exploration: Exploration, profile: Profile,
                 "" if replayed.confirmed else "; not reproduced on replay")
         elif number in exploration.status:  # z3's word stands (PROVED, UNKNOWN, unconfirmed)
             continue
+        elif number in result.undecided:
+            exploration.status[number] = f"UNKNOWN (stateful engine: {result.undecided[number]})"
+            exploration.unknown.append(f"invariant {number} (stateful engine): "
+                                       f"{result.undecided[number]}")
         elif result.unknown:
             exploration.status[number] = "UNKNOWN (stateful engine)"
         else:

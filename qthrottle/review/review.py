@@ -36,7 +36,7 @@ from qthrottle.core import EXIT_FALSIFIED, EXIT_HOLDS, EXIT_UNKNOWN, Status
 from qthrottle.engines.bounds import DYNAMIC_DIFF, Profile
 from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import INVARIANTS
-from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS
+from qthrottle.proofs.solve import DEFAULT_TIMEOUT_MS
 from qthrottle.review.diff import DiffOptions, DiffRun, Side, Version, analyse, compare
 from qthrottle.review.findings import BISECT, Finding, find
 from qthrottle.review.patches import GIT_APPLY, PATCH, apply_sections, copy_throttle_dirs
