@@ -39,6 +39,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from qthrottle.core import cache_dir
 
+from .lifetime import group_dying_with_us
 from .qemu_sources import (
     QemuSourceError,
     check_space,
@@ -195,14 +196,16 @@ def _run_logged(command: List[str], cwd: Path, log_file: Path,
     """Run a build command at low priority, its output to @log_file; QemuBuildError on failure.
 
     The command runs in its own process group, killed with it on any exception
-    (Ctrl-C included), so that no compiler outlives an interrupted build.
+    (Ctrl-C included) and when qthrottle dies (SIGKILL included), so that no compiler
+    outlives an interrupted build.
     """
     env = dict(os.environ, LC_ALL="C")
     nice = shutil.which("nice")  # a build shares the machine
     with open(log_file, "a", encoding="utf-8", errors="replace") as output:
         output.write(f"$ {' '.join(command)}\n")
         output.flush()
-        process = subprocess.Popen([*([nice, "-n", "10"] if nice else []), *command], cwd=cwd,
+        niced = [*([nice, "-n", "10"] if nice else []), *command]
+        process = subprocess.Popen(group_dying_with_us(niced), cwd=cwd,
                                    env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, errors="replace",
                                    start_new_session=True)

@@ -357,6 +357,33 @@ def test_no_process_outlives_qthrottle_stopped_while_the_c_hangs(
     assert err.strip().splitlines()[-1] == f"qthrottle: interrupted by {signal.Signals(signum).name}"
 
 
+BUILD_STEP = """
+import sys
+from pathlib import Path
+from qthrottle.harness.qemu_build import _run_logged
+# A build step as ninja runs one: a process whose own children do the work.
+_run_logged(["sh", "-c", "sleep 300 & sleep 300 & wait"], Path(sys.argv[1]),
+            Path(sys.argv[1]) / "build.log")
+"""
+
+
+def test_no_build_process_outlives_qthrottle_killed_by_sigkill(tmp_path: Path) -> None:
+    """fetch-qemu --build's ninja and compilers die with qthrottle, SIGKILL included."""
+    command = subprocess.Popen([sys.executable, "-c", BUILD_STEP, str(tmp_path)])
+    try:
+        wait_for("the build's children", lambda: sum(
+            cmdline(p.pid).split() == ["sleep", "300"]
+            for p in descendants(command.pid)) == 2, timeout_s=30)
+        below = descendants(command.pid)
+    finally:
+        command.kill()
+        command.wait()
+    left = alive(below)
+    for process in left:  # not to leave them to the next test
+        os.kill(process.pid, signal.SIGKILL)
+    assert left == []
+
+
 # 4. SIGINT stops any command within 2 s with exit 130 (SIGTERM 143), after what it found.
 
 @pytest.mark.parametrize(("signum", "after_s"), [(signal.SIGINT, 0.5), (signal.SIGINT, 3.0),
