@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional, Protocol, TypeVar
 
 from qthrottle.model.ghash import EqualFn, HashFn, matches
-from qthrottle.model.logic import And, Bool, Eq, Implies, Not, Or
+from qthrottle.model.logic import And, Bool, Eq, Implies, Ite, Not, Or
 from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Catalog, getter_kind
 from qthrottle.model.timeline import Emission, EventData, Operation, Queue, format_event, format_ns
@@ -152,9 +152,14 @@ def no_dangling_entry(result: _HasFindings) -> list[str]:
     return [f"dangling entry: {f.detail}" for f in result.findings if f.kind == "dangling-entry"]
 
 
+def quiet_period(policy: Policy) -> int:
+    """Invariant 3: how long with nothing queued empties the table: two intervals."""
+    return 2 * max(policy.rates.values(), default=0)
+
+
 def table_empties_when_quiet(trace: Trace, policy: Policy) -> list[str]:
     """Invariant 3: after two intervals with nothing queued, the table is empty."""
-    quiet_after = 2 * max(policy.rates.values(), default=0)
+    quiet_after = quiet_period(policy)
     violations = []
     last_queue = 0
     for index, step in enumerate(trace):
@@ -337,6 +342,146 @@ def unthrottled_immediate(trace: Trace, policy: Policy) -> list[str]:
             violations.append(f"{_where(index, step)}: unthrottled events emitted as {seen}, "
                               f"queued as {expected}")
     return violations
+
+
+# --------------------------------- 3, 4, 5, 6: one key's history, step by step
+# The run invariants as obligations on each step of one key's history, with what
+# they remember of its past. The values are plain (a trace projected onto one key)
+# or z3 terms (proofs/induction.py: the key's transition relation, built from the
+# C): both judge a step by the same obligations. Which queued event an emission is
+# (its identity) is the caller's to say: a trace knows it by data, the proofs by
+# the pointer the C stores.
+
+@dataclass(frozen=True)
+class Seen:
+    """An event of the key, as the obligations know it."""
+
+    queued_at: Any  # the clock when it was queued
+    stop: Bool  # is_stop_event
+    throttled: Bool  # the policy throttles its event
+
+
+@dataclass(frozen=True)
+class KeyEmission:
+    """One emission of an event of the key, in order within its step."""
+
+    happens: Bool
+    t: Any
+    event: Seen
+    known: Bool  # the event was queued in this step or an earlier one
+    at_once: Bool  # ... in this very step
+    newest: Bool  # no newer non-stop event of the key was queued since, in an earlier step
+
+
+@dataclass(frozen=True)
+class KeyStep:
+    """What one step (a queue or a clock advance) did, seen from one key."""
+
+    before: Any  # the clock before and after the step
+    after: Any
+    queue: Bool  # the step queues an event, of any key
+    queued: Bool  # ... of this key
+    event: Seen  # the event it queues, when it does
+    emissions: tuple[KeyEmission, ...]
+    in_table: Bool  # after the step, a record of the key is in the table
+    dangling: Bool  # the step freed a record of the key that the table still holds
+
+
+@dataclass(frozen=True)
+class KeyMemory:
+    """What the obligations remember of one key's past."""
+
+    last_queue: Any  # when an event of any key was last queued (3: the quiet period)
+    emitted: Bool  # a non-stop event of the key was emitted, last at
+    last_emitted: Any
+    recent: Bool  # an event of the key, a stop event too, was emitted, last at
+    last_recent: Any
+    waiting: Bool  # a non-stop event of the key is held back, neither emitted nor
+    waiting_since: Any  # replaced by a newer event of the key since; queued at
+
+    @staticmethod
+    def start() -> KeyMemory:
+        """Nothing happened yet; the clock starts at 0, as a quiet period would."""
+        return KeyMemory(0, False, 0, False, 0, False, 0)
+
+
+@dataclass(frozen=True)
+class KeyObligation:
+    invariant: int
+    what: str
+    holds: Bool
+
+
+def _rate_text(rate: Any) -> str:
+    return format_ns(rate) if isinstance(rate, int) else "rate"
+
+
+def key_step(memory: KeyMemory, step: KeyStep, rate: Any, quiet_after: Any
+             ) -> tuple[list[KeyObligation], KeyMemory]:
+    """The obligations of invariants 3, 4, 5 and 6 on one step of one key, in the order a
+    report lists them, and the memory after the step.
+
+    3: the step frees no record the table still holds; after two intervals
+       (@quiet_after) with nothing queued, no record of the key is in the table.
+    4: a stop event is emitted in the step that queues it, once, and never later.
+    6: so is an unthrottled event (in order, then, as steps are).
+    5, for the key's non-stop throttled events (stop events only count as activity
+       of the key): (a) emitted at least @rate after the previous one; (b) one queued
+       while nothing of the key was emitted in the last @rate is emitted at once;
+       (c) a delayed one at most @rate after it was queued, (d) only if no newer one
+       was queued since; (e) one neither emitted nor replaced by a newer event is
+       overdue once @rate has passed.
+    """
+    event, text = step.event, _rate_text(rate)
+    at_once = sum(Ite(And(e.happens, e.at_once), 1, 0) for e in step.emissions)
+    quiet = Not(And(memory.recent, memory.last_recent > step.before - rate))
+    obligations = [
+        KeyObligation(3, "a record of the key freed while the table still holds it "
+                         "(a dangling entry)", Not(step.dangling)),
+        KeyObligation(4, "a stop event not emitted exactly once in the step that queues it",
+                      Implies(And(step.queued, event.stop), Eq(at_once, 1))),
+        KeyObligation(6, "an unthrottled event not emitted exactly once in the step that "
+                         "queues it", Implies(And(step.queued, Not(event.throttled)),
+                                              Eq(at_once, 1))),
+        KeyObligation(5, "the key was quiet, yet the event was not emitted at once",
+                      Implies(And(step.queued, Not(event.stop), event.throttled, quiet),
+                              at_once >= 1)),
+    ]
+    held_back = And(step.queued, Not(event.stop), event.throttled, Eq(at_once, 0))
+    waiting = Ite(step.queued, held_back, memory.waiting)
+    since = Ite(step.queued, step.before, memory.waiting_since)
+    emitted, last_emitted = memory.emitted, memory.last_emitted
+    recent, last_recent = memory.recent, memory.last_recent
+    for e in step.emissions:
+        later = And(e.happens, Not(e.at_once))
+        subject = And(e.happens, Not(e.event.stop), e.event.throttled)
+        delayed = And(subject, e.known, Not(e.at_once))
+        obligations += [
+            KeyObligation(4, "a stop event emitted after the step that queued it "
+                             "(delayed, or emitted twice)", Not(And(later, e.event.stop))),
+            KeyObligation(6, "an unthrottled event emitted after the step that queued it",
+                          Not(And(later, Not(e.event.throttled)))),
+            KeyObligation(5, f"emitted less than {text} after the previous event of its key",
+                          Implies(And(subject, emitted), last_emitted + rate <= e.t)),
+            KeyObligation(5, f"held back more than {text} after it was queued",
+                          Implies(delayed, e.t <= e.event.queued_at + rate)),
+            KeyObligation(5, "emitted although a newer event of its key had replaced it",
+                          Implies(delayed, e.newest)),
+        ]
+        emitted, last_emitted = Or(emitted, subject), Ite(subject, e.t, last_emitted)
+        recent, last_recent = Or(recent, e.happens), Ite(e.happens, e.t, last_recent)
+        waiting = And(waiting, Not(And(delayed, e.newest)))
+    last_queue = Ite(step.queue, step.before, memory.last_queue)
+    obligations += [
+        KeyObligation(5, f"never emitted, and no newer event of its key replaced it within "
+                         f"{text}", Implies(waiting, step.after < since + rate)),
+        KeyObligation(3, "a record of the key still in the table two intervals after the "
+                         "last event was queued",
+                      Implies(And(Not(step.queue), step.in_table),
+                              step.after - last_queue < quiet_after)),
+    ]
+    return obligations, KeyMemory(last_queue, emitted, last_emitted, recent, last_recent,
+                                  waiting, since)
 
 
 # ------------------------------------ 3, 4, 5, 6: the reference's transitions

@@ -1,0 +1,639 @@
+"""Invariants 3, 4, 5 and 6 for timelines of any length: k-induction over one key.
+
+The system (transition.py) is one key's throttle state, stepped by the
+translated queue function and timer handler. The properties are the per-key
+obligations of model/invariants.py (key_step), evaluated on z3 terms: the
+obligations of invariant N on each step, and "the C stays in the model" (no
+second record of the key; for N other than 3, no record freed while the table
+holds it: what follows a dangling entry is a use-after-free, invariant 8's).
+
+For k = 1, 2, ... up to MAX_K:
+* base case (the bounded check): no timeline of k steps from the initial state
+  (clock 0, empty table) breaks them. The first that does is the shortest
+  violating timeline: it is replayed on the sanitized C, and FALSIFIED only
+  if the C breaks the invariant there too (else UNKNOWN, never a verdict);
+* step case: from ANY state, k steps that keep them keep them at the next step.
+  A step case that fails is no falsification (its state may be unreachable). It
+  is tried again with the lemmas of window_lemmas, the state a correct throttle
+  keeps (each kept only while the bounded check and the step case confirm it:
+  Houdini's algorithm), and the lemmas it needed are reported.
+
+What the decomposition assumes: records of other keys never meet the key's in
+GLib's probes. That is the decomposition theorem, proved first for every pair of
+records the table can hold: a GLib match is exactly "same key" (the policy's).
+Where it is not PROVED, a run property found to hold is UNKNOWN, never PROVED.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import z3
+
+from qthrottle.harness.extract import Extraction
+from qthrottle.model import invariants as inv
+from qthrottle.model.ghash import Record, matches
+from qthrottle.model.policy import Policy
+from qthrottle.model.qapi_schema import getter_kind
+from qthrottle.model.timeline import Advance, Operation, Queue, format_ns
+
+from .callbacks import Callbacks
+from .execution import FALSE, TRUE, Unsupported
+from .solve import FALSIFIED, GOAL_TIMEOUT_MS, PROVED, UNKNOWN, timeout
+from .space import KINDS, EventSpace, SymbolicRecord
+from .transition import (
+    CLOCK_LIMIT,
+    ChosenRecord,
+    EventRef,
+    Slot,
+    StepResult,
+    World,
+    ite,
+    ns,
+    queue_step,
+    time_var,
+    timer_step,
+)
+from .values import NotModelled
+
+Term = Any
+RUN_INVARIANTS = (3, 4, 5, 6)
+MAX_K = 5  # the deepest bounded check and step case tried
+MODEL = 0  # the obligation "the C stays in the per-key model", not an invariant
+
+
+@dataclass
+class Frame:
+    """The state of the key between two steps."""
+
+    now: Term
+    slot: Slot
+    memory: inv.KeyMemory
+    next_seq: Term  # the number the next queued event gets
+    newest: Term  # the number of the key's newest non-stop event (-1: none)
+
+
+@dataclass
+class StepVars:
+    """The choices of one step: what kind, which event, which new clock."""
+
+    queue: Term
+    timer: Term
+    record: SymbolicRecord
+    target: Term
+
+
+@dataclass
+class Unrolling:
+    """Frames 0..n and the steps between them, for one proof."""
+
+    world: World
+    frames: List[Frame]
+    steps: List[StepVars] = field(default_factory=list)
+    obligations: List[List[inv.KeyObligation]] = field(default_factory=list)
+    constraints: List[List[Term]] = field(default_factory=list)  # how each step may go
+    ends: List[Term] = field(default_factory=list)  # the C leaves the model in the step
+    dangling: List[Term] = field(default_factory=list)  # a record freed in the table
+
+    def holds(self, step: int, invariant: int) -> Term:
+        """Invariant @invariant's obligations on step @step, and the C stays in the model
+        (past a dangling entry only invariant 3 follows it: a use-after-free is next)."""
+        parts = [o.holds for o in self.obligations[step] if o.invariant == invariant]
+        parts.append(z3.Not(self.ends[step]))
+        if invariant != 3:
+            parts.append(z3.Not(self.dangling[step]))
+        return z3.And(*parts)
+
+
+def _memory(make: Callable[[str, bool], Term]) -> inv.KeyMemory:
+    start = inv.KeyMemory.start()
+    return inv.KeyMemory(*(make(f.name, isinstance(getattr(start, f.name), bool))
+                           for f in fields(inv.KeyMemory)))
+
+
+def initial_frame(world: World) -> Frame:
+    """Clock 0, no record, nothing queued or emitted yet."""
+    start = inv.KeyMemory.start()
+    memory = _memory(lambda name, flag: z3.BoolVal(getattr(start, name)) if flag
+                     else ns(getattr(start, name)))
+    return Frame(ns(0), Slot.empty(world.cb.record("unused")), memory, ns(0), ns(-1))
+
+
+def any_frame(world: World) -> Frame:
+    """An arbitrary state: the step case starts anywhere."""
+    held = EventRef(z3.Bool("s0.held.nil"), time_var("s0.held.seq"),
+                    time_var("s0.held.at"), z3.Bool("s0.held.stop"),
+                    z3.Bool("s0.held.throttled"), z3.Bool("s0.held.ours"))
+    slot = Slot(z3.Bool("s0.live"), z3.Bool("s0.in_table"), z3.Bool("s0.armed"),
+                time_var("s0.deadline"), held, world.cb.record("s0"))
+    memory = _memory(lambda name, flag: z3.Bool(f"m0.{name}") if flag
+                     else time_var(f"m0.{name}"))
+    return Frame(time_var("now0"), slot, memory, time_var("seq0"), time_var("newest0"))
+
+
+def _chosen(world: World, choices: Sequence[Tuple[Term, SymbolicRecord]],
+            otherwise: SymbolicRecord) -> SymbolicRecord:
+    kept = [(c, r) for c, r in choices if r is not otherwise and not z3.is_false(c)]
+    return ChosenRecord(world.fresh("stored"), kept, otherwise) if kept else otherwise
+
+
+def _merge_slots(world: World, queue: Term, timer: Term, queued: Slot, fired: Slot,
+                 idle: Slot) -> Slot:
+    def pick(name: str) -> Term:
+        return ite([(queue, getattr(queued, name)), (timer, getattr(fired, name))],
+                   getattr(idle, name))
+    held = EventRef.merged([(queue, queued.held), (timer, fired.held), (TRUE, idle.held)])
+    assert isinstance(held, EventRef)
+    return Slot(pick("live"), pick("in_table"), pick("armed"), pick("deadline"), held,
+                _chosen(world, [(queue, queued.stored), (timer, fired.stored)], idle.stored))
+
+
+def _declare_members(world: World, record: SymbolicRecord) -> None:
+    """Every member of a throttled event exists on @record, so that two queued events of
+    one key can differ in data (a counterexample shows it when the C's choice matters)."""
+    space = world.space
+    for event in space.catalog.events.values():
+        if event.name not in world.policy.rates:
+            continue
+        for member in event.members:
+            record.present(member.name)
+            kind = getter_kind(member)
+            if kind in KINDS:
+                record.value(member.name, kind)
+
+
+def extend(unrolling: Unrolling, quiet_after: int, readable: bool) -> None:
+    """One more step from the last frame; @readable: its event declares every member a
+    counterexample may show (the step case needs none of them)."""
+    world, frame = unrolling.world, unrolling.frames[-1]
+    index = len(unrolling.steps)
+    record = world.cb.record(f"e{index + 1}")
+    if readable:
+        _declare_members(world, record)
+    step = StepVars(z3.Bool(f"queue{index + 1}"), z3.Bool(f"timer{index + 1}"), record,
+                    time_var(f"clock{index + 1}"))
+    slot = frame.slot
+    queued = queue_step(world, slot, frame.now, record, frame.next_seq)
+    fired = timer_step(world, slot, frame.now)
+    advance = z3.And(z3.Not(step.queue), z3.Not(step.timer))
+    pending = z3.And(slot.live, slot.armed)
+    now = ite([(step.queue, frame.now), (step.timer, fired.now)], step.target)
+    unrolling.constraints.append([
+        z3.Not(z3.And(step.queue, step.timer)),
+        z3.Implies(step.timer, pending),
+        z3.Implies(advance, z3.And(frame.now <= step.target,
+                                   z3.Implies(pending, step.target < slot.deadline))),
+        z3.Implies(step.queue, queued.returns), z3.Implies(step.timer, fired.returns),
+        z3.And(0 <= now, now < CLOCK_LIMIT, frame.next_seq + 1 < CLOCK_LIMIT)])
+    seen = world.seen(record, frame.now, frame.next_seq)
+    rate = world.rate(world.key)
+    emissions = [_emission(z3.And(step.queue, c), ref, frame.now, frame, True)
+                 for c, ref in queued.emissions]
+    emissions += [_emission(z3.And(step.timer, c), ref, fired.now, frame, False)
+                  for c, ref in fired.emissions]
+    in_table = ite([(step.queue, queued.in_table), (step.timer, fired.in_table)],
+                   slot.in_table)
+    dangling = z3.Or(z3.And(step.queue, queued.dangling), z3.And(step.timer, fired.dangling))
+    key_step = inv.KeyStep(
+        before=frame.now, after=now, queue=step.queue,
+        queued=z3.And(step.queue, seen.ours), event=inv.Seen(frame.now, seen.stop,
+                                                             seen.throttled),
+        emissions=tuple(emissions), in_table=in_table, dangling=dangling)
+    obligations, memory = inv.key_step(frame.memory, key_step, rate, quiet_after)
+    unrolling.ends.append(z3.Or(z3.And(step.queue, queued.escape),
+                                z3.And(step.timer, fired.escape)))
+    unrolling.dangling.append(dangling)
+    newer = z3.And(step.queue, seen.ours, z3.Not(seen.stop))
+    unrolling.steps.append(step)
+    unrolling.obligations.append(obligations)
+    unrolling.frames.append(Frame(
+        now, _merge_slots(world, step.queue, step.timer, queued.slot, fired.slot, slot),
+        memory, z3.If(step.queue, frame.next_seq + 1, frame.next_seq),
+        z3.If(newer, frame.next_seq, frame.newest)))
+
+
+def _emission(happens: Term, ref: EventRef, t: Term, frame: Frame,
+              queue: bool) -> inv.KeyEmission:
+    return inv.KeyEmission(
+        happens=z3.And(happens, z3.Not(ref.nil), ref.ours), t=t,
+        event=inv.Seen(ref.at, ref.stop, ref.throttled), known=TRUE,
+        at_once=ref.seq == frame.next_seq if queue else FALSE, newest=ref.seq == frame.newest)
+
+
+# ------------------------------------------------------------------ lemmas
+
+def window_lemmas(world: World, frame: Frame) -> List[Tuple[str, Term]]:
+    """What a correct throttle keeps of one key's state, for the step case: the key's
+    record (its window) and the obligations' memory agree. Not invariants: each is
+    used only while the bounded check and the step case confirm it."""
+    slot, memory, held, now = frame.slot, frame.memory, frame.slot.held, frame.now
+    rate = world.rate(world.key)
+    stored = slot.stored
+    cb = world.cb
+    live = slot.live
+    table_record = z3.And(cb.reaches_table(stored),
+                          cb.translation("hash", stored).defined(),
+                          cb.translation("equal", stored, stored).defined())
+    return [
+        ("the clock and the memory's times are in range, in the past",
+         z3.And(0 <= now, now < CLOCK_LIMIT, 0 <= memory.last_queue,
+                memory.last_queue <= now, memory.last_emitted <= now,
+                memory.last_recent <= now, memory.waiting_since <= now)),
+        ("event numbers are in range", z3.And(0 <= frame.next_seq, frame.next_seq < CLOCK_LIMIT,
+                                              -1 <= frame.newest, frame.newest < frame.next_seq)),
+        ("only a throttled key has a record", z3.Implies(live, rate > 0)),
+        ("a record of the key is in the table exactly while it exists",
+         live == slot.in_table),
+        ("its timer is pending while it exists", z3.Implies(live, slot.armed)),
+        ("its deadline is within one interval after the clock",
+         z3.Implies(live, z3.And(now < slot.deadline, slot.deadline <= now + rate))),
+        ("it was stored from an event of the key the queue function looks up",
+         z3.Implies(live, z3.And(world.ours(stored), table_record))),
+        ("it holds back nothing when it does not exist", z3.Implies(z3.Not(live), held.nil)),
+        ("it holds back no stop event", z3.Implies(z3.Not(held.nil), z3.Not(held.stop))),
+        ("it holds back only a throttled event of the key, queued in its window",
+         z3.Implies(z3.Not(held.nil), z3.And(
+             held.ours, held.throttled, slot.deadline - rate <= held.at,
+             held.at <= memory.last_queue, held.seq < frame.next_seq))),
+        ("a non-stop event it holds back is the key's newest",
+         z3.Implies(z3.And(z3.Not(held.nil), z3.Not(held.stop)), held.seq == frame.newest)),
+        ("an emission of the key opened its window",
+         z3.Implies(live, z3.And(memory.recent, slot.deadline - rate <= memory.last_recent))),
+        ("the key's last non-stop emission is an interval before its deadline, or more",
+         z3.Implies(z3.And(live, memory.emitted), memory.last_emitted + rate <= slot.deadline)),
+        ("without a record the key is quiet",
+         z3.Implies(z3.And(z3.Not(live), memory.emitted), memory.last_emitted + rate <= now)),
+        ("a non-stop emission is an emission", z3.Implies(memory.emitted, z3.And(
+            memory.recent, memory.last_emitted <= memory.last_recent))),
+        ("the event the key waits for is the non-stop event held back",
+         z3.Implies(memory.waiting, z3.And(z3.Not(held.nil), z3.Not(held.stop),
+                                           memory.waiting_since == held.at))),
+        ("the window ends within two intervals of the last queued event",
+         z3.Implies(live, slot.deadline <= memory.last_queue + 2 * rate)),
+    ]
+
+
+# ------------------------------------------------------------------ results
+
+@dataclass
+class RunProof:
+    """One invariant's k-induction: its verdict, k, lemmas, counterexample timeline."""
+
+    invariant: int
+    status: str
+    reason: str
+    k: int = 0
+    lemmas: List[str] = field(default_factory=list)
+    unaided: str = ""  # what the step case said without lemmas
+    timeline: List[Operation] = field(default_factory=list)
+    violation: str = ""  # the obligation the timeline breaks
+    seconds: float = 0.0
+
+
+@dataclass
+class Decomposition:
+    """The decomposition theorem's verdict (a GLib match is exactly "same key")."""
+
+    status: str
+    reason: str
+    events: Dict[str, Record] = field(default_factory=dict)
+
+
+class Prover:
+    """The k-induction of invariants 3, 4, 5, 6 on one target."""
+
+    def __init__(self, space: EventSpace, extraction: Extraction, policy: Policy,
+                 timeout_ms: int) -> None:
+        self.space, self.extraction, self.policy = space, extraction, policy
+        self.timeout_ms = timeout_ms
+        self.quiet_after = inv.quiet_period(policy)
+        self.base = Unrolling(self._world(), [])
+        self.base.frames.append(initial_frame(self.base.world))
+        self.inductive = Unrolling(self._world(), [])
+        self.inductive.frames.append(any_frame(self.inductive.world))
+        self._strengthening: Optional[Tuple[List[str], Optional[str]]] = None
+
+    def _world(self) -> World:
+        return World(Callbacks(self.space, self.extraction), self.policy)
+
+    def _unroll(self, unrolling: Unrolling, depth: int) -> None:
+        while len(unrolling.steps) < depth:
+            extend(unrolling, self.quiet_after, readable=unrolling is self.base)
+
+    def _facts(self, unrolling: Unrolling, depth: int) -> List[Term]:
+        """How the first @depth steps may go, on valid events (computed last: valid()
+        covers the members the translations touched)."""
+        world = unrolling.world
+        records = [world.key, *(s.record for s in unrolling.steps[:depth])]
+        if unrolling is self.inductive:
+            records.append(unrolling.frames[0].slot.stored)
+        return [*(c for step in unrolling.constraints[:depth] for c in step),
+                *(r.valid() for r in records)]
+
+    def _solver(self, facts: Sequence[Term]) -> Any:
+        # Bit-blasting the clock arithmetic first: z3's default strategy, facing the
+        # string theory and 64-bit arithmetic together, often gives up on these.
+        solver = z3.Solver()
+        solver.set("timeout", self.timeout_ms)
+        solver.add(*facts)
+        return solver
+
+    # ---------------------------------------------------------- base case
+
+    def _stays(self, unrolling: Unrolling, step: int, invariant: int) -> Term:
+        """The C stays in the model in @step, as invariant @invariant follows it."""
+        left = unrolling.ends[step] if invariant == 3 else \
+            z3.Or(unrolling.ends[step], unrolling.dangling[step])
+        return z3.Not(left)
+
+    def bounded(self, invariants: Sequence[int], depth: int) -> Dict[int, RunProof]:
+        """Timelines of @depth steps from the initial state whose last step is the first to
+        break one of @invariants (FALSIFIED, to be replayed) or, failing that, to leave the
+        per-key model (UNKNOWN). One query answers for every invariant until one breaks."""
+        self._unroll(self.base, depth)
+        base, last = self.base, depth - 1
+        facts = self._facts(base, depth)
+        kept = {n: z3.And(*(base.holds(j, n) for j in range(last))) for n in invariants}
+        found: Dict[int, RunProof] = {}
+        for leaving in (False, True):
+            while True:
+                goals = {n: z3.And(kept[n], z3.Not(self._stays(base, last, n))) if leaving
+                         else z3.And(kept[n], self._stays(base, last, n),
+                                     z3.Not(base.holds(last, n)))
+                         for n in invariants if n not in found}
+                if not goals:
+                    return found
+                solver = self._solver([*facts, z3.Or(*goals.values())])
+                answer = solver.check()
+                if answer == z3.unsat:
+                    break
+                if answer == z3.unknown:
+                    reason = timeout(self.timeout_ms, solver, f"the bounded check at depth "
+                                                              f"{depth}")
+                    found.update({n: RunProof(n, UNKNOWN, reason, k=depth) for n in goals})
+                    return found
+                hit = next(n for n, g in goals.items()
+                           if z3.is_true(solver.model().eval(g, model_completion=True)))
+                model, timeline = self._counterexample(depth, [*facts, goals[hit]])
+                for n, goal in goals.items():  # each invariant this timeline breaks
+                    if z3.is_true(model.eval(goal, model_completion=True)):
+                        found[n] = self._verdict(n, depth, model, timeline, leaving)
+        return found
+
+    def _counterexample(self, depth: int, hard: Sequence[Term]
+                        ) -> Tuple[z3.ModelRef, List[Operation]]:
+        """A model of @hard (sat) that reads well, and its timeline."""
+        solver = self._solver(hard)
+        solver.check()
+        model = solver.model()
+        events, goals = self._preferences(self.base, depth, model)
+        model = self._readable([*hard, *events], goals) or model
+        return model, self._timeline(self.base, depth, model)
+
+    def _verdict(self, invariant: int, depth: int, model: z3.ModelRef,
+                 timeline: List[Operation], leaving: bool) -> RunProof:
+        base, last = self.base, depth - 1
+        if leaving:
+            second = z3.is_true(model.eval(base.ends[last], model_completion=True))
+            why = ("the C keeps a second record of the key" if second else "the C frees a "
+                   "record the table still holds (invariant 3), and a use-after-free follows")
+            return RunProof(invariant, UNKNOWN, f"{why} after this timeline; the per-key "
+                            "model ends there, and no shorter timeline breaks the invariant",
+                            k=depth, timeline=timeline)
+        what = next(o for o in base.obligations[last] if o.invariant == invariant
+                    and z3.is_false(model.eval(o.holds, model_completion=True)))
+        return RunProof(invariant, FALSIFIED, what.what, k=depth, timeline=timeline,
+                        violation=what.what)
+
+    def _preferences(self, unrolling: Unrolling, depth: int,
+                     model: z3.ModelRef) -> Tuple[List[Term], List[Tuple[Term, int]]]:
+        """The events @model queues, kept (hard), and soft goals for a timeline that reads
+        well and shows what the C does: queued events differ (so that the C shows which
+        one it emits), strings from the stateful engine's universe, optional members
+        absent, round clock steps."""
+        space = self.space
+        records = [s.record for s in unrolling.steps[:depth]]
+        events = [model.eval(r.event, model_completion=True) for r in records]
+        hard = [r.event == e for r, e in zip(records, events)]
+        goals: List[Tuple[Term, int]] = []
+        for i, a in enumerate(records):
+            goals += [(z3.Not(_same_data(a, b)), 5) for b in records[i + 1:]]
+        for record, event in zip(records, events):
+            name = space.names[event.as_long()]
+            members = [m.name for m in space.catalog.events[name].members] \
+                if name in space.catalog.events else []
+            goals += record.preferences(members)
+        goals += [(step.target == frame.now, 1) for step, frame
+                  in zip(unrolling.steps[:depth], unrolling.frames)]
+        return hard, goals
+
+    def _readable(self, hard: Sequence[Term], soft: Sequence[Tuple[Term, int]]
+                  ) -> Optional[z3.ModelRef]:
+        """A model of @hard meeting as many @soft goals as a few queries find: each weight's
+        goals at once, else halves of them (greedy, as solve.readable, but in far fewer
+        queries: a timeline's events have dozens of goals)."""
+        solver = self._solver(hard)
+        if solver.check() != z3.sat:
+            return None
+        solver.set("timeout", max(GOAL_TIMEOUT_MS, self.timeout_ms // 10))
+
+        def meet(goals: List[Term]) -> None:
+            if not goals:
+                return
+            solver.push()
+            solver.add(*goals)
+            if solver.check() == z3.sat:
+                return  # kept (the push stays)
+            solver.pop()
+            if len(goals) > 1:
+                meet(goals[:len(goals) // 2])
+                meet(goals[len(goals) // 2:])
+        for weight in sorted({w for _, w in soft}, reverse=True):
+            meet([g for g, w in soft if w == weight])
+        return solver.model() if solver.check() == z3.sat else None
+
+    def _timeline(self, unrolling: Unrolling, depth: int,
+                  model: z3.ModelRef) -> List[Operation]:
+        """The steps as a timeline the C driver replays."""
+        def value(term: Term) -> int:
+            return int(model.eval(term, model_completion=True).as_long())
+
+        operations: List[Operation] = []
+        for step, before, after in zip(unrolling.steps[:depth], unrolling.frames,
+                                       unrolling.frames[1:depth + 1]):
+            if z3.is_true(model.eval(step.queue, model_completion=True)):
+                operations.append(Queue(*step.record.concrete(model)))
+            else:
+                operations.append(Advance(max(0, value(after.now) - value(before.now))))
+        return operations
+
+    # ---------------------------------------------------------- step case
+
+    @staticmethod
+    def _lemmas(unrolling: Unrolling, frame: Frame, names: Sequence[str]) -> List[Term]:
+        made = dict(window_lemmas(unrolling.world, frame))
+        return [made[name] for name in names]
+
+    def _kinds(self, unrolling: Unrolling, step: int) -> List[Tuple[str, Term]]:
+        """The three kinds of a step: z3 answers each far faster than their disjunction."""
+        choice = unrolling.steps[step]
+        return [("queue", choice.queue), ("timer", choice.timer),
+                ("clock", z3.And(z3.Not(choice.queue), z3.Not(choice.timer)))]
+
+    def _refute(self, hypotheses: Sequence[Term], kinds: Sequence[Tuple[str, Term]],
+                goals: Sequence[Term]) -> Tuple[Optional[str], List[int],
+                                                Dict[int, z3.ModelRef]]:
+        """The goals under @hypotheses, one kind of step at a time (z3 answers each far
+        faster than their disjunction): (a timeout's reason, the goals some state breaks,
+        such a state for each). Each state found drops every goal it breaks."""
+        broken: List[int] = []
+        models: Dict[int, z3.ModelRef] = {}
+        for _, kind in kinds:
+            while len(broken) < len(goals):
+                solver = self._solver([*hypotheses, kind])
+                solver.add(z3.Not(z3.And(*(g for i, g in enumerate(goals) if i not in broken))))
+                answer = solver.check()
+                if answer == z3.unknown:
+                    return timeout(self.timeout_ms, solver, "the step case"), broken, models
+                if answer == z3.unsat:
+                    break
+                model = solver.model()
+                for i, goal in enumerate(goals):
+                    if i not in broken and z3.is_false(model.eval(goal, model_completion=True)):
+                        broken.append(i)
+                        models[i] = model
+        return None, broken, models
+
+    def strengthening(self) -> Tuple[List[str], Optional[str]]:
+        """The window lemmas that hold initially and are kept by every step from any state
+        that keeps them all (Houdini: drop the broken ones until none is): an inductive
+        invariant of the system, whatever the run invariants say. Computed once."""
+        if self._strengthening is None:
+            self._unroll(self.base, 0)
+            self._unroll(self.inductive, 1)
+            base, unrolling = self.base, self.inductive
+            names = [name for name, _ in window_lemmas(base.world, base.frames[0])]
+            initially = self._lemmas(base, base.frames[0], names)
+            solver = self._solver(self._facts(base, 0))
+            kept = [n for n, term in zip(names, initially)
+                    if solver.check(z3.Not(term)) == z3.unsat]
+            problem: Optional[str] = None
+            while kept:
+                hypotheses = [*self._facts(unrolling, 1),
+                              *self._lemmas(unrolling, unrolling.frames[0], kept)]
+                goals = self._lemmas(unrolling, unrolling.frames[1], kept)
+                problem, broken, _ = self._refute(hypotheses, self._kinds(unrolling, 0), goals)
+                if problem is not None or not broken:
+                    break
+                kept = [n for i, n in enumerate(kept) if i not in broken]
+            self._strengthening = (kept if problem is None else [], problem)
+        return self._strengthening
+
+    def inductive_step(self, invariants: Sequence[int], k: int, lemmas: Sequence[str]
+                       ) -> Tuple[Optional[str], Dict[int, z3.ModelRef]]:
+        """The step case at @k for each of @invariants: from any state keeping @lemmas (an
+        inductive invariant) in which k-1 steps keep the invariant, the k-th does. Returns
+        a timeout's reason, if any, and a counterexample to induction (no verdict) for each
+        invariant whose step case fails; the others are proved."""
+        self._unroll(self.inductive, k)
+        unrolling = self.inductive
+        hypotheses = [*self._facts(unrolling, k),
+                      *(t for j in range(k) for t in self._lemmas(unrolling,
+                                                                 unrolling.frames[j], lemmas))]
+        goals = [z3.Implies(z3.And(*(unrolling.holds(j, n) for j in range(k - 1))),
+                            unrolling.holds(k - 1, n)) for n in invariants]
+        problem, broken, models = self._refute(hypotheses, self._kinds(unrolling, k - 1), goals)
+        return problem, {invariants[i]: models[i] for i in broken}
+
+    def vacuity(self, k: int, lemmas: Sequence[str]) -> Optional[str]:
+        """Why the step case at @k holds only vacuously (no queue, timer or clock step is
+        possible from the states it starts from), if it does."""
+        unrolling = self.inductive
+        hypotheses = [*self._facts(unrolling, k),
+                      *(t for j in range(k) for t in self._lemmas(unrolling,
+                                                                 unrolling.frames[j], lemmas))]
+        for name, kind in self._kinds(unrolling, k - 1):
+            solver = self._solver([*hypotheses, kind])
+            answer = solver.check()
+            if answer == z3.unknown:
+                return timeout(self.timeout_ms, solver, "the step case's assumptions")
+            if answer == z3.unsat:
+                return f"vacuous: the step case's assumptions admit no {name} step"
+        return None
+
+    def describe_cti(self, model: z3.ModelRef) -> str:
+        """A counterexample to induction's first state, for people."""
+        frame = self.inductive.frames[0]
+        slot, memory = frame.slot, frame.memory
+
+        def show(term: Term) -> str:
+            value = model.eval(term, model_completion=True)
+            return format_ns(value.as_long()) if z3.is_int_value(value) and \
+                value.as_long() >= 0 else str(value)
+        if z3.is_true(model.eval(slot.live, model_completion=True)):
+            record = (f"a record of the key (in the table: {show(slot.in_table)}, timer "
+                      f"pending: {show(slot.armed)}, deadline t={show(slot.deadline)})")
+        else:
+            record = "no record of the key"
+        emitted = (f"its last non-stop emission at t={show(memory.last_emitted)}"
+                   if z3.is_true(model.eval(memory.emitted, model_completion=True))
+                   else "nothing of the key emitted")
+        return f"clock t={show(frame.now)}, {record}, {emitted}"
+
+    # -------------------------------------------------------------- proof
+
+    def prove(self, invariants: Sequence[int] = RUN_INVARIANTS) -> Dict[int, RunProof]:
+        """Bounded check and step case for k = 1, 2, ...: each invariant's first verdict."""
+        start = time.perf_counter()
+        results = self._prove(list(invariants))
+        for result in results.values():
+            result.seconds = time.perf_counter() - start
+        return results
+
+    def _prove(self, invariants: List[int]) -> Dict[int, RunProof]:
+        lemmas, problem = self.strengthening()
+        if problem is not None:
+            return {n: RunProof(n, UNKNOWN, problem) for n in invariants}
+        results: Dict[int, RunProof] = {}
+        unaided: Dict[int, str] = {}
+        cti: Dict[int, str] = {}
+        for k in range(1, MAX_K + 1):
+            results.update(self.bounded([n for n in invariants if n not in results], k))
+            open_ = [n for n in invariants if n not in results]
+            if not open_:
+                break
+            if k == 1:
+                problem, failed = self.inductive_step(open_, 1, [])
+                unaided = {n: ("the step case alone fails, from states no timeline reaches "
+                               f"(e.g. {self.describe_cti(model)})")
+                           for n, model in failed.items()}
+            problem, failed = self.inductive_step(open_, k, lemmas)
+            if problem is not None:
+                return {**results, **{n: RunProof(n, UNKNOWN, problem, k=k) for n in open_}}
+            proved = [n for n in open_ if n not in failed]
+            if proved:
+                empty = self.vacuity(k, lemmas)
+                for n in proved:
+                    used = list(lemmas) if n in unaided else []
+                    results[n] = RunProof(n, UNKNOWN, empty, k=k) if empty else RunProof(
+                        n, PROVED, "", k=k, lemmas=used, unaided=unaided.get(n, ""))
+            cti.update({n: self.describe_cti(model) for n, model in failed.items()})
+        for n in invariants:
+            if n not in results:
+                results[n] = RunProof(
+                    n, UNKNOWN, f"no timeline of up to {MAX_K} steps breaks it, but the step "
+                    f"case fails up to k={MAX_K} even with the lemmas kept (e.g. from "
+                    f"{cti.get(n, '?')}): the lemmas this code needs are not among them",
+                    k=MAX_K, lemmas=list(lemmas), unaided=unaided.get(n, ""))
+        return results
+
+
+def _same_data(a: SymbolicRecord, b: SymbolicRecord) -> Term:
+    """Same event, same members (presence and values) as far as the proof declared them."""
+    facts = [a.event == b.event]
+    for member in set(a._present) & set(b._present):
+        facts.append(a.present(member) == b.present(member))
+    for key in set(a._values) & set(b._values):
+        facts.append(a.value(*key) == b.value(*key))
+    return z3.And(*facts)
