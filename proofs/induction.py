@@ -40,7 +40,7 @@ from qthrottle.model.timeline import Advance, Operation, Queue, format_ns
 
 from .callbacks import Callbacks
 from .execution import FALSE, TRUE, Unsupported
-from .solve import FALSIFIED, GOAL_TIMEOUT_MS, PROVED, UNKNOWN, timeout
+from .solve import FALSIFIED, GOAL_TIMEOUT_MS, PROVED, UNKNOWN, decide, timeout
 from .space import KINDS, EventSpace, SymbolicRecord
 from .transition import (
     CLOCK_LIMIT,
@@ -59,7 +59,9 @@ from .values import NotModelled
 
 Term = Any
 RUN_INVARIANTS = (3, 4, 5, 6)
-MAX_K = 5  # the deepest bounded check and step case tried
+MAX_K = 5  # the deepest bounded check: the seeded bugs break an invariant within 5 steps
+MAX_STEP_K = 2  # the largest k tried in the step case (with the lemmas, k=1 proves the
+# releases; past 2 a failing step case only costs time: the bounded check goes on)
 MODEL = 0  # the obligation "the C stays in the per-key model", not an invariant
 
 
@@ -300,6 +302,16 @@ class Decomposition:
     events: Dict[str, Record] = field(default_factory=dict)
 
 
+@dataclass
+class Strengthening:
+    """What the k-induction of one target rests on, for its report."""
+
+    decomposition: Decomposition
+    lemmas: List[str]  # the window lemmas kept: together an inductive invariant
+    candidates: List[str]  # every window lemma tried
+    problem: Optional[str] = None  # why the lemmas could not be decided (a timeout)
+
+
 class Prover:
     """The k-induction of invariants 3, 4, 5, 6 on one target."""
 
@@ -314,6 +326,13 @@ class Prover:
         self.inductive.frames.append(any_frame(self.inductive.world))
         self._strengthening: Optional[Tuple[List[str], Optional[str]]] = None
 
+    def rests_on(self) -> Strengthening:
+        """The decomposition theorem's verdict and the lemmas kept (computed once)."""
+        kept, problem = self.strengthening()
+        names = [name for name, _ in window_lemmas(self.base.world, self.base.frames[0])]
+        return Strengthening(decomposition(self.space, self.extraction, self.policy,
+                                           self.timeout_ms), kept, names, problem)
+
     def _world(self) -> World:
         return World(Callbacks(self.space, self.extraction), self.policy)
 
@@ -325,11 +344,19 @@ class Prover:
         """How the first @depth steps may go, on valid events (computed last: valid()
         covers the members the translations touched)."""
         world = unrolling.world
-        records = [world.key, *(s.record for s in unrolling.steps[:depth])]
+        steps = unrolling.steps[:depth]
+        records = [world.key, *(s.record for s in steps)]
+        facts = [c for step in unrolling.constraints[:depth] for c in step]
         if unrolling is self.inductive:
             records.append(unrolling.frames[0].slot.stored)
-        return [*(c for step in unrolling.constraints[:depth] for c in step),
-                *(r.valid() for r in records)]
+        elif steps:
+            # The bounded check queues events of the key only, the first step first. By
+            # the decomposition theorem an event of another key changes nothing of the
+            # key's state but the time of the last queued event, which only puts off
+            # invariant 3's quiet period; nor does anything before the key's first event:
+            # the shortest violating timeline has neither.
+            facts += [steps[0].queue, *(world.ours(s.record) for s in steps)]
+        return [*facts, *(r.valid() for r in records)]
 
     def _solver(self, facts: Sequence[Term]) -> Any:
         # Bit-blasting the clock arithmetic first: z3's default strategy, facing the
@@ -356,6 +383,11 @@ class Prover:
         facts = self._facts(base, depth)
         kept = {n: z3.And(*(base.holds(j, n) for j in range(last))) for n in invariants}
         found: Dict[int, RunProof] = {}
+        # Most depths break nothing: one query says so for every invariant and both ways.
+        either = [z3.And(kept[n], z3.Not(base.holds(last, n))) for n in invariants]
+        solver = self._solver([*facts, z3.Or(*either)])
+        if solver.check() == z3.unsat:
+            return found
         for leaving in (False, True):
             while True:
                 goals = {n: z3.And(kept[n], z3.Not(self._stays(base, last, n))) if leaving
@@ -482,28 +514,36 @@ class Prover:
                 ("clock", z3.And(z3.Not(choice.queue), z3.Not(choice.timer)))]
 
     def _refute(self, hypotheses: Sequence[Term], kinds: Sequence[Tuple[str, Term]],
-                goals: Sequence[Term]) -> Tuple[Optional[str], List[int],
-                                                Dict[int, z3.ModelRef]]:
+                goals: Sequence[Term]) -> Tuple[Dict[int, z3.ModelRef], Dict[int, str]]:
         """The goals under @hypotheses, one kind of step at a time (z3 answers each far
-        faster than their disjunction): (a timeout's reason, the goals some state breaks,
-        such a state for each). Each state found drops every goal it breaks."""
-        broken: List[int] = []
-        models: Dict[int, z3.ModelRef] = {}
-        for _, kind in kinds:
-            while len(broken) < len(goals):
+        faster than their disjunction): the goals a state breaks (with such a state; each
+        state found drops every goal it breaks), and those z3 could not decide (why).
+        Goals are tried together, and one by one when z3 cannot decide them together."""
+        broken: Dict[int, z3.ModelRef] = {}
+        undecided: Dict[int, str] = {}
+
+        def settle(kind: Term, indices: List[int]) -> None:
+            while indices:
                 solver = self._solver([*hypotheses, kind])
-                solver.add(z3.Not(z3.And(*(g for i, g in enumerate(goals) if i not in broken))))
+                solver.add(z3.Not(z3.And(*(goals[i] for i in indices))))
                 answer = solver.check()
-                if answer == z3.unknown:
-                    return timeout(self.timeout_ms, solver, "the step case"), broken, models
                 if answer == z3.unsat:
-                    break
+                    return
+                if answer == z3.unknown:
+                    if len(indices) == 1:
+                        undecided[indices[0]] = timeout(self.timeout_ms, solver, "the step case")
+                    else:
+                        for i in indices:
+                            settle(kind, [i])
+                    return
                 model = solver.model()
-                for i, goal in enumerate(goals):
-                    if i not in broken and z3.is_false(model.eval(goal, model_completion=True)):
-                        broken.append(i)
-                        models[i] = model
-        return None, broken, models
+                for i in indices:
+                    if z3.is_false(model.eval(goals[i], model_completion=True)):
+                        broken[i] = model
+                indices = [i for i in indices if i not in broken]
+        for _, kind in kinds:
+            settle(kind, [i for i in range(len(goals)) if i not in broken and i not in undecided])
+        return broken, undecided
 
     def strengthening(self) -> Tuple[List[str], Optional[str]]:
         """The window lemmas that hold initially and are kept by every step from any state
@@ -518,24 +558,27 @@ class Prover:
             solver = self._solver(self._facts(base, 0))
             kept = [n for n, term in zip(names, initially)
                     if solver.check(z3.Not(term)) == z3.unsat]
-            problem: Optional[str] = None
+            dropped: List[str] = []  # for z3's want of time: kept only when proved
             while kept:
                 hypotheses = [*self._facts(unrolling, 1),
                               *self._lemmas(unrolling, unrolling.frames[0], kept)]
                 goals = self._lemmas(unrolling, unrolling.frames[1], kept)
-                problem, broken, _ = self._refute(hypotheses, self._kinds(unrolling, 0), goals)
-                if problem is not None or not broken:
+                broken, undecided = self._refute(hypotheses, self._kinds(unrolling, 0), goals)
+                if not broken and not undecided:
                     break
-                kept = [n for i, n in enumerate(kept) if i not in broken]
-            self._strengthening = (kept if problem is None else [], problem)
+                dropped += [kept[i] for i in undecided]
+                kept = [n for i, n in enumerate(kept) if i not in broken and i not in undecided]
+            problem = (f"z3 could not decide {len(dropped)} window lemma(s) within the solver "
+                       f"timeout ({self.timeout_ms} ms), left out") if dropped else None
+            self._strengthening = (kept, problem)
         return self._strengthening
 
     def inductive_step(self, invariants: Sequence[int], k: int, lemmas: Sequence[str]
-                       ) -> Tuple[Optional[str], Dict[int, z3.ModelRef]]:
+                       ) -> Tuple[Dict[int, z3.ModelRef], Dict[int, str]]:
         """The step case at @k for each of @invariants: from any state keeping @lemmas (an
         inductive invariant) in which k-1 steps keep the invariant, the k-th does. Returns
-        a timeout's reason, if any, and a counterexample to induction (no verdict) for each
-        invariant whose step case fails; the others are proved."""
+        a counterexample to induction (no verdict) for each invariant whose step case
+        fails, and why z3 could not decide the others it could not; the rest are proved."""
         self._unroll(self.inductive, k)
         unrolling = self.inductive
         hypotheses = [*self._facts(unrolling, k),
@@ -543,8 +586,9 @@ class Prover:
                                                                  unrolling.frames[j], lemmas))]
         goals = [z3.Implies(z3.And(*(unrolling.holds(j, n) for j in range(k - 1))),
                             unrolling.holds(k - 1, n)) for n in invariants]
-        problem, broken, models = self._refute(hypotheses, self._kinds(unrolling, k - 1), goals)
-        return problem, {invariants[i]: models[i] for i in broken}
+        broken, undecided = self._refute(hypotheses, self._kinds(unrolling, k - 1), goals)
+        return ({invariants[i]: model for i, model in broken.items()},
+                {invariants[i]: why for i, why in undecided.items()})
 
     def vacuity(self, k: int, lemmas: Sequence[str]) -> Optional[str]:
         """Why the step case at @k holds only vacuously (no queue, timer or clock step is
@@ -593,8 +637,6 @@ class Prover:
 
     def _prove(self, invariants: List[int]) -> Dict[int, RunProof]:
         lemmas, problem = self.strengthening()
-        if problem is not None:
-            return {n: RunProof(n, UNKNOWN, problem) for n in invariants}
         results: Dict[int, RunProof] = {}
         unaided: Dict[int, str] = {}
         cti: Dict[int, str] = {}
@@ -603,15 +645,17 @@ class Prover:
             open_ = [n for n in invariants if n not in results]
             if not open_:
                 break
+            if k > MAX_STEP_K:  # the bounded check goes on alone: a violation may be deeper
+                continue
             if k == 1:
-                problem, failed = self.inductive_step(open_, 1, [])
+                failed, _ = self.inductive_step(open_, 1, [])
                 unaided = {n: ("the step case alone fails, from states no timeline reaches "
                                f"(e.g. {self.describe_cti(model)})")
                            for n, model in failed.items()}
-            problem, failed = self.inductive_step(open_, k, lemmas)
-            if problem is not None:
-                return {**results, **{n: RunProof(n, UNKNOWN, problem, k=k) for n in open_}}
-            proved = [n for n in open_ if n not in failed]
+            failed, undecided = self.inductive_step(open_, k, lemmas)
+            for n, why in undecided.items():
+                results[n] = RunProof(n, UNKNOWN, why, k=k, unaided=unaided.get(n, ""))
+            proved = [n for n in open_ if n not in failed and n not in undecided]
             if proved:
                 empty = self.vacuity(k, lemmas)
                 for n in proved:
@@ -619,12 +663,13 @@ class Prover:
                     results[n] = RunProof(n, UNKNOWN, empty, k=k) if empty else RunProof(
                         n, PROVED, "", k=k, lemmas=used, unaided=unaided.get(n, ""))
             cti.update({n: self.describe_cti(model) for n, model in failed.items()})
+        note = f" ({problem})" if problem else ""
         for n in invariants:
             if n not in results:
                 results[n] = RunProof(
                     n, UNKNOWN, f"no timeline of up to {MAX_K} steps breaks it, but the step "
-                    f"case fails up to k={MAX_K} even with the lemmas kept (e.g. from "
-                    f"{cti.get(n, '?')}): the lemmas this code needs are not among them",
+                    f"case fails up to k={MAX_STEP_K} even with the lemmas kept{note} (e.g. "
+                    f"from {cti.get(n, '?')}): the lemmas this code needs are not among them",
                     k=MAX_K, lemmas=list(lemmas), unaided=unaided.get(n, ""))
         return results
 
@@ -637,3 +682,22 @@ def _same_data(a: SymbolicRecord, b: SymbolicRecord) -> Term:
     for key in set(a._values) & set(b._values):
         facts.append(a.value(*key) == b.value(*key))
     return z3.And(*facts)
+
+
+def decomposition(space: EventSpace, extraction: Extraction, policy: Policy,
+                  timeout_ms: int) -> Decomposition:
+    """The theorem the per-key proofs rest on: for every two records the table can hold
+    (valid events the queue function looks up, on which the callbacks return), GLib's
+    probe for one stops at the other exactly when the policy gives them the same key.
+    Then records of other keys never meet the key's record (lookup, add, remove), and
+    every event of the key meets it: the throttle is one independent system per key."""
+    world = World(Callbacks(space, extraction), policy)
+    cb = world.cb
+    stored, probe = cb.record("stored"), cb.record("probe")
+    claim = matches(cb.hash, cb.equal, stored, probe) == world.same_key(stored, probe)
+    verdict = decide(cb.domain([stored, probe]),
+                     [("a GLib match is exactly the same key", claim)], timeout_ms,
+                     cb.preferences())
+    events = {} if verdict.model is None else {
+        name: cb.records[name].concrete(verdict.model) for name in ("stored", "probe")}
+    return Decomposition(verdict.status, verdict.reason, events)
