@@ -152,198 +152,6 @@ def no_dangling_entry(result: _HasFindings) -> list[str]:
     return [f"dangling entry: {f.detail}" for f in result.findings if f.kind == "dangling-entry"]
 
 
-def quiet_period(policy: Policy) -> int:
-    """Invariant 3: how long with nothing queued empties the table: two intervals."""
-    return 2 * max(policy.rates.values(), default=0)
-
-
-def table_empties_when_quiet(trace: Trace, policy: Policy) -> list[str]:
-    """Invariant 3: after two intervals with nothing queued, the table is empty."""
-    quiet_after = quiet_period(policy)
-    violations = []
-    last_queue = 0
-    for index, step in enumerate(trace):
-        if isinstance(step.operation, Queue):
-            last_queue = step.before
-        elif step.table and step.after - last_queue >= quiet_after:
-            violations.append(
-                f"{_where(index, step)}: {step.table} record(s) still in the table "
-                f"{format_ns(step.after - last_queue)} after the last event was queued")
-    return violations
-
-
-# ---------------------------------------------------------- 4: stop events
-
-STOP_EVENT = "BLOCK_IO_ERROR"
-
-
-def is_stop_event(event: Any, data: Optional[Mapping[str, Any]]) -> Bool:
-    """Invariant 4's subject: a BLOCK_IO_ERROR whose action is "stop"."""
-    action = data.get("action") if data is not None else None
-    return And(Eq(event, STOP_EVENT), Eq(action, "stop"))
-
-
-def stop_exempt(is_stop: Bool, throttled: Bool, matches_a_stored_record: Bool) -> Bool:
-    """Invariant 4, the queue function's decision: a stop event is never held back."""
-    return Implies(is_stop, Or(Not(throttled), Not(matches_a_stored_record)))
-
-
-def _count(trace: Trace, event: str, data: EventData) -> tuple[int, int]:
-    """(times queued, times emitted) of one exact event."""
-    queued = sum(1 for s in trace if s.operation == Queue(event, data))
-    emitted = sum(1 for s in trace for e in s.emitted if (e.event, e.data) == (event, data))
-    return queued, emitted
-
-
-def stop_not_delayed(trace: Trace) -> list[str]:
-    """Invariant 4: each stop event is emitted when queued, with its data, exactly once."""
-    violations = []
-    for index, step in enumerate(trace):
-        op = step.operation
-        if not isinstance(op, Queue) or not is_stop_event(op.event, op.data):
-            continue
-        if Emission(step.before, op.event, op.data) in step.emitted:
-            queued, emitted = _count(trace, op.event, op.data)
-            if emitted > queued:
-                violations.append(f"{_where(index, step)}: {format_event(op.event, op.data)} "
-                                  f"queued {queued} time(s) but emitted {emitted} times")
-            continue
-        later = next((e for s in trace[index + 1:] for e in s.emitted
-                      if (e.event, e.data) == (op.event, op.data)), None)
-        fate = (f"delayed to t={format_ns(later.t)}" if later is not None
-                else "not emitted by the end of the timeline (held back, merged or dropped)")
-        violations.append(f"{_where(index, step)}: stop event not emitted at once: {fate}")
-    return violations
-
-
-# ------------------------------------------------------------ 5, 6: timing
-
-@dataclass(frozen=True)
-class _Queued:
-    index: int  # step
-    t: int
-    event: str
-    data: EventData
-    stop: bool
-
-
-def rate_respected(trace: Trace, policy: Policy) -> list[str]:
-    """Invariant 5, for throttled events other than stop events, per key.
-
-    (a) emissions at least rate apart; (b) an event queued while its key is
-    quiet (nothing of it emitted in the last rate ns) is emitted at once;
-    (c) a delayed event is emitted at most rate after it was queued, unless a
-    newer event of its key came first; (d) newest wins: a delayed event is not
-    emitted once a newer one of its key was queued.
-    Stop events are invariant 4's subject; here they only count as activity of
-    their key (they may open a window, or replace a held-back event), so that
-    this invariant holds whether or not an implementation throttles them.
-    """
-    queued: dict[Any, list[_Queued]] = {}
-    emitted: dict[Any, list[tuple[int, Emission]]] = {}
-    for index, step in enumerate(trace):
-        op = step.operation
-        if isinstance(op, Queue) and policy.throttled(op.event):
-            queued.setdefault(policy.key(op.event, op.data), []).append(_Queued(
-                index, step.before, op.event, op.data, bool(is_stop_event(op.event, op.data))))
-        for emission in step.emitted:
-            if policy.throttled(emission.event):
-                key = policy.key(emission.event, emission.data)
-                emitted.setdefault(key, []).append((index, emission))
-    end = trace[-1].after if trace else 0
-    violations: list[str] = []
-    for key, events in queued.items():
-        rate = policy.rate(events[0].event)
-        emissions = emitted.get(key, [])
-        violations += _spacing(trace, emissions, rate)
-        violations += _delays(trace, events, _claim(events, emissions), emissions, rate, end)
-    return violations
-
-
-def _spacing(trace: Trace, emissions: list[tuple[int, Emission]], rate: int) -> list[str]:
-    """(a), over the non-stop emissions of one key."""
-    violations = []
-    previous: Optional[Emission] = None
-    for index, emission in emissions:
-        if is_stop_event(emission.event, emission.data):
-            continue
-        if previous is not None and emission.t - previous.t < rate:
-            violations.append(
-                f"{_where(index, trace[index])}: {format_event(emission.event, emission.data)} "
-                f"emitted {format_ns(emission.t - previous.t)} after the previous event of its "
-                f"key (rate {format_ns(rate)})")
-        previous = emission
-    return violations
-
-
-def _claim(events: list[_Queued], emissions: list[tuple[int, Emission]]
-           ) -> dict[int, tuple[int, Emission]]:
-    """Queued event (position) -> its emission: each emission is the most recent
-    unclaimed queued event with the same data, queued no later than it."""
-    claimed: dict[int, tuple[int, Emission]] = {}
-    for index, emission in emissions:
-        for position in reversed(range(len(events))):
-            event = events[position]
-            if (position not in claimed and event.index <= index
-                    and (event.event, event.data) == (emission.event, emission.data)):
-                claimed[position] = (index, emission)
-                break
-    return claimed
-
-
-def _delays(trace: Trace, events: list[_Queued], claimed: dict[int, tuple[int, Emission]],
-            emissions: list[tuple[int, Emission]], rate: int, end: int) -> list[str]:
-    """(b), (c) and (d) for the queued events of one key."""
-    violations = []
-    for position, event in enumerate(events):
-        if event.stop:
-            continue
-        # Formatted only for a violation: CrossHair forks on formatting a symbolic time.
-        where = (event.index, trace[event.index])
-        emission = claimed.get(position)
-        at_once = emission is not None and emission[0] == event.index
-        # Every window opens or re-arms with an emission, so a key is quiet
-        # exactly when nothing of it was emitted in the last rate ns.
-        recent = any(i < event.index and e.t > event.t - rate for i, e in emissions)
-        if not at_once and not recent:
-            violations.append(
-                f"{_where(*where)}: the key was quiet, yet the event was not emitted at once")
-        if at_once:
-            continue
-        newer = [e for e in events[position + 1:]
-                 if emission is None or e.index < emission[0]]
-        if emission is not None and emission[1].t > event.t + rate:
-            violations.append(f"{_where(*where)}: held back until t={format_ns(emission[1].t)}, "
-                              f"more than {format_ns(rate)} after it was queued")
-        elif emission is not None and any(not e.stop for e in newer):
-            violations.append(f"{_where(*where)}: emitted at t={format_ns(emission[1].t)} "
-                              "although a newer event of its key had replaced it")
-        elif emission is None and end >= event.t + rate and not any(
-                e.t <= event.t + rate for e in newer):
-            violations.append(f"{_where(*where)}: never emitted, and no newer event of its key "
-                              f"replaced it within {format_ns(rate)}")
-    return violations
-
-
-def unthrottled_immediate(trace: Trace, policy: Policy) -> list[str]:
-    """Invariant 6: each unthrottled event is emitted when queued, once, in queue order."""
-    violations = []
-    expected: list[tuple[str, EventData]] = []
-    seen: list[tuple[str, EventData]] = []
-    for index, step in enumerate(trace):
-        op = step.operation
-        if isinstance(op, Queue) and not policy.throttled(op.event):
-            expected.append((op.event, op.data))
-            if step.emitted.count(Emission(step.before, op.event, op.data)) != 1:
-                violations.append(f"{_where(index, step)}: unthrottled event not emitted "
-                                  "exactly once at once")
-        seen += [(e.event, e.data) for e in step.emitted if not policy.throttled(e.event)]
-        if not violations and seen != expected:
-            violations.append(f"{_where(index, step)}: unthrottled events emitted as {seen}, "
-                              f"queued as {expected}")
-    return violations
-
-
 # --------------------------------- 3, 4, 5, 6: one key's history, step by step
 # The run invariants as obligations on each step of one key's history, with what
 # they remember of its past. The values are plain (a trace projected onto one key)
@@ -475,13 +283,176 @@ def key_step(memory: KeyMemory, step: KeyStep, rate: Any, quiet_after: Any
     obligations += [
         KeyObligation(5, f"never emitted, and no newer event of its key replaced it within "
                          f"{text}", Implies(waiting, step.after < since + rate)),
-        KeyObligation(3, "a record of the key still in the table two intervals after the "
-                         "last event was queued",
+        KeyObligation(3, "still in the table two intervals after the last event was queued",
                       Implies(And(Not(step.queue), step.in_table),
                               step.after - last_queue < quiet_after)),
     ]
     return obligations, KeyMemory(last_queue, emitted, last_emitted, recent, last_recent,
                                   waiting, since)
+
+
+# ------------------------------- 3, 4, 5, 6 on a trace: each key's steps judged
+
+def _key_steps(trace: Trace, policy: Policy, key: Any) -> list[KeyStep]:
+    """@trace seen from one key (policy.key): the events of the key it queues, its
+    emissions. An emission is the most recent queued event of the key with its data that
+    was not emitted already, queued no later (a trace knows events by their data)."""
+    queued: list[tuple[int, int, Queue]] = []  # (step, clock, event) of the key's events
+    claimed: set[int] = set()
+    steps = []
+    for index, step in enumerate(trace):
+        op = step.operation
+        mine = isinstance(op, Queue) and policy.key(op.event, op.data) == key
+        if isinstance(op, Queue) and mine:
+            queued.append((index, step.before, op))
+        emissions = []
+        for emission in step.emitted:
+            if policy.key(emission.event, emission.data) != key:
+                continue
+            made = Queue(emission.event, emission.data)
+            position = next((p for p in reversed(range(len(queued))) if p not in claimed
+                             and queued[p][0] <= index and queued[p][2] == made), None)
+            if position is not None:
+                claimed.add(position)
+            newest = position is None or not any(
+                queued[p][0] < index and not is_stop_event(queued[p][2].event, queued[p][2].data)
+                for p in range(position + 1, len(queued)))
+            emissions.append(KeyEmission(
+                True, emission.t, _seen(queued[position][1] if position is not None
+                                        else emission.t, made, policy),
+                position is not None, position is not None and queued[position][0] == index,
+                newest))
+        steps.append(KeyStep(step.before, step.after, isinstance(op, Queue), mine,
+                             _seen(step.before, op if isinstance(op, Queue) else None, policy),
+                             tuple(emissions), bool(step.table), False))
+    return steps
+
+
+def _seen(at: int, op: Optional[Queue], policy: Policy) -> Seen:
+    if op is None:
+        return Seen(at, False, False)
+    return Seen(at, bool(is_stop_event(op.event, op.data)), policy.throttled(op.event))
+
+
+def _broken(trace: Trace, policy: Policy, invariant: int, keys: Iterable[Any]
+            ) -> list[tuple[int, KeyObligation]]:
+    """(step, obligation) of each obligation of @invariant some step of @keys breaks,
+    key by key, step by step."""
+    quiet_after = quiet_period(policy)
+    found = []
+    for key in keys:
+        memory = KeyMemory.start()
+        for index, view in enumerate(_key_steps(trace, policy, key)):
+            obligations, memory = key_step(memory, view, policy.rate(key[0]), quiet_after)
+            found += [(index, o) for o in obligations if o.invariant == invariant and not o.holds]
+    return found
+
+
+def _queued_keys(trace: Trace, policy: Policy, which: Any) -> list[Any]:
+    """The keys of the queued events @which selects, in order of their first event."""
+    keys: dict[Any, None] = {}
+    for step in trace:
+        op = step.operation
+        if isinstance(op, Queue) and which(op):
+            keys.setdefault(policy.key(op.event, op.data))
+    return list(keys)
+
+
+def table_empties_when_quiet(trace: Trace, policy: Policy) -> list[str]:
+    """Invariant 3: after two intervals with nothing queued, the table is empty (key_step's
+    obligation, on the whole table: a trace knows its size, not its keys)."""
+    quiet_after = quiet_period(policy)
+    memory, violations = KeyMemory.start(), []
+    for index, step in enumerate(trace):
+        op = step.operation
+        view = KeyStep(step.before, step.after, isinstance(op, Queue), False,
+                       Seen(step.before, False, False), (), bool(step.table), False)
+        obligations, memory = key_step(memory, view, 0, quiet_after)
+        violations += [f"{_where(index, step)}: {step.table} record(s) {o.what}"
+                       for o in obligations if o.invariant == 3 and not o.holds]
+    return violations
+
+
+def quiet_period(policy: Policy) -> int:
+    """Invariant 3: how long with nothing queued empties the table: two intervals."""
+    return 2 * max(policy.rates.values(), default=0)
+
+
+# ---------------------------------------------------------- 4: stop events
+
+STOP_EVENT = "BLOCK_IO_ERROR"
+
+
+def is_stop_event(event: Any, data: Optional[Mapping[str, Any]]) -> Bool:
+    """Invariant 4's subject: a BLOCK_IO_ERROR whose action is "stop"."""
+    action = data.get("action") if data is not None else None
+    return And(Eq(event, STOP_EVENT), Eq(action, "stop"))
+
+
+def stop_exempt(is_stop: Bool, throttled: Bool, matches_a_stored_record: Bool) -> Bool:
+    """Invariant 4, the queue function's decision: a stop event is never held back."""
+    return Implies(is_stop, Or(Not(throttled), Not(matches_a_stored_record)))
+
+
+def _count(trace: Trace, event: str, data: EventData) -> tuple[int, int]:
+    """(times queued, times emitted) of one exact event."""
+    queued = sum(1 for s in trace if s.operation == Queue(event, data))
+    emitted = sum(1 for s in trace for e in s.emitted if (e.event, e.data) == (event, data))
+    return queued, emitted
+
+
+NO_POLICY = Policy(rates={}, keys={})  # stop events: invariant 4 is the same under any policy
+
+
+def stop_not_delayed(trace: Trace) -> list[str]:
+    """Invariant 4 (key_step's obligations): each stop event is emitted when queued, with
+    its data, exactly once, and never later."""
+    violations = []
+    keys = _queued_keys(trace, NO_POLICY, lambda op: is_stop_event(op.event, op.data))
+    for index, _ in _broken(trace, NO_POLICY, 4, keys):
+        step = trace[index]
+        op = step.operation
+        if isinstance(op, Queue) and is_stop_event(op.event, op.data) and \
+                Emission(step.before, op.event, op.data) not in step.emitted:
+            later = next((e for s in trace[index + 1:] for e in s.emitted
+                          if (e.event, e.data) == (op.event, op.data)), None)
+            fate = (f"delayed to t={format_ns(later.t)}" if later is not None
+                    else "not emitted by the end of the timeline (held back, merged or dropped)")
+            violations.append(f"{_where(index, step)}: stop event not emitted at once: {fate}")
+            continue
+        for e in step.emitted:  # emitted later: a delay (said above) or once too often
+            queued, emitted = _count(trace, e.event, e.data)
+            if is_stop_event(e.event, e.data) and emitted > queued:
+                violations.append(f"{_where(index, step)}: {format_event(e.event, e.data)} "
+                                  f"queued {queued} time(s) but emitted {emitted} times")
+                break
+    return violations
+
+
+def rate_respected(trace: Trace, policy: Policy) -> list[str]:
+    """Invariant 5 (key_step's obligations), per key, for throttled events other than stop
+    events: emissions at least rate apart; an event queued while its key is quiet
+    (nothing of it emitted in the last rate ns) emitted at once; a delayed event emitted
+    at most rate after it was queued, and only if no newer event of its key was queued
+    since; one neither emitted nor replaced by a newer event overdue once rate has
+    passed. Stop events are invariant 4's subject; here they only count as activity of
+    their key (they may open a window, or replace a held-back event), so that this
+    invariant holds whether or not an implementation throttles them."""
+    keys = _queued_keys(trace, policy, lambda op: policy.throttled(op.event))
+    return [f"{_where(index, trace[index])}: {o.what}"
+            for index, o in _broken(trace, policy, 5, keys)]
+
+
+def unthrottled_immediate(trace: Trace, policy: Policy) -> list[str]:
+    """Invariant 6 (key_step's obligations): each unthrottled event is emitted when queued,
+    once, and never later; so in queue order."""
+    keys = _queued_keys(trace, policy, lambda op: not policy.throttled(op.event))
+    for step in trace:  # an unthrottled event emitted that was never queued
+        for e in step.emitted:
+            if not policy.throttled(e.event) and policy.key(e.event, e.data) not in keys:
+                keys.append(policy.key(e.event, e.data))
+    return [f"{_where(index, trace[index])}: {o.what}"
+            for index, o in _broken(trace, policy, 6, keys)]
 
 
 # ------------------------------------ 3, 4, 5, 6: the reference's transitions

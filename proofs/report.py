@@ -35,8 +35,8 @@ def summary(report: ProofReport) -> List[str]:
             else ""
         lines.append(f"  {number}  {name:<62} {report.status(number)}{shown}")
         if len(laws) > 1:
-            lines += [f"       {r.law:<59} {r.status}" + (f" ({r.bound})" if r.bound else "")
-                      for r in laws]
+            lines += [f"       {r.law:<59} {r.status}" + (
+                f" ({r.bound.replace(RUN_LAW + ', ', '')})" if r.bound else "") for r in laws]
     return lines
 
 

@@ -155,7 +155,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         with phases.phase(f"{step}: stateful search, {profile.describe()}"):
             search = verify_target(target, profile, seed_value, derived)
         with phases.phase(f"{step}: z3 proofs"):
-            proofs = prove_target(target, args.timeout_ms)
+            proofs = prove_target(target, args.timeout_ms, derived=derived)
         lint = lint_extraction(target.extract(), target.catalog(), derived.policy,
                                derived.key_reads, derived.unknown)
         # Either engine's counterexample breaks an invariant; either's UNKNOWN is no pass.
@@ -176,7 +176,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
-    """Prove the callback invariants of one target with z3, replaying counterexamples."""
+    """Prove invariants 1-7 of one target with z3, replaying counterexamples."""
     target = _target(args)
     print(f"qthrottle prove: {bounds(args.timeout_ms)}")
     print(f"\n== {target.name} ({target.monitor_c})")
@@ -236,10 +236,12 @@ def parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_verify)
 
     prove = sub.add_parser(
-        "prove", help="prove the callback invariants of the extracted C with z3",
+        "prove", help="prove invariants 1-7 of the extracted C with z3",
         description="TARGET is a QEMU tree, a monitor.c file or a case-study name. Proves "
-        "invariants 1, 2, 3, 4 and 7 for every valid event, replaying each counterexample "
-        "against the C. Exit: 0 proved, 1 falsified, 2 input or tool error, 3 unknown.")
+        "invariants 1, 2, 3, 4 and 7 for every valid event, and 3, 4, 5 and 6 for every "
+        "timeline (k-induction over one key's throttle, built from the queue function and "
+        "the timer handler), replaying each counterexample against the C. Exit: 0 proved, "
+        "1 falsified, 2 input or tool error, 3 unknown.")
     prove.add_argument("target", metavar="TARGET")
     add_qapi_dir(prove)
     add_timeout(prove)

@@ -12,11 +12,13 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from qthrottle.model.invariants import INVARIANTS
+from qthrottle.proofs.induction import MAX_K, RUN_INVARIANTS
 from qthrottle.reports import NOT_APPLICABLE, STATEFUL, Z3, TargetResult, VerifyReport
 from qthrottle.selfcheck import COUNTEREXAMPLE, PROVED, SelfcheckReport
 
 WHAT = {
-    Z3: "z3 proofs: the extracted C's hash, equality and queue decision",
+    Z3: "z3 proofs: the extracted C's hash, equality and queue decision; for 3-6, its queue "
+        "function and timer handler over every timeline of one key (k-induction)",
     STATEFUL: "stateful engine: the compiled C (ASan/UBSan) against the reference model",
     "crosshair": "CrossHair: the reference model's contracts (qthrottle selfcheck)",
 }
@@ -40,8 +42,10 @@ def _crosshair_cell(selfcheck: Optional[SelfcheckReport], number: int) -> str:
 def _engine_cell(result: TargetResult, number: int, engine: str) -> str:
     check = result.invariant(number).check(engine)
     if check.status == NOT_APPLICABLE:
-        return "- (property of runs)"
-    return check.status
+        return "- (property of runs)" if number not in RUN_INVARIANTS else \
+            "- (per-key proof does not apply)"
+    run = next((law for law in check.laws if law.bound and law.status == check.status), None)
+    return f"{check.status} ({run.bound})" if run is not None else check.status
 
 
 def explain_lines(report: VerifyReport, result: TargetResult,
@@ -65,7 +69,9 @@ def explain_lines(report: VerifyReport, result: TargetResult,
     lines += [
         "  bounds:",
         f"    {WHAT[Z3]}; every valid event of the schema, strings unbounded, g_str_hash "
-        f"uninterpreted; {report.z3_bounds['solver']}, {report.timeout_ms} ms per query",
+        f"uninterpreted; for 3-6 every timeline (base case: the bounded check from the "
+        f"initial state, up to {MAX_K} steps; the clock below 2^62 ns); "
+        f"{report.z3_bounds['solver']}, {report.timeout_ms} ms per query",
         f"    {WHAT[STATEFUL]}; profile {stateful['profile']}: up to {stateful['runs']} runs "
         f"x {stateful['steps']} steps per search, seed {stateful['seed']}",
     ]
