@@ -1,0 +1,231 @@
+"""Invariants 3-6 for every timeline (issue 17): k-induction over one key's throttle, built
+from the extracted queue function and timer handler; each counterexample replayed on the C."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Dict
+
+import pytest
+from induction_bugs import BUGS, seeded
+
+from qthrottle.cases import SCHEMA_DIR
+from qthrottle.cli import main
+from qthrottle.harness.target import Target, resolve
+from qthrottle.model import invariants as inv
+from qthrottle.model.timeline import Advance, Queue
+from qthrottle.proofs import induction
+from qthrottle.proofs.engine import (
+    RUN_LAW,
+    ProofReport,
+    ProofResult,
+    prove_target,
+    replay_counterexamples,
+)
+from qthrottle.proofs.policy import derive_policy
+from qthrottle.proofs.report import details, summary
+from qthrottle.proofs.solve import FALSIFIED, PROVED, UNKNOWN
+from qthrottle.proofs.space import EventSpace
+from qthrottle.proofs.transition import STATE_LIBRARY
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = (3, 4, 5, 6)
+_reports: Dict[str, ProofReport] = {}
+
+
+def proofs(target: Target) -> ProofReport:
+    if target.name not in _reports:
+        _reports[target.name] = prove_target(target)
+    return _reports[target.name]
+
+
+def run(report: ProofReport, invariant: int) -> ProofResult:
+    return next(r for r in report.results if r.invariant == invariant and r.law == RUN_LAW)
+
+
+def assert_all_timelines(report: ProofReport) -> None:
+    for number in RUNS:
+        result = run(report, number)
+        assert result.status == PROVED, (number, result.reason)
+        assert result.bound.startswith("all timelines, k-induction k="), result.bound
+    assert report.runs is not None and report.runs.decomposition.status == PROVED
+    lines = summary(report)
+    for number in RUNS:
+        assert re.search(rf"^  {number} .* PROVED \(all timelines, k-induction k=\d\)$",
+                         "\n".join(lines), re.M)
+
+
+def assert_falsified_in_c(report: ProofReport, invariant: int) -> ProofResult:
+    result = run(report, invariant)
+    assert result.status == FALSIFIED, (invariant, result.status, result.reason)
+    assert result.timeline and result.confirmed is True, result.replay
+    assert any(line.startswith(f"  invariant {invariant}: ") for line in result.replay)
+    return result
+
+
+# ------------------------------------------------------- correct code: proved
+
+@pytest.mark.parametrize("case", ["baseline", "stop-bypass"])
+def test_correct_cases_hold_for_every_timeline(case: str) -> None:
+    assert_all_timelines(proofs(resolve(case)))
+
+
+@pytest.mark.real_qemu
+def test_qemu_52_holds_for_every_timeline(qemu_tree_52: Path) -> None:
+    assert_all_timelines(proofs(resolve(str(qemu_tree_52))))
+
+
+@pytest.mark.real_qemu
+def test_qemu_72_holds_for_every_timeline(qemu_tree_72: Path) -> None:
+    assert_all_timelines(proofs(resolve(str(qemu_tree_72))))
+
+
+@pytest.mark.real_qemu
+def test_qemu_100_holds_for_every_timeline(qemu_tree_100: Path) -> None:
+    assert_all_timelines(proofs(resolve(str(qemu_tree_100))))
+
+
+def test_the_step_case_alone_fails_and_the_lemmas_it_needed_are_reported() -> None:
+    report = proofs(resolve("stop-bypass"))
+    assert report.runs is not None and report.runs.lemmas
+    for number in RUNS:
+        result = run(report, number)
+        # A counterexample to induction from an unreachable state is no verdict.
+        assert result.status == PROVED
+        assert result.findings and result.findings[0].startswith(
+            "the step case alone fails, from states no timeline reaches")
+    text = "\n".join(summary(report) + details(report))
+    assert "window lemmas, kept because they hold initially and every step keeps them" in text
+    assert all(f"      - {lemma}" in text for lemma in report.runs.lemmas)
+
+
+def test_without_lemmas_a_failing_step_case_is_unknown_never_falsified(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bounded check finds nothing on stop-bypass; without the lemmas the step case
+    keeps failing from unreachable states: UNKNOWN, with the state, never FALSIFIED."""
+    monkeypatch.setattr(induction, "window_lemmas", lambda world, frame: [])
+    target = resolve("stop-bypass")
+    extraction, catalog = target.extract(), target.catalog()
+    prover = induction.Prover(EventSpace(catalog, extraction), extraction,
+                              derive_policy(extraction, catalog).policy, 10_000)
+    results = prover.prove([5])
+    assert results[5].status == UNKNOWN
+    assert "the step case fails up to k=" in results[5].reason and not results[5].timeline
+
+
+def test_prove_prints_all_timelines_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prove", "baseline"]) == 0
+    out = capsys.readouterr().out
+    for number in RUNS:
+        assert re.search(rf"^  {number} .* PROVED \(all timelines, k-induction k=\d\)$", out,
+                         re.M)
+    assert "decomposition theorem" in out and ": PROVED" in out
+
+
+# ---------------------------------------------- the case studies that break them
+
+def test_per_device_delays_a_stop_in_two_steps_and_keeps_the_rest() -> None:
+    report = proofs(resolve("per-device"))
+    result = assert_falsified_in_c(report, 4)
+    first, second = result.timeline
+    assert isinstance(first, Queue) and isinstance(second, Queue)
+    assert inv.is_stop_event(second.event, second.data)
+    assert first.data and second.data and first.data["qom-path"] == second.data["qom-path"]
+    for number in (3, 5, 6):
+        assert run(report, number).status == PROVED
+
+
+def test_stop_irreflexive_dangles_and_delays_a_stop() -> None:
+    report = proofs(resolve("stop-irreflexive"))
+    dangling = assert_falsified_in_c(report, 3)
+    assert [type(op) for op in dangling.timeline] == [Queue, Advance]
+    stop = dangling.timeline[0]
+    assert isinstance(stop, Queue) and inv.is_stop_event(stop.event, stop.data)
+    assert any("dangling-entry" in line for line in dangling.replay)
+    delayed = assert_falsified_in_c(report, 4)
+    assert len(delayed.timeline) == 2
+    # Its equality is no equivalence: the per-key proof rests on nothing for 5 and 6.
+    assert report.runs is not None and report.runs.decomposition.status == FALSIFIED
+    assert set(report.runs.decomposition.events) == {"stored", "probe"}
+    for number in (5, 6):
+        assert number in report.not_applicable
+        assert not [r for r in report.results if r.invariant == number]
+
+
+# ------------------------------------------------- seeded bugs, one per obligation
+
+SHORTEST = {"no-rearm": 4, "first-wins": 4, "half-window": 5, "unthrottled-in-table": 2,
+            "freed-in-table": 2}
+
+
+@pytest.fixture(scope="module")
+def bugs(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Target]:
+    folder = tmp_path_factory.mktemp("seeded")
+    return {name: seeded(folder, name) for name in BUGS}
+
+
+@pytest.mark.parametrize("name", list(BUGS))
+def test_a_seeded_bug_is_falsified_and_replayed_on_the_c(name: str,
+                                                         bugs: Dict[str, Target]) -> None:
+    result = assert_falsified_in_c(proofs(bugs[name]), BUGS[name].breaks)
+    assert len(result.timeline) == SHORTEST[name], result.timeline
+
+
+def test_the_newest_wins_counterexample_queues_three_different_events(
+        bugs: Dict[str, Target]) -> None:
+    result = run(proofs(bugs["first-wins"]), 5)
+    queued = [op for op in result.timeline if isinstance(op, Queue)]
+    assert len(queued) == 3 and len({repr(op.data) for op in queued}) == 3
+    assert "newer event" in result.reason
+
+
+def test_a_violation_the_c_does_not_show_is_unknown() -> None:
+    """Never a false alarm: a run counterexample the C does not reproduce is UNKNOWN."""
+    target = resolve("baseline")
+    report = prove_target(target, replay_in_c=False)
+    fake = ProofResult(5, RUN_LAW, FALSIFIED, "made up", replay_kind=RUN_LAW,
+                       timeline=[Queue("STOP")], bound="a timeline of 1 step(s)")
+    report.results.append(fake)
+    replay_counterexamples(report, target.extract(), target.catalog())
+    assert fake.status == UNKNOWN and "the C does not" in fake.reason
+
+
+# ------------------------------------------------ what the translation supports
+
+LOOPING_HANDLER = """
+static void monitor_qapi_event_handler(void *opaque)
+{
+    MonitorQAPIEventState *rec = opaque;
+    int i;
+
+    for (i = 0; i < 1; i++) {
+        g_hash_table_remove(monitor_qapi_event_state, rec);
+    }
+    timer_free(rec->timer);
+    g_free(rec);
+}
+"""
+
+
+def test_a_loop_in_the_handler_is_unknown_at_its_line(tmp_path: Path) -> None:
+    source = resolve("stop-bypass").monitor_c.read_text()
+    found = re.search(r"^static void monitor_qapi_event_handler\(void \*opaque\)\n\{.*?^\}\n",
+                      source, re.S | re.M)
+    assert found is not None
+    path = tmp_path / "monitor.c"
+    path.write_text(source[:found.start()] + LOOPING_HANDLER.strip() + "\n"
+                    + source[found.end():])
+    line = path.read_text().splitlines().index("    for (i = 0; i < 1; i++) {") + 1
+    report = prove_target(Target("looping-handler", path, SCHEMA_DIR), replay_in_c=False)
+    for number in RUNS:
+        result = run(report, number)
+        assert result.status == UNKNOWN
+        assert f"{path}:{line}: unsupported C construct: a for loop" in result.reason
+
+
+def test_readme_shows_the_state_library_table() -> None:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("In the queue function and the timer handler"):]
+    section = section[:section.index("\n\n", section.index("|"))]
+    rows = re.findall(r"^\| `([^`]+)` \| (.*) \|$", section, re.M)
+    assert dict(rows) == {name: model.meaning for name, model in STATE_LIBRARY.items()}
