@@ -26,7 +26,7 @@ Where it is not PROVED, a run property found to hold is UNKNOWN, never PROVED.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import z3
@@ -39,7 +39,7 @@ from qthrottle.model.qapi_schema import getter_kind
 from qthrottle.model.timeline import Advance, Operation, Queue, format_ns
 
 from .callbacks import Callbacks
-from .execution import FALSE, TRUE, Unsupported
+from .execution import FALSE, TRUE
 from .solve import FALSIFIED, GOAL_TIMEOUT_MS, PROVED, UNKNOWN, decide, timeout
 from .space import KINDS, EventSpace, SymbolicRecord
 from .transition import (
@@ -47,7 +47,6 @@ from .transition import (
     ChosenRecord,
     EventRef,
     Slot,
-    StepResult,
     World,
     ite,
     ns,
@@ -55,7 +54,6 @@ from .transition import (
     time_var,
     timer_step,
 )
-from .values import NotModelled
 
 Term = Any
 RUN_INVARIANTS = (3, 4, 5, 6)
@@ -187,7 +185,7 @@ def extend(unrolling: Unrolling, quiet_after: int, readable: bool) -> None:
         z3.Implies(advance, z3.And(frame.now <= step.target,
                                    z3.Implies(pending, step.target < slot.deadline))),
         z3.Implies(step.queue, queued.returns), z3.Implies(step.timer, fired.returns),
-        z3.And(0 <= now, now < CLOCK_LIMIT, frame.next_seq + 1 < CLOCK_LIMIT)])
+        z3.And(now >= 0, now < CLOCK_LIMIT, frame.next_seq + 1 < CLOCK_LIMIT)])
     seen = world.seen(record, frame.now, frame.next_seq)
     rate = world.rate(world.key)
     emissions = [_emission(z3.And(step.queue, c), ref, frame.now, frame, True)
@@ -239,11 +237,11 @@ def window_lemmas(world: World, frame: Frame) -> List[Tuple[str, Term]]:
                           cb.translation("equal", stored, stored).defined())
     return [
         ("the clock and the memory's times are in range, in the past",
-         z3.And(0 <= now, now < CLOCK_LIMIT, 0 <= memory.last_queue,
+         z3.And(now >= 0, now < CLOCK_LIMIT, memory.last_queue >= 0,
                 memory.last_queue <= now, memory.last_emitted <= now,
                 memory.last_recent <= now, memory.waiting_since <= now)),
-        ("event numbers are in range", z3.And(0 <= frame.next_seq, frame.next_seq < CLOCK_LIMIT,
-                                              -1 <= frame.newest, frame.newest < frame.next_seq)),
+        ("event numbers are in range", z3.And(frame.next_seq >= 0, frame.next_seq < CLOCK_LIMIT,
+                                              frame.newest >= -1, frame.newest < frame.next_seq)),
         ("only a throttled key has a record", z3.Implies(live, rate > 0)),
         ("a record of the key is in the table exactly while it exists",
          live == slot.in_table),

@@ -29,8 +29,8 @@ now + rate, as in QEMU for 146 years).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import z3
 from tree_sitter import Node
@@ -347,6 +347,17 @@ class StateModel:
     apply: Apply
 
 
+Expression = Callable[["StepExecutor", Node, State, Term], Value]
+
+
+def _as_step(handler: Expression) -> Callable[[Executor, Node, State, Term], Value]:
+    """@handler in the translator's table of expressions (which only StepExecutor uses)."""
+    def dispatch(ex: Executor, node: Node, state: State, guard: Term) -> Value:
+        assert isinstance(ex, StepExecutor)
+        return handler(ex, node, state, guard)
+    return dispatch
+
+
 class StepExecutor(Executor):
     """The queue function or the timer handler, with the key's record as state.
 
@@ -546,8 +557,9 @@ class StepExecutor(Executor):
         return model.apply(self, node, [a for a in arguments.named_children
                                         if a.type != "comment"], state, guard)
 
-    _expressions = {**Executor._expressions, "field_expression": _field,
-                    "assignment_expression": _assignment, "call_expression": _call}
+    _expressions = {**Executor._expressions, "field_expression": _as_step(_field),
+                    "assignment_expression": _as_step(_assignment),
+                    "call_expression": _as_step(_call)}
 
     def where(self, state: State, guard: Term) -> Term:
         return conj(state.pc, guard)
@@ -589,7 +601,6 @@ def _lookup(ex: StepExecutor, node: Node, args: List[Node], state: State,
     _arity(ex, node, args, 2)
     record, _ = ex.probe(args[1], ex.eval(args[1], state, guard), state)
     where = ex.where(state, guard)
-    slot_in = ex.flag(state, "slot.in_table", node)
     new_in = ex.flag(state, "new.in_table", node)
     on_slot = ex.in_slot(state, node, record, where)
     on_new = FALSE
@@ -739,8 +750,8 @@ def _as_int(term: Term, clock: Term, now: Term, in_range: List[Term], signed: bo
     return convert(term, signed)
 
 
-def _ids(term: Term) -> set:
-    seen: set = set()
+def _ids(term: Term) -> Set[int]:
+    seen: Set[int] = set()
     stack = [term]
     while stack:
         t = stack.pop()
