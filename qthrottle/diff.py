@@ -415,7 +415,7 @@ def _invariant_lines(run: DiffRun) -> List[str]:
     if run.stateful:
         engines += f", stateful engine ({PROFILES['quick'].describe()}, seed {run.seed})"
     else:
-        engines += "; 5, 6, 8 are properties of runs: add --stateful; a crash in the " \
+        engines += "; 8 is a property of runs: add --stateful; a crash in the " \
             "dynamic diff counts for 7 or 8"
     lines = [f"invariants, old -> new ({engines}):"]
     for number, name in INVARIANTS.items():

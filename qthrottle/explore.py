@@ -2,7 +2,7 @@
 
 The z3 proofs run first (seconds): each counterexample they find becomes a
 timeline. The stateful engine then searches for the invariants the proofs
-cannot falsify (5, 6, 8) or did not. Whichever engine found it, a
+cannot falsify (8) or did not. Whichever engine found it, a
 counterexample goes through qthrottle.counterexample: replayed against the
 sanitized C and the reference model, printed as one table with the sanitizer
 report and the QMP events, and written as a standalone pytest reproducer.

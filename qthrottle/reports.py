@@ -7,8 +7,9 @@ from the report too (``VerifyReport.exit_code``), so every output agrees with it
 
 Per invariant, each engine says what it concluded and within which bounds:
 the stateful engine PASS / FALSIFIED / UNKNOWN (bounds: profile, runs, steps,
-seed), z3 PROVED / FALSIFIED / UNKNOWN or NOT_APPLICABLE for invariants that are
-properties of runs (bounds: solver version, timeout per query). An invariant
+seed), z3 PROVED / FALSIFIED / UNKNOWN or NOT_APPLICABLE for invariant 8, a
+property of runs, and for 3-6 where the per-key proof does not apply (bounds:
+solver version, timeout per query). An invariant
 FALSIFIED by either engine is FALSIFIED; else UNKNOWN if either engine is
 UNKNOWN (never a pass); else it HOLDS.
 """
