@@ -565,7 +565,9 @@ class StepExecutor(Executor):
         return conj(state.pc, guard)
 
     def in_slot(self, state: State, node: Node, probe: SymbolicRecord, where: Term) -> Term:
-        """The key's record is in the table and GLib's probe for @probe stops at it."""
+        """The key's record is in the table and GLib's probe for @probe stops at it. GLib
+        hashes the probe first, whatever the table holds: where that aborts, the step does."""
+        self.returns.append(z3.Implies(where, self.world.cb.translation("hash", probe).defined()))
         slot_in = self.flag(state, "slot.in_table", node)
         if z3.is_false(z3.simplify(slot_in)):
             return FALSE

@@ -44,7 +44,8 @@ def _engine_cell(result: TargetResult, number: int, engine: str) -> str:
     if check.status == NOT_APPLICABLE:
         return "- (property of runs)" if number not in RUN_INVARIANTS else \
             "- (per-key proof does not apply)"
-    run = next((law for law in check.laws if law.bound and law.status == check.status), None)
+    run = next((law for law in check.laws if law.bound and law.status == check.status == PROVED),
+               None)
     return f"{check.status} ({run.bound})" if run is not None else check.status
 
 

@@ -63,8 +63,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     proofs: List[ProofReport] = []
 
     def spy(engine: Any, into: List[Any]) -> Any:
-        def call(*args: Any) -> Any:
-            into.append(engine(*args))
+        def call(*args: Any, **kwargs: Any) -> Any:
+            into.append(engine(*args, **kwargs))
             return into[-1]
         return call
 
