@@ -1,12 +1,14 @@
 """The invariants of DESIGN.md, each written once.
 
 Callback properties (1, 2, 3 and the decision form of 4) are formulas over
-the logic layer: plain values give a bool, z3 terms give a z3 formula. Trace
-properties (3, 4, 5, 6) take a trace, the same whether it comes from the C
-driver (``trace_from_steps``) or from the model (``ThrottleModel.run``), and
-return human-readable violations, each naming its step; an empty list means
-the invariant holds. Invariants 3, 7 and 8 also read the driver's findings
-and crashes.
+the logic layer: plain values give a bool, z3 terms give a z3 formula. The run
+properties (3, 4, 5, 6) are obligations on each step of one key's history
+(``key_step``), over the same logic layer: the trace checkers project a trace,
+the same whether it comes from the C driver (``trace_from_steps``) or from the
+model (``ThrottleModel.run``), onto each key and return human-readable
+violations, each naming its step (an empty list means the invariant holds);
+proofs/induction.py evaluates them on z3 terms over every timeline. Invariants
+3, 7 and 8 also read the driver's findings and crashes.
 """
 # Optional/Union stay (not "X | None"): hypothesis and CrossHair evaluate annotations
 # with typing.get_type_hints, which cannot evaluate "|" on Python 3.9.
