@@ -37,7 +37,7 @@ from qthrottle.counterexample import (
 )
 from qthrottle.harness.target import Target
 from qthrottle.model.invariants import INVARIANTS
-from qthrottle.proofs.engine import PROVEN_INVARIANTS, prove_target
+from qthrottle.proofs.engine import PROVEN_INVARIANTS, RUN_LAW, prove_target
 from qthrottle.proofs.report import bounds
 from qthrottle.proofs.solve import FALSIFIED, PROVED, UNKNOWN
 from qthrottle.stateful import PROFILES, Subject, search
@@ -64,7 +64,8 @@ def _prove(target: Target, subject: Subject, exploration: Exploration,
            timeout_ms: int) -> None:
     """z3 on the invariants it proves; each counterexample replayed as a timeline."""
     report = prove_target(target, timeout_ms, replay_in_c=False)
-    laws = {r.law: r.status for r in report.results}
+    laws = {r.law if r.law != RUN_LAW else f"{r.law} ({r.invariant})": r.status
+            for r in report.results}
     print(f"   z3 proofs in {report.seconds:.1f} s: "
           + ", ".join(f"{law} {status}" for law, status in laws.items()))
     for number in sorted(exploration.wanted & set(PROVEN_INVARIANTS)):
