@@ -94,6 +94,7 @@ class Unrolling:
     obligations: List[List[inv.KeyObligation]] = field(default_factory=list)
     constraints: List[List[Term]] = field(default_factory=list)  # how each step may go
     ends: List[Term] = field(default_factory=list)  # the C leaves the model in the step
+    aborts: List[Term] = field(default_factory=list)  # ... as QEMU aborts
     dangling: List[Term] = field(default_factory=list)  # a record freed in the table
 
     def holds(self, step: int, invariant: int) -> Term:
@@ -179,14 +180,16 @@ def extend(unrolling: Unrolling, quiet_after: int, readable: bool) -> None:
     advance = z3.And(z3.Not(step.queue), z3.Not(step.timer))
     pending = z3.And(slot.live, slot.armed)
     now = ite([(step.queue, frame.now), (step.timer, fired.now)], step.target)
+    seen = world.seen(record, frame.now, frame.next_seq)
     unrolling.constraints.append([
         z3.Not(z3.And(step.queue, step.timer)),
         z3.Implies(step.timer, pending),
         z3.Implies(advance, z3.And(frame.now <= step.target,
                                    z3.Implies(pending, step.target < slot.deadline))),
         z3.Implies(step.queue, queued.returns), z3.Implies(step.timer, fired.returns),
+        # An event of another key: whether its step aborts is its own key's question.
+        z3.Implies(z3.And(step.queue, z3.Not(seen.ours)), z3.Not(queued.aborts)),
         z3.And(now >= 0, now < CLOCK_LIMIT, frame.next_seq + 1 < CLOCK_LIMIT)])
-    seen = world.seen(record, frame.now, frame.next_seq)
     rate = world.rate(world.key)
     emissions = [_emission(z3.And(step.queue, c), ref, frame.now, frame, True)
                  for c, ref in queued.emissions]
@@ -201,8 +204,10 @@ def extend(unrolling: Unrolling, quiet_after: int, readable: bool) -> None:
                                                              seen.throttled),
         emissions=tuple(emissions), in_table=in_table, dangling=dangling)
     obligations, memory = inv.key_step(frame.memory, key_step, rate, quiet_after)
+    aborts = z3.Or(z3.And(step.queue, queued.aborts), z3.And(step.timer, fired.aborts))
+    unrolling.aborts.append(aborts)
     unrolling.ends.append(z3.Or(z3.And(step.queue, queued.escape),
-                                z3.And(step.timer, fired.escape)))
+                                z3.And(step.timer, fired.escape), aborts))
     unrolling.dangling.append(dangling)
     newer = z3.And(step.queue, seen.ours, z3.Not(seen.stop))
     unrolling.steps.append(step)
@@ -406,9 +411,18 @@ class Prover:
 
     def _counterexample(self, depth: int, hard: Sequence[Term]
                         ) -> Tuple[z3.ModelRef, List[Operation]]:
-        """A model of @hard (sat) that reads well, and its timeline."""
-        solver = self._solver(hard)
-        solver.check()
+        """A model of @hard (sat) that reads well, and its timeline. Its queued events
+        differ in data where they can: a trace knows an event by its data, so the C shows
+        which one it emits (newest wins) only then."""
+        records = [s.record for s in self.base.steps[:depth]]
+        distinct = [z3.Not(_same_data(a, b)) for i, a in enumerate(records)
+                    for b in records[i + 1:]]
+        solver = self._solver([*hard, *distinct])
+        if solver.check() == z3.sat:
+            hard = [*hard, *distinct]
+        else:
+            solver = self._solver(hard)
+            solver.check()
         model = solver.model()
         events, goals = self._preferences(self.base, depth, model)
         model = self._readable([*hard, *events], goals) or model
@@ -418,12 +432,15 @@ class Prover:
                  timeline: List[Operation], leaving: bool) -> RunProof:
         base, last = self.base, depth - 1
         if leaving:
-            second = z3.is_true(model.eval(base.ends[last], model_completion=True))
-            why = ("the C keeps a second record of the key" if second else "the C frees a "
-                   "record the table still holds (invariant 3), and a use-after-free follows")
-            return RunProof(invariant, UNKNOWN, f"{why} after this timeline; the per-key "
-                            "model ends there, and no shorter timeline breaks the invariant",
-                            k=depth, timeline=timeline)
+            def holds(term: Term) -> bool:
+                return bool(z3.is_true(model.eval(term, model_completion=True)))
+            why = ("the queue function or the timer handler aborts QEMU" if holds(
+                base.aborts[last]) else "the C keeps a second record of the key" if holds(
+                base.ends[last]) else "the C frees a record the table still holds "
+                "(invariant 3), and a use-after-free follows")
+            return RunProof(invariant, UNKNOWN, f"{why} in the last step of this timeline; "
+                            "the per-key model ends there, and no shorter timeline breaks the "
+                            "invariant", k=depth, timeline=timeline)
         what = next(o for o in base.obligations[last] if o.invariant == invariant
                     and z3.is_false(model.eval(o.holds, model_completion=True)))
         return RunProof(invariant, FALSIFIED, what.what, k=depth, timeline=timeline,
@@ -685,10 +702,15 @@ def decomposition(space: EventSpace, extraction: Extraction, policy: Policy,
     world = World(Callbacks(space, extraction), policy)
     cb = world.cb
     stored, probe = cb.record("stored"), cb.record("probe")
-    claim = matches(cb.hash, cb.equal, stored, probe) == world.same_key(stored, probe)
+    match, same = matches(cb.hash, cb.equal, stored, probe), world.same_key(stored, probe)
     verdict = decide(cb.domain([stored, probe]),
-                     [("a GLib match is exactly the same key", claim)], timeout_ms,
+                     [("a GLib match is exactly the same key", match == same)], timeout_ms,
                      cb.preferences())
-    events = {} if verdict.model is None else {
-        name: cb.records[name].concrete(verdict.model) for name in ("stored", "probe")}
-    return Decomposition(verdict.status, verdict.reason, events)
+    if verdict.model is None:
+        return Decomposition(verdict.status, verdict.reason)
+    model = verdict.model
+    events = {name: cb.records[name].concrete(model) for name in ("stored", "probe")}
+    found = z3.is_true(model.eval(match, model_completion=True))
+    why = (f"GLib's probe for `probe` {'stops' if found else 'does not stop'} at `stored`, "
+           f"whose key is {'another' if found else 'the same'} (invariant 1 or 2 fails)")
+    return Decomposition(verdict.status, why, events)

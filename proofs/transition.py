@@ -271,8 +271,9 @@ class StepResult:
     emissions: List[Tuple[Term, EventRef]]  # (the emit call executes, what it emits)
     dangling: Term  # a record of the key freed while the table holds it
     escape: Term  # the C leaves the model: a second record of the key
-    returns: Term  # the step reaches no abort, and the callbacks it calls return
+    returns: Term  # the callbacks it calls return (their aborts are invariant 7's)
     in_table: Term  # after the step, a record of the key is in the table
+    aborts: Term  # the queue function or the handler itself aborts QEMU in this step
 
 
 # ------------------------------------------------------------------- the world
@@ -820,7 +821,7 @@ def _finish(world: World, ex: StepExecutor, defined: Term, now: Term) -> StepRes
     end = _cells(ex)
     slot = ex.slot
     if end is None:  # every path aborts: the step never returns
-        return StepResult(slot, now, [], FALSE, FALSE, FALSE, FALSE)
+        return StepResult(slot, now, [], FALSE, FALSE, TRUE, FALSE, TRUE)
     node = world.cb.ctx.function(ex.frames_name)
 
     def flag(name: str) -> Term:
@@ -852,8 +853,9 @@ def _finish(world: World, ex: StepExecutor, defined: Term, now: Term) -> StepRes
         held=_event(EventRef.merged([(adopt, held("new.held")), (slot_reach, held("slot.held")),
                                      (TRUE, EventRef.none())])),
         stored=stored)
-    returns = conj(defined, *ex.returns, *ex.in_range)
-    return StepResult(after, now, ex.emissions, dangling, escape, returns, in_table)
+    returns = conj(*ex.returns, *ex.in_range)
+    return StepResult(after, now, ex.emissions, dangling, escape, returns, in_table,
+                      neg(defined))
 
 
 def _event(value: Value) -> EventRef:

@@ -26,7 +26,7 @@ from qthrottle.proofs.policy import derive_policy
 from qthrottle.proofs.report import details, summary
 from qthrottle.proofs.solve import FALSIFIED, PROVED, UNKNOWN
 from qthrottle.proofs.space import EventSpace
-from qthrottle.proofs.transition import STATE_LIBRARY
+from qthrottle.proofs.transition import CLOCK_LIMIT, STATE_LIBRARY
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = (3, 4, 5, 6)
@@ -188,6 +188,25 @@ def test_a_violation_the_c_does_not_show_is_unknown() -> None:
     report.results.append(fake)
     replay_counterexamples(report, target.extract(), target.catalog())
     assert fake.status == UNKNOWN and "the C does not" in fake.reason
+
+
+def test_a_handler_that_aborts_ends_the_model_unknown_with_its_timeline(tmp_path: Path) -> None:
+    """README: a timer handler that aborts QEMU gives UNKNOWN, with the timeline there."""
+    source = resolve("stop-bypass").monitor_c.read_text()
+    expire = "    trace_qthrottle_event_expire(rec->event, rec->qdict);\n"
+    assert expire in source
+    path = tmp_path / "monitor.c"
+    path.write_text(source.replace(expire, expire + "    g_assert(!rec->qdict);\n"))
+    report = prove_target(Target("asserting-handler", path, SCHEMA_DIR), replay_in_c=False)
+    for number in RUNS:
+        result = run(report, number)
+        assert result.status == UNKNOWN and "aborts QEMU" in result.reason
+        assert [type(op) for op in result.timeline] == [Queue, Queue, Advance]
+
+
+def test_the_clock_bound_the_readme_states() -> None:
+    assert "the clock stays below 2^62 ns" in (ROOT / "README.md").read_text()
+    assert CLOCK_LIMIT == 2**62
 
 
 # ------------------------------------------------ what the translation supports
