@@ -4,24 +4,28 @@ The system (transition.py) is one key's throttle state, stepped by the
 translated queue function and timer handler. The properties are the per-key
 obligations of model/invariants.py (key_step), evaluated on z3 terms: the
 obligations of invariant N on each step, and "the C stays in the model" (no
-second record of the key; for N other than 3, no record freed while the table
-holds it: what follows a dangling entry is a use-after-free, invariant 8's).
+second record of the key, no abort of the queue function or the handler; for N
+other than 3, no record freed while the table holds it: what follows a
+dangling entry is a use-after-free, invariant 8's).
 
 For k = 1, 2, ... up to MAX_K:
 * base case (the bounded check): no timeline of k steps from the initial state
   (clock 0, empty table) breaks them. The first that does is the shortest
-  violating timeline: it is replayed on the sanitized C, and FALSIFIED only
-  if the C breaks the invariant there too (else UNKNOWN, never a verdict);
-* step case: from ANY state, k steps that keep them keep them at the next step.
-  A step case that fails is no falsification (its state may be unreachable). It
-  is tried again with the lemmas of window_lemmas, the state a correct throttle
-  keeps (each kept only while the bounded check and the step case confirm it:
-  Houdini's algorithm), and the lemmas it needed are reported.
+  violating timeline: FALSIFIED, replayed on the sanitized C by engine.py (and
+  UNKNOWN if the C does not break the invariant there); one that leaves the
+  model first is UNKNOWN, with its timeline;
+* step case (k up to MAX_STEP_K): from ANY state, k steps that keep them keep
+  them at the next step. A step case that fails is no falsification: its state
+  may be unreachable. It is tried again assuming the window lemmas, the state a
+  correct throttle keeps; Houdini's algorithm keeps those that hold initially
+  and that every step keeps (together an inductive invariant, so assuming them
+  is sound), and the report names them.
 
 What the decomposition assumes: records of other keys never meet the key's in
 GLib's probes. That is the decomposition theorem, proved first for every pair of
 records the table can hold: a GLib match is exactly "same key" (the policy's).
-Where it is not PROVED, a run property found to hold is UNKNOWN, never PROVED.
+Where it is not PROVED, the per-key proof does not apply (engine.py): only the
+timelines it finds count.
 """
 from __future__ import annotations
 
@@ -60,7 +64,6 @@ RUN_INVARIANTS = (3, 4, 5, 6)
 MAX_K = 5  # the deepest bounded check: the seeded bugs break an invariant within 5 steps
 MAX_STEP_K = 2  # the largest k tried in the step case (with the lemmas, k=1 proves the
 # releases; past 2 a failing step case only costs time: the bounded check goes on)
-MODEL = 0  # the obligation "the C stays in the per-key model", not an invariant
 
 
 @dataclass
@@ -283,16 +286,14 @@ def window_lemmas(world: World, frame: Frame) -> List[Tuple[str, Term]]:
 
 @dataclass
 class RunProof:
-    """One invariant's k-induction: its verdict, k, lemmas, counterexample timeline."""
+    """One invariant's k-induction: its verdict, the k it ended at, its timeline."""
 
     invariant: int
     status: str
-    reason: str
+    reason: str  # FALSIFIED: the obligation the timeline breaks; UNKNOWN: why
     k: int = 0
-    lemmas: List[str] = field(default_factory=list)
-    unaided: str = ""  # what the step case said without lemmas
+    unaided: str = ""  # PROVED with the window lemmas: what the step case said without
     timeline: List[Operation] = field(default_factory=list)
-    violation: str = ""  # the obligation the timeline breaks
     seconds: float = 0.0
 
 
@@ -381,7 +382,7 @@ class Prover:
     def bounded(self, invariants: Sequence[int], depth: int) -> Dict[int, RunProof]:
         """Timelines of @depth steps from the initial state whose last step is the first to
         break one of @invariants (FALSIFIED, to be replayed) or, failing that, to leave the
-        per-key model (UNKNOWN). One query answers for every invariant until one breaks."""
+        per-key model (UNKNOWN). One query says whether any does; then one per invariant."""
         self._unroll(self.base, depth)
         base, last = self.base, depth - 1
         facts = self._facts(base, depth)
@@ -443,8 +444,7 @@ class Prover:
                             "invariant", k=depth, timeline=timeline)
         what = next(o for o in base.obligations[last] if o.invariant == invariant
                     and z3.is_false(model.eval(o.holds, model_completion=True)))
-        return RunProof(invariant, FALSIFIED, what.what, k=depth, timeline=timeline,
-                        violation=what.what)
+        return RunProof(invariant, FALSIFIED, what.what, k=depth, timeline=timeline)
 
     def _preferences(self, unrolling: Unrolling, depth: int,
                      model: z3.ModelRef) -> Tuple[List[Term], List[Tuple[Term, int]]]:
@@ -667,9 +667,8 @@ class Prover:
             if proved:
                 empty = self.vacuity(k, lemmas)
                 for n in proved:
-                    used = list(lemmas) if n in unaided else []
                     results[n] = RunProof(n, UNKNOWN, empty, k=k) if empty else RunProof(
-                        n, PROVED, "", k=k, lemmas=used, unaided=unaided.get(n, ""))
+                        n, PROVED, "", k=k, unaided=unaided.get(n, ""))
             cti.update({n: self.describe_cti(model) for n, model in failed.items()})
         note = f" ({problem})" if problem else ""
         for n in invariants:
@@ -678,7 +677,7 @@ class Prover:
                     n, UNKNOWN, f"no timeline of up to {MAX_K} steps breaks it, but the step "
                     f"case fails up to k={MAX_STEP_K} even with the lemmas kept{note} (e.g. "
                     f"from {cti.get(n, '?')}): the lemmas this code needs are not among them",
-                    k=MAX_K, lemmas=list(lemmas), unaided=unaided.get(n, ""))
+                    k=MAX_K, unaided=unaided.get(n, ""))
         return results
 
 
