@@ -295,38 +295,63 @@ def key_step(memory: KeyMemory, step: KeyStep, rate: Any, quiet_after: Any
 
 # ------------------------------- 3, 4, 5, 6 on a trace: each key's steps judged
 
+@dataclass(frozen=True)
+class QueuedEvent:
+    """A queued event of a trace: its step, the clock then, and the event."""
+
+    index: int
+    t: int
+    event: str
+    data: EventData
+
+
+def claim(events: Sequence[QueuedEvent], emissions: Sequence[tuple[int, Emission]]
+          ) -> dict[int, tuple[int, Emission]]:
+    """Queued event (position) -> its emission: each emission is the most recent
+    unclaimed queued event with the same data, queued no later than it (step index):
+    a trace knows an event by its data."""
+    claimed: dict[int, tuple[int, Emission]] = {}
+    for index, emission in emissions:
+        for position in reversed(range(len(events))):
+            event = events[position]
+            if (position not in claimed and event.index <= index
+                    and (event.event, event.data) == (emission.event, emission.data)):
+                claimed[position] = (index, emission)
+                break
+    return claimed
+
+
 def _key_steps(trace: Trace, policy: Policy, key: Any) -> list[KeyStep]:
-    """@trace seen from one key (policy.key): the events of the key it queues, its
-    emissions. An emission is the most recent queued event of the key with its data that
-    was not emitted already, queued no later (a trace knows events by their data)."""
-    queued: list[tuple[int, int, Queue]] = []  # (step, clock, event) of the key's events
-    claimed: set[int] = set()
+    """@trace seen from one key (policy.key): the events of the key it queues, and its
+    emissions, each known as the queued event that claim() says it is."""
+    events = [QueuedEvent(index, step.before, step.operation.event, step.operation.data)
+              for index, step in enumerate(trace) if isinstance(step.operation, Queue)
+              and policy.key(step.operation.event, step.operation.data) == key]
+    emissions = [(index, e) for index, step in enumerate(trace) for e in step.emitted
+                 if policy.key(e.event, e.data) == key]
+    unmatched = sorted(claim(events, emissions).items())
     steps = []
     for index, step in enumerate(trace):
         op = step.operation
         mine = isinstance(op, Queue) and policy.key(op.event, op.data) == key
-        if isinstance(op, Queue) and mine:
-            queued.append((index, step.before, op))
-        emissions = []
-        for emission in step.emitted:
-            if policy.key(emission.event, emission.data) != key:
+        seen = []
+        for at, emission in emissions:
+            if at != index:
                 continue
-            made = Queue(emission.event, emission.data)
-            position = next((p for p in reversed(range(len(queued))) if p not in claimed
-                             and queued[p][0] <= index and queued[p][2] == made), None)
-            if position is not None:
-                claimed.add(position)
+            # Its event: equal emissions of one step are alike, whichever claimed which.
+            position = next((p for p, pair in unmatched if pair == (at, emission)), None)
+            unmatched = [(p, pair) for p, pair in unmatched if p != position]
+            queued = events[position] if position is not None else None
             newest = position is None or not any(
-                queued[p][0] < index and not is_stop_event(queued[p][2].event, queued[p][2].data)
-                for p in range(position + 1, len(queued)))
-            emissions.append(KeyEmission(
-                True, emission.t, _seen(queued[position][1] if position is not None
-                                        else emission.t, made, policy),
-                position is not None, position is not None and queued[position][0] == index,
-                newest))
+                e.index < index and not is_stop_event(e.event, e.data)
+                for e in events[position + 1:])
+            seen.append(KeyEmission(
+                True, emission.t, _seen(queued.t if queued else emission.t,
+                                        Queue(emission.event, emission.data), policy),
+                queued is not None, queued is not None and queued.index == index, newest))
         steps.append(KeyStep(step.before, step.after, isinstance(op, Queue), mine,
                              _seen(step.before, op if isinstance(op, Queue) else None, policy),
-                             tuple(emissions), bool(step.table), False))
+                             tuple(seen), bool(step.table), False))
     return steps
 
 
