@@ -100,11 +100,14 @@ class Unrolling:
     aborts: List[Term] = field(default_factory=list)  # ... as QEMU aborts
     dangling: List[Term] = field(default_factory=list)  # a record freed in the table
 
+    def obeys(self, step: int, invariant: int) -> Term:
+        """Invariant @invariant's obligations on step @step."""
+        return z3.And(*(o.holds for o in self.obligations[step] if o.invariant == invariant))
+
     def holds(self, step: int, invariant: int) -> Term:
         """Invariant @invariant's obligations on step @step, and the C stays in the model
         (past a dangling entry only invariant 3 follows it: a use-after-free is next)."""
-        parts = [o.holds for o in self.obligations[step] if o.invariant == invariant]
-        parts.append(z3.Not(self.ends[step]))
+        parts = [self.obeys(step, invariant), z3.Not(self.ends[step])]
         if invariant != 3:
             parts.append(z3.Not(self.dangling[step]))
         return z3.And(*parts)
@@ -396,9 +399,10 @@ class Prover:
             for leaving in (False, True):
                 if n in found:
                     break
-                stays = self._stays(base, last, n)
-                goal = z3.And(kept[n], z3.Not(stays)) if leaving else \
-                    z3.And(kept[n], stays, z3.Not(base.holds(last, n)))
+                # A step that leaves the model still shows what the C emitted in it,
+                # unless QEMU aborted in it.
+                goal = z3.And(kept[n], z3.Not(self._stays(base, last, n))) if leaving else \
+                    z3.And(kept[n], z3.Not(base.aborts[last]), z3.Not(base.obeys(last, n)))
                 solver = self._solver([*facts, goal])
                 answer = solver.check()
                 if answer == z3.unknown:

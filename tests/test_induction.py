@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List, Tuple
 
 import pytest
 from induction_bugs import BUGS, seeded
@@ -13,7 +13,7 @@ from qthrottle.cases import SCHEMA_DIR
 from qthrottle.cli import main
 from qthrottle.harness.target import Target, resolve
 from qthrottle.model import invariants as inv
-from qthrottle.model.timeline import Advance, Queue
+from qthrottle.model.timeline import Advance, Emission, Queue
 from qthrottle.proofs import induction
 from qthrottle.proofs.engine import (
     RUN_LAW,
@@ -150,6 +150,8 @@ def test_stop_irreflexive_dangles_and_delays_a_stop() -> None:
     for number in (5, 6):
         assert number in report.not_applicable
         assert not [r for r in report.results if r.invariant == number]
+        assert re.search(rf"^  {number} .* -  \(the per-key proof does not apply",
+                         "\n".join(summary(report)), re.M)
 
 
 # ------------------------------------------------- seeded bugs, one per obligation
@@ -169,6 +171,13 @@ def test_a_seeded_bug_is_falsified_and_replayed_on_the_c(name: str,
                                                          bugs: Dict[str, Target]) -> None:
     result = assert_falsified_in_c(proofs(bugs[name]), BUGS[name].breaks)
     assert len(result.timeline) == SHORTEST[name], result.timeline
+
+
+def test_after_a_dangling_entry_4_to_6_are_unknown(bugs: Dict[str, Target]) -> None:
+    report = proofs(bugs["freed-in-table"])
+    for number in (4, 5, 6):
+        result = run(report, number)
+        assert result.status == UNKNOWN and "a use-after-free follows" in result.reason
 
 
 def test_the_newest_wins_counterexample_queues_three_different_events(
@@ -204,9 +213,110 @@ def test_a_handler_that_aborts_ends_the_model_unknown_with_its_timeline(tmp_path
         assert [type(op) for op in result.timeline] == [Queue, Queue, Advance]
 
 
-def test_the_clock_bound_the_readme_states() -> None:
-    assert "the clock stays below 2^62 ns" in (ROOT / "README.md").read_text()
-    assert CLOCK_LIMIT == 2**62
+def test_the_bounds_the_readme_states() -> None:
+    text = (ROOT / "README.md").read_text()
+    assert "the clock stays below 2^62 ns" in text and CLOCK_LIMIT == 2**62
+    assert f"bounded check\ngoes up to {induction.MAX_K} steps" in text
+
+
+def test_a_callback_that_aborts_ends_the_timeline_there() -> None:
+    """optional-key's hash aborts on an event without node-name (invariant 7): the runs
+    it ends there keep 3-6."""
+    report = proofs(resolve("optional-key"))
+    assert report.status(7) == FALSIFIED
+    for number in RUNS:
+        assert run(report, number).status == PROVED
+
+
+def test_the_trace_checkers_judge_by_key_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One statement of each run invariant: the stateful engine's trace checkers call
+    key_step, whatever it says."""
+    policy = inv.Policy(rates={"RTC_CHANGE": 10}, keys={})
+    trace = [inv.TraceStep(Queue("RTC_CHANGE", {"offset": 1}), 0, 0,
+                           (Emission(0, "RTC_CHANGE", {"offset": 1}),), 1)]
+    assert inv.rate_respected(trace, policy) == []
+
+    def stricter(memory: inv.KeyMemory, step: inv.KeyStep, rate: object, quiet: object
+                 ) -> Tuple[List[inv.KeyObligation], inv.KeyMemory]:
+        return [inv.KeyObligation(5, "stricter", False)], memory
+    monkeypatch.setattr(inv, "key_step", stricter)
+    assert inv.rate_respected(trace, policy) == ["step 1 (t=0 ns, queue RTC_CHANGE): stricter"]
+
+
+ALWAYS_INSERTS = """
+static void monitor_qapi_event_queue_no_reenter(QAPIEvent event, QDict *qdict)
+{
+    MonitorQAPIEventConf *conf = &monitor_qapi_event_conf[event];
+    QDict *data = qobject_to(QDict, qdict_get(qdict, "data"));
+    MonitorQAPIEventState probe = { .event = event, .data = data };
+    MonitorQAPIEventState *rec;
+
+    QEMU_LOCK_GUARD(&monitor_lock);
+    if (!conf->rate) {
+        monitor_qapi_event_emit(event, qdict);
+        return;
+    }
+    /* Looked up for a trace point only: every event gets a record of its own. */
+    rec = g_hash_table_lookup(monitor_qapi_event_state, &probe);
+    trace_qthrottle_event_delay(event, rec);
+    monitor_qapi_event_emit(event, qdict);
+    int64_t now = qemu_clock_get_ns(monitor_get_event_clock());
+    rec = g_new(MonitorQAPIEventState, 1);
+    rec->event = event;
+    rec->data = qobject_ref(data);
+    rec->qdict = NULL;
+    rec->timer = timer_new_ns(monitor_get_event_clock(), monitor_qapi_event_handler, rec);
+    g_hash_table_add(monitor_qapi_event_state, rec);
+    timer_mod_ns(rec->timer, now + conf->rate);
+}
+"""
+
+FORGETTING_HANDLER = """
+static void forget_held(MonitorQAPIEventState *rec)
+{
+    rec->qdict = NULL;
+}
+
+static void monitor_qapi_event_handler(void *opaque)
+{
+    MonitorQAPIEventState *rec = opaque;
+
+    QEMU_LOCK_GUARD(&monitor_lock);
+    forget_held(rec);
+    g_hash_table_remove(monitor_qapi_event_state, rec);
+    timer_free(rec->timer);
+    g_free(rec);
+}
+"""
+
+
+def replaced(tmp_path: Path, function: str, text: str) -> Target:
+    """stop-bypass with @function replaced by @text, as a monitor.c of its own."""
+    source = resolve("stop-bypass").monitor_c.read_text()
+    found = re.search(r"^static void " + function + r"\([^;{]*\)\n\{.*?^\}\n", source,
+                      re.S | re.M)
+    assert found is not None, function
+    path = tmp_path / f"{function}.c"
+    path.write_text(source[:found.start()] + text.strip() + "\n" + source[found.end():])
+    return Target(path.name, path, SCHEMA_DIR)
+
+
+def test_a_second_record_of_a_key_ends_the_model(tmp_path: Path) -> None:
+    report = prove_target(replaced(tmp_path, "monitor_qapi_event_queue_no_reenter",
+                                   ALWAYS_INSERTS), replay_in_c=False)
+    assert run(report, 5).status == FALSIFIED  # the second event goes out at once
+    result = run(report, 3)
+    assert result.status == UNKNOWN and "a second record of the key" in result.reason
+    assert [type(op) for op in result.timeline] == [Queue, Queue]
+
+
+def test_a_helper_that_touches_a_record_is_unknown(tmp_path: Path) -> None:
+    report = prove_target(replaced(tmp_path, "monitor_qapi_event_handler", FORGETTING_HANDLER),
+                          replay_in_c=False)
+    for number in RUNS:
+        result = run(report, number)
+        assert result.status == UNKNOWN
+        assert "a throttle record used inside a helper function" in result.reason
 
 
 # ------------------------------------------------ what the translation supports
