@@ -44,35 +44,35 @@ import harness_bench
 import hypothesis
 import proofs_bench
 import z3
-from hypothesis import HealthCheck, find, settings
+from hypothesis import find
 from hypothesis.control import BuildContext
 from hypothesis.internal.conjecture.data import ConjectureData
 from hypothesis.stateful import RULE_MARKER, RuleBasedStateMachine
 
 from qthrottle.cases import EXPECTED, MAY_ALSO_BREAK
-from qthrottle.generate import event_data, string_values
-from qthrottle.harness.build import BuildError, build_fuzzer
-from qthrottle.harness.driver import SANITIZER_ENV, Driver, RunResult, _classify
-from qthrottle.harness.qemu_sources import RELEASES, QemuSourceError, cached_tree
-from qthrottle.harness.target import Target, resolve
-from qthrottle.model import invariants as inv
-from qthrottle.model.invariants import INVARIANTS
-from qthrottle.model.qapi_schema import load_schema
-from qthrottle.model.timeline import Advance, AdvanceToNext, Operation, Queue, format_ns
-from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS, PROVEN_INVARIANTS, ProofReport, prove
-from qthrottle.proofs.replay import replay as replay_proof
-from qthrottle.proofs.solve import FALSIFIED
-from qthrottle.stateful import (
-    PROFILES,
+from qthrottle.engines.bounds import PROFILES, search_settings
+from qthrottle.engines.generate import event_data
+from qthrottle.engines.stateful import (
     CompareKeys,
-    HarnessFailure,
     Subject,
     Violation,
     make_machine,
     replay,
     search,
 )
-from qthrottle.target_policy import open_subject
+from qthrottle.harness.build import BuildError, build_fuzzer
+from qthrottle.harness.driver import SANITIZER_ENV, Driver, HarnessFailure, RunResult, _classify
+from qthrottle.harness.qemu_sources import RELEASES, QemuSourceError, cached_tree
+from qthrottle.harness.target import Target, resolve
+from qthrottle.model import invariants as inv
+from qthrottle.model.invariants import INVARIANTS
+from qthrottle.model.members import string_values
+from qthrottle.model.qapi_schema import load_schema
+from qthrottle.model.timeline import Advance, AdvanceToNext, Operation, Queue, format_ns
+from qthrottle.proofs.engine import PROVEN_INVARIANTS, ProofReport, prove
+from qthrottle.proofs.replay import replay as replay_proof
+from qthrottle.proofs.solve import DEFAULT_TIMEOUT_MS, FALSIFIED
+from qthrottle.review.target_policy import open_subject
 
 INF = float("inf")
 PROFILE = PROFILES["quick"]  # the profile `qthrottle verify` uses by default
@@ -117,8 +117,7 @@ def progress(message: str) -> None:
 
 # ------------------------------------------------------------------ alphabet
 
-FIND_SETTINGS = settings(database=None, max_examples=5000, deadline=None,
-                         suppress_health_check=list(HealthCheck))
+FIND_SETTINGS = search_settings(5000)  # shrinks: find() gives the simplest such event
 
 
 def alphabet(subject: Subject) -> List[Symbol]:
@@ -144,7 +143,7 @@ def alphabet(subject: Subject) -> List[Symbol]:
     report, stop = block_io_error(device, "report", True), block_io_error(device, "stop", True)
     twin_report = block_io_error(twin_a, "report", True)
     twin_stop = block_io_error(twin_b, "stop", True)
-    other = next(e for e in subject.events
+    other = next(e for e in subject.events.focus
                  if subject.policy.throttled(e.name) and e.name != block.name)
     rate = max(subject.policy.rates.values())
     return [

@@ -29,8 +29,9 @@ from qthrottle.cases import EXPECTED
 from qthrottle.harness.qemu_sources import RELEASES, QemuSourceError, cached_tree
 from qthrottle.harness.target import resolve
 from qthrottle.model.qapi_schema import load_schema
-from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS, RUN_LAW, ProofReport, prove
+from qthrottle.proofs.engine import RUN_LAW, ProofReport, prove
 from qthrottle.proofs.report import bounds
+from qthrottle.proofs.solve import DEFAULT_TIMEOUT_MS
 
 REPEATS = 5
 

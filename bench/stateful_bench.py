@@ -14,12 +14,13 @@ import time
 from typing import Dict, List
 
 from qthrottle.cases import EXPECTED
+from qthrottle.engines.bounds import PROFILES
+from qthrottle.engines.stateful import Subject, search
 from qthrottle.harness.driver import Driver, StepResult
 from qthrottle.harness.target import resolve
 from qthrottle.model.qapi_schema import load_schema
 from qthrottle.model.timeline import Operation
-from qthrottle.stateful import PROFILES, Subject, search
-from qthrottle.target_policy import target_policy
+from qthrottle.review.target_policy import target_policy
 
 
 def measure(name: str, profile_name: str, seed_value: int) -> Dict[str, float]:

@@ -1,7 +1,7 @@
 """The bundled case studies: C files in monitor.c's shape, and their schema.
 
 EXPECTED is the verdict each case is meant to get: the invariants (numbers of
-DESIGN.md) it must break. MAY_ALSO_BREAK lists consequences a search may or may
+docs/invariants.md) it must break. MAY_ALSO_BREAK lists consequences a search may or may
 not reach within its bounds (the use-after-free that follows a dangling entry
 needs one more event). cases/README.md says why.
 """

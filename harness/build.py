@@ -1,7 +1,9 @@
 """Compile extracted throttle code with the shims into a sanitized driver.
 
 Builds are cached by the hash of everything that goes into them, outside the
-repository (see harness.qemu_sources.cache_dir).
+repository (harness/cache.py: verified on every use, published atomically). The
+driver is compiled knowing that hash and says it when it starts, so that a driver
+from another build is told apart before it runs any command (harness/driver.py).
 """
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from qthrottle.core import QthrottleError, cache_error
+
+from . import cache
 from .extract import EVENT_PREFIX, Extraction
-from .qemu_sources import cache_dir
 
 SHIM_DIR = Path(__file__).parent / "shims"
 SHIM_SOURCES = ("qobject_refcounted.c", "virtual_clock.c", "emit_recorder.c", "driver.c")
@@ -35,7 +39,7 @@ CFLAGS = ("-std=gnu11", "-fwrapv", "-g", "-O1", "-Wall", "-Wno-unused-function",
 UNIT_NAME = "throttle_unit.c"
 
 
-class BuildError(Exception):
+class BuildError(QthrottleError):
     """The extracted code or the toolchain failed; the message is for a person."""
 
 
@@ -51,6 +55,7 @@ class Build:
     extraction: Extraction
     events: Tuple[str, ...]
     cached: bool
+    build_id: str = ""  # the hash of its inputs, which the driver says when it starts
 
 
 @functools.cache
@@ -137,19 +142,6 @@ def glue(extraction: Extraction) -> str:
         f"    return {r['equal']}(&a, &b);\n}}\n")
 
 
-def content_addressed(source: bytes, folder: str) -> Path:
-    """A monitor.c at a path fixed by its content (cache/@folder/<digest>/monitor.c):
-    its extraction names that path, so a variant built twice is built once."""
-    digest = hashlib.sha256(source).hexdigest()[:20]
-    path: Path = cache_dir() / folder / digest / "monitor.c"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_bytes(source)
-        partial.replace(path)
-    return path
-
-
 def enum_events(extraction: Extraction, schema_events: Sequence[str]) -> List[str]:
     """The QAPIEvent enum's order: the schema's events, then those only the code names."""
     return list(schema_events) + [e for e in extraction.events_named if e not in schema_events]
@@ -201,6 +193,25 @@ def build_fuzzer(extraction: Extraction, schema_events: Sequence[str] = ()) -> B
         raise
 
 
+def compile_error(extraction: Extraction, schema_events: Sequence[str] = ()) -> Optional[str]:
+    """The first error the compiler finds in the unit build() would compile, or None.
+
+    Syntax and types only (-fsyntax-only, a tenth of a build), for code that needs
+    no driver (qthrottle mutate's mutants that z3 decides).
+    """
+    events = enum_events(extraction, schema_events)
+    cflags, _ = _pkg_config()
+    with tempfile.TemporaryDirectory(prefix="qthrottle-check-") as work:
+        for name, content in generated_files(extraction, events).items():
+            Path(work, name).write_text(content, encoding="utf-8")
+        result = subprocess.run([_compiler(), *CFLAGS, "-fsyntax-only", f"-I{work}",
+                                 f"-I{SHIM_DIR}", *cflags, str(Path(work, UNIT_NAME))],
+                                capture_output=True, text=True, check=False)
+    if result.returncode == 0:
+        return None
+    return result.stderr.strip() or f"{_compiler()} exited with {result.returncode}"
+
+
 def _build(extraction: Extraction, schema_events: Sequence[str], compiler: str,
            sanitize: Sequence[str], shim_sources: Sequence[str], output: str) -> Build:
     events = enum_events(extraction, schema_events)
@@ -214,36 +225,38 @@ def _build(extraction: Extraction, schema_events: Sequence[str], compiler: str,
         digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
     for shim in sorted(SHIM_DIR.iterdir()):
         digest.update(shim.name.encode() + b"\0" + shim.read_bytes() + b"\0")
-    out_dir = cache_dir() / "builds" / digest.hexdigest()[:20]
-    binary = out_dir / output
-    if binary.exists():
-        return Build(binary, extraction, tuple(events), cached=True)
-
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="build-", dir=out_dir.parent))
-    try:
-        for name, text in files.items():
-            (work / name).write_text(text, encoding="utf-8")
+    inputs = digest.hexdigest()
+    entry = cache.entry_dir("builds", inputs)
+    problem = cache.check(entry, inputs, (output,))
+    if problem is None:
+        return Build(entry / output, extraction, tuple(events), cached=True, build_id=inputs)
+    if problem != cache.MISSING:
+        cache.discard(entry, problem)
+    with cache.staging("builds") as work:
+        try:
+            for name, text in files.items():
+                (work / name).write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise cache_error(work, error) from None
         sources = [str(work / UNIT_NAME), str(work / "qapi_event_enum.c"),
                    *(str(SHIM_DIR / s) for s in shim_sources)]
-        command = [compiler, *CFLAGS, *sanitize, f"-I{work}", f"-I{SHIM_DIR}", *cflags,
-                   *sources, "-o", str(work / output), *libs]
+        command = [compiler, *CFLAGS, *sanitize, f'-DQTHROTTLE_BUILD_ID="{inputs}"',
+                   f"-I{work}", f"-I{SHIM_DIR}", *cflags, *sources, "-o",
+                   str(work / output), *libs]
         result = subprocess.run(command, check=False, capture_output=True, text=True)
         if result.returncode != 0:
             raise BuildError(f"cannot compile the throttle code of {extraction.path}:\n"
                              + _explain_failure(result.stderr, extraction))
-        (work / "build.log").write_text(" ".join(command) + "\n" + result.stderr)
         try:
-            work.rename(out_dir)
-        except OSError:  # a concurrent build published it first
-            pass
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
-    return Build(binary, extraction, tuple(events), cached=False)
+            (work / "build.log").write_text(" ".join(command) + "\n" + result.stderr)
+        except OSError as error:
+            raise cache_error(work, error) from None
+        cache.publish(work, entry, inputs, (output,))
+    return Build(entry / output, extraction, tuple(events), cached=False, build_id=inputs)
 
 
 RATES_PROGRAM = "rate_table.c"
+RATES_OUTPUT = "rates.json"
 
 
 def rate_program(extraction: Extraction, events: Sequence[str]) -> Dict[str, str]:
@@ -271,7 +284,7 @@ def compiled_rates(extraction: Extraction, schema_events: Sequence[str] = ()) ->
     """Event -> rate in ns (0: unthrottled), as the real compiler evaluates the rate table.
 
     The numbers the proofs, the model and the lint use: no C expression is
-    re-evaluated in Python. Cached by content like the builds.
+    re-evaluated in Python. Cached by content like the builds (harness/cache.py).
     """
     events = enum_events(extraction, schema_events)
     files = rate_program(extraction, events)
@@ -284,33 +297,45 @@ def compiled_rates(extraction: Extraction, schema_events: Sequence[str] = ()) ->
         digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
     for shim in sorted(SHIM_DIR.glob("*.h")):
         digest.update(shim.name.encode() + b"\0" + shim.read_bytes() + b"\0")
-    out_dir = cache_dir() / "builds" / digest.hexdigest()[:20]
-    table = out_dir / "rates.json"
-    if not table.exists():
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="rates-", dir=out_dir.parent))
+    inputs = digest.hexdigest()
+    entry = cache.entry_dir("builds", inputs)
+    problem = cache.check(entry, inputs, (RATES_OUTPUT,))
+    if problem is not None:
+        if problem != cache.MISSING:
+            cache.discard(entry, problem)
+        _compile_rates(extraction, files, compiler, cflags, entry, inputs)
+    try:
+        rates: Dict[str, int] = json.loads((entry / RATES_OUTPUT).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise cache_error(entry / RATES_OUTPUT, error) from None
+    except ValueError as error:
+        raise BuildError(f"the rate table program of {extraction.path} printed no JSON "
+                         f"({error})") from None
+    return rates
+
+
+def _compile_rates(extraction: Extraction, files: Dict[str, str], compiler: str,
+                   cflags: Sequence[str], entry: Path, inputs: str) -> None:
+    with cache.staging("builds") as work:
         try:
             for name, text in files.items():
                 (work / name).write_text(text, encoding="utf-8")
-            command = [compiler, "-std=gnu11", "-fwrapv", "-w", f"-I{work}", f"-I{SHIM_DIR}",
-                       *cflags, str(work / RATES_PROGRAM), "-o", str(work / "rates")]
-            result = subprocess.run(command, check=False, capture_output=True, text=True)
-            if result.returncode != 0:
-                raise BuildError(f"cannot compile the rate table of {extraction.path}:\n"
-                                 + _explain_failure(result.stderr, extraction))
-            printed = subprocess.run([str(work / "rates")], check=False, capture_output=True,
-                                     text=True)
-            if printed.returncode != 0:
-                raise BuildError(f"the rate table program of {extraction.path} failed "
-                                 f"(exit {printed.returncode})")
-            (work / "rates.json").write_text(printed.stdout, encoding="utf-8")
-            (work / "rates").unlink()
-            try:
-                work.rename(out_dir)
-            except OSError:  # a concurrent run published it first
-                pass
-        finally:
-            if work.exists():
-                shutil.rmtree(work, ignore_errors=True)
-    rates: Dict[str, int] = json.loads(table.read_text(encoding="utf-8"))
-    return rates
+        except OSError as error:
+            raise cache_error(work, error) from None
+        program = work / "rates"
+        command = [compiler, "-std=gnu11", "-fwrapv", "-w", f"-I{work}", f"-I{SHIM_DIR}",
+                   *cflags, str(work / RATES_PROGRAM), "-o", str(program)]
+        result = subprocess.run(command, check=False, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BuildError(f"cannot compile the rate table of {extraction.path}:\n"
+                             + _explain_failure(result.stderr, extraction))
+        printed = subprocess.run([str(program)], check=False, capture_output=True, text=True)
+        if printed.returncode != 0:
+            raise BuildError(f"the rate table program of {extraction.path} failed "
+                             f"(exit {printed.returncode})")
+        try:
+            (work / RATES_OUTPUT).write_text(printed.stdout, encoding="utf-8")
+            program.unlink()
+        except OSError as error:
+            raise cache_error(work, error) from None
+        cache.publish(work, entry, inputs, (RATES_OUTPUT,))

@@ -16,18 +16,34 @@ from typing import Dict, Iterator, List, Optional, Set, Tuple
 import tree_sitter_c
 from tree_sitter import Language, Node, Parser
 
+from qthrottle.core import QthrottleError, read_input
+
 _C = Language(tree_sitter_c.language())
 
 QUEUE_FUNCTION_NAMES = ("monitor_qapi_event_queue_no_reenter", "monitor_qapi_event_queue")
 # Provided by the harness's own shims instead of monitor.c's definition.
 SHIMMED = frozenset({"monitor_qapi_event_emit"})
+# The queue function decides with one of these: looked up in the table (throttled), or
+# emitted at once (the SHIMMED emit).
+TABLE_LOOKUPS = frozenset({"g_hash_table_lookup", "g_hash_table_contains",
+                           "g_hash_table_lookup_extended"})
+LOOKUPS_AND_EMIT = TABLE_LOOKUPS | SHIMMED
 # Macros that open a block: `WITH_QEMU_LOCK_GUARD(&lock) { ... }` parses as a call
 # missing its ';' followed by the block, which is no syntax error for the compiler.
 BLOCK_MACROS = frozenset({"WITH_QEMU_LOCK_GUARD"})
 EVENT_PREFIX = "QAPI_EVENT_"
+# The monitor lock and its guards: the driver is single-threaded, so the harness compiles
+# them to nothing (shims/lock_guard_noop.h), as it does trace points (build.trace_header).
+LOCK_CALLS = frozenset({"qemu_mutex_init", "qemu_mutex_lock", "qemu_mutex_unlock",
+                        "QEMU_LOCK_GUARD", "WITH_QEMU_LOCK_GUARD"})
 
 
-class ExtractionError(Exception):
+def compiles_to_nothing(callee: str) -> bool:
+    """A call the harness compiles to nothing: locking and trace points."""
+    return callee in LOCK_CALLS or callee.startswith("trace_")
+
+
+class ExtractionError(QthrottleError):
     """The input is not a monitor.c whose throttle can be extracted."""
 
 
@@ -250,7 +266,7 @@ def read_source(path: Path) -> bytes:
     if path.is_dir():
         raise ExtractionError(f"{path}: is a directory, not a monitor.c")
     try:
-        data = path.read_bytes()
+        data = read_input(path, "a monitor.c")
     except OSError as error:
         raise ExtractionError(f"{path}: cannot read: {error.strerror}") from None
     if not data.strip():

@@ -8,10 +8,9 @@ user's file. Two edits that give the same tokens (an emptied one-statement
 branch, and that statement dropped) make one mutant.
 
 Not mutated, by design:
-* trace points and the lock calls (QEMU_LOCK_GUARD(), qemu_mutex_lock() ...): the
-  harness compiles them to nothing, and the z3 translation treats them as having
-  no effect (proofs/library.py: no_op), so a mutant there says nothing about the
-  verification;
+* trace points and locking (extract.compiles_to_nothing): the harness compiles
+  them to nothing, and the z3 translation treats them as having no effect
+  (proofs/library.py), so a mutant there says nothing about the verification;
 * declarations: a dropped declaration does not compile;
 * the operands of ==, != and the other commutative operators: swapped, they give
   a mutant equivalent by C's semantics;
@@ -22,15 +21,24 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Set, Tuple
 
 import tree_sitter_c
 from tree_sitter import Language, Node, Parser
 
-from qthrottle.model.qapi_schema import Catalog, Member, getter_kind
-from qthrottle.proofs.library import is_no_op
+from qthrottle.model.members import member_kind
+from qthrottle.model.qapi_schema import Catalog, Member
 
-from .extract import EVENT_PREFIX, Extraction, named_children, node_text, walk
+from .cache import store_file
+from .extract import (
+    EVENT_PREFIX,
+    Extraction,
+    compiles_to_nothing,
+    named_children,
+    node_text,
+    walk,
+)
 
 _C = Language(tree_sitter_c.language())
 
@@ -84,6 +92,11 @@ class Mutant:
     def apply(self, source: bytes) -> bytes:
         return source[:self.start] + self.replacement.encode("utf-8") + source[self.end:]
 
+    def write(self, source: bytes) -> Path:
+        """The mutant of @source as a monitor.c in the cache, at a path fixed by its
+        content (so that its build is cached too), written atomically."""
+        return store_file("mutants", "monitor.c", self.apply(source))
+
     @property
     def edit(self) -> str:
         """The one-line diff: before -> after."""
@@ -107,7 +120,7 @@ def _arguments(call: Node) -> List[Node]:
 
 def _not_mutated(node: Node) -> bool:
     """A call the operators leave alone (trace point, lock)."""
-    return node.type == "call_expression" and is_no_op(_callee(node))
+    return node.type == "call_expression" and compiles_to_nothing(_callee(node))
 
 
 def _body_nodes(function: Node) -> Iterator[Node]:
@@ -277,7 +290,7 @@ def _other_member(catalog: Catalog, events: Sequence[str], member: str,
     members = list(definition.members)
     index = next((i for i, m in enumerate(members) if m.name == member), -1)
     ordered = members[index + 1:] + members[:index + 1]
-    usable = [m for m in ordered if m.name != member and (kind is None or getter_kind(m) == kind)]
+    usable = [m for m in ordered if m.name != member and (kind is None or member_kind(m) == kind)]
     usable.sort(key=lambda m: m.optional)
     return usable[0].name if usable else None
 

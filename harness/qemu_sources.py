@@ -10,13 +10,16 @@ They are never committed to this repository; this module fetches them at test ti
 3. ``dpkg-source -x`` unpacks the package with Debian's patches applied, and only
    ``monitor/`` and ``qapi/`` are kept, in ``<cache>/qemu/<release>-<version>/``.
 
+A build of the whole source (harness/qemu_build.py, the end-to-end engine's
+qemu-system binary) downloads and unpacks the same package through
+`download_source_package` and `unpack_source_package`, into a directory of its own.
+
 The cache directory is ``$QTHROTTLE_CACHE_DIR``, else ``$XDG_CACHE_HOME/qthrottle``,
 else ``~/.cache/qthrottle``. A cached tree is reused without network access.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime
 import fcntl
@@ -25,33 +28,37 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from qthrottle.core import QthrottleError, cache_dir
+
 __all__ = [
     "RELEASES",
     "AptSource",
     "DebianArchive",
     "QemuSourceError",
-    "add_fetch_command",
     "apt_source_files",
-    "cache_dir",
     "cached_tree",
+    "check_space",
     "deb_src_list",
     "debian_archive",
+    "download_source_package",
+    "dsc_version",
     "fetch_qemu",
+    "file_lock",
     "is_qemu_tree",
     "parse_apt_sources",
     "parse_deb822",
     "parse_one_line",
+    "unpack_source_package",
 ]
 
 
-class QemuSourceError(Exception):
+class QemuSourceError(QthrottleError):
     """An expected failure while obtaining QEMU sources (message is user-facing)."""
 
 
@@ -78,18 +85,6 @@ _TIMEOUT_S = 900.0
 
 
 # --------------------------------------------------------------------------- cache
-
-
-def cache_dir() -> Path:
-    """The qthrottle cache directory (not created)."""
-    own = os.environ.get("QTHROTTLE_CACHE_DIR", "")
-    if own:
-        return Path(own).expanduser().absolute()
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    # The XDG spec says to ignore relative paths in XDG_* variables.
-    if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "qthrottle"
-    return Path.home() / ".cache" / "qthrottle"
 
 
 def is_qemu_tree(path: Path) -> bool:
@@ -430,7 +425,8 @@ def _prepare_apt(root: Path, archive: DebianArchive, releases: Sequence[str]) ->
     return _apt_options(root)
 
 
-def _dsc_version(dsc: Path) -> str:
+def dsc_version(dsc: Path) -> str:
+    """The Version field of a .dsc (e.g. 1:10.0.13+ds-0+deb13u1)."""
     for line in dsc.read_text(encoding="utf-8", errors="replace").splitlines():
         if line.startswith("Version:"):
             return line.split(":", 1)[1].strip()
@@ -448,14 +444,19 @@ def _tree_name(release: str, version: str) -> str:
 
 
 @contextlib.contextmanager
-def _cache_lock(root: Path) -> Iterator[None]:
-    """Serialize fetches that share a cache directory."""
-    with open(root / ".fetch.lock", "a", encoding="utf-8") as fh:
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on the file @path (created) for the with block: one process at a time."""
+    with open(path, "a", encoding="utf-8") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _cache_lock(root: Path) -> contextlib.AbstractContextManager[None]:
+    """Serialize fetches that share a cache directory."""
+    return file_lock(root / ".fetch.lock")
 
 
 def _remove_stale(root: Path) -> None:
@@ -464,14 +465,40 @@ def _remove_stale(root: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def _check_space(root: Path) -> None:
-    free = shutil.disk_usage(root).free
-    if free < _MIN_FREE_BYTES:
+def check_space(path: Path, needed: int, doing: str) -> None:
+    """QemuSourceError unless @path's file system has @needed bytes free for @doing."""
+    free = shutil.disk_usage(path).free
+    if free < needed:
         raise QemuSourceError(
-            f"not enough free disk space in {root}: {free // 2**20} MB free, "
-            f"unpacking a qemu source package needs about {_MIN_FREE_BYTES // 2**20} MB "
-            "for a moment (set QTHROTTLE_CACHE_DIR to use another place)"
+            f"not enough free disk space in {path}: {free // 2**20} MB free, {doing} needs "
+            f"about {needed // 2**20} MB for a while (set QTHROTTLE_CACHE_DIR to use "
+            "another place)"
         )
+
+
+def _download(apt_opts: list[str], release: str, download: Path,
+              log: Callable[[str], None]) -> Path:
+    """apt-get source --download-only into @download; the package's .dsc."""
+    log(f"{release}: downloading the qemu source package (apt-get source)")
+    _run(["apt-get", *apt_opts, "source", "--download-only", f"qemu/{release}"],
+         cwd=download)
+    dscs = sorted(download.glob("qemu_*.dsc"))
+    if len(dscs) != 1:
+        found = ", ".join(p.name for p in download.iterdir()) or "nothing"
+        raise QemuSourceError(
+            f"apt-get source qemu/{release} did not yield one qemu .dsc (got: {found})"
+        )
+    version = dsc_version(dscs[0])
+    if _upstream_series(version) != RELEASES[release]:
+        raise QemuSourceError(
+            f"Debian {release} ships qemu {version}, expected QEMU {RELEASES[release]}.x"
+        )
+    return dscs[0]
+
+
+def unpack_source_package(dsc: Path, dest: Path) -> None:
+    """dpkg-source -x: the whole source tree, Debian's patches applied, in @dest (new)."""
+    _run(["dpkg-source", "--no-check", "-x", str(dsc), str(dest)], cwd=dsc.parent)
 
 
 def _fetch_one(
@@ -481,29 +508,17 @@ def _fetch_one(
     archive: DebianArchive,
     log: Callable[[str], None],
 ) -> Path:
-    _check_space(root)
+    check_space(root, _MIN_FREE_BYTES, "unpacking a qemu source package")
     work = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=root))
     try:
         download = work / "download"
         download.mkdir()
-        log(f"{release}: downloading the qemu source package (apt-get source)")
-        _run(["apt-get", *apt_opts, "source", "--download-only", f"qemu/{release}"],
-             cwd=download)
-        dscs = sorted(download.glob("qemu_*.dsc"))
-        if len(dscs) != 1:
-            found = ", ".join(p.name for p in download.iterdir()) or "nothing"
-            raise QemuSourceError(
-                f"apt-get source qemu/{release} did not yield one qemu .dsc (got: {found})"
-            )
-        version = _dsc_version(dscs[0])
+        dsc = _download(apt_opts, release, download, log)
+        version = dsc_version(dsc)
         series = _upstream_series(version)
-        if series != RELEASES[release]:
-            raise QemuSourceError(
-                f"Debian {release} ships qemu {version}, expected QEMU {RELEASES[release]}.x"
-            )
         log(f"{release}: unpacking qemu {version} with Debian's patches (dpkg-source -x)")
         src = work / "src"
-        _run(["dpkg-source", "--no-check", "-x", str(dscs[0]), str(src)], cwd=work)
+        unpack_source_package(dsc, src)
         missing = [d for d in KEPT_DIRS if not (src / d).is_dir()]
         if missing:
             raise QemuSourceError(
@@ -521,7 +536,7 @@ def _fetch_one(
             "applied);\nonly monitor/ and qapi/ are kept. Fetched by qthrottle "
             "fetch-qemu.\n\n"
             f"package: qemu\nversion: {version}\nrelease: {release}\n"
-            f"qemu-series: {series}\ndsc: {dscs[0].name}\n"
+            f"qemu-series: {series}\ndsc: {dsc.name}\n"
             f"archive: {archive.uri} (from {archive.origin})\n"
             f"fetched: {when.isoformat()}\n",
             encoding="utf-8",
@@ -542,6 +557,50 @@ def _fetch_one(
         return dest
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _apt_session(root: Path, archive: DebianArchive, releases: Sequence[str],
+                 log: Callable[[str], None]) -> Iterator[list[str]]:
+    """A private apt state with deb-src entries for @releases, updated; its apt options.
+
+    The caller holds the cache lock (the state lives in the shared cache directory).
+    """
+    apt_opts = _prepare_apt(root, archive, releases)
+    log(f"updating a private apt index for {', '.join(releases)} "
+        f"(deb-src from {archive.origin})")
+    try:
+        # Error-Mode=any: a failed download must fail (apt only warns).
+        update = ["-o", "APT::Update::Error-Mode=any", "update"]
+        _run(["apt-get", *apt_opts, *update], cwd=root)
+        yield apt_opts
+    finally:  # the indexes (~40 MB) are only needed during a fetch
+        for sub in ("lists", "cache"):
+            shutil.rmtree(root / "apt" / sub, ignore_errors=True)
+
+
+def _writable_cache() -> Path:
+    root = cache_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise QemuSourceError(f"cannot create cache directory {root}: {exc}") from exc
+    return root
+
+
+def download_source_package(release: str, dest: Path,
+                            log: Callable[[str], None] = print) -> Path:
+    """Download Debian's whole qemu source package of @release into the directory @dest.
+
+    The .dsc, its tarballs beside it (unpack with `unpack_source_package`). Always
+    asks the archive (this is for builds: the cache keeps only monitor/ and qapi/).
+    """
+    _check_release(release)
+    _require_tools()
+    archive = debian_archive()
+    root = _writable_cache()
+    with _cache_lock(root), _apt_session(root, archive, [release], log) as apt_opts:
+        return _download(apt_opts, release, dest, log)
 
 
 def fetch_qemu(
@@ -569,11 +628,7 @@ def fetch_qemu(
     if todo:
         _require_tools()
         archive = debian_archive()
-        root = cache_dir()
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise QemuSourceError(f"cannot create cache directory {root}: {exc}") from exc
+        root = _writable_cache()
         with _cache_lock(root):
             if not refresh:  # another process may have fetched while we waited
                 for r in list(todo):
@@ -583,67 +638,7 @@ def fetch_qemu(
                         todo.remove(r)
             if todo:
                 _remove_stale(root)
-                apt_opts = _prepare_apt(root, archive, todo)
-                log(f"updating a private apt index for {', '.join(todo)} "
-                    f"(deb-src from {archive.origin})")
-                try:
-                    # Error-Mode=any: a failed download must fail (apt only warns).
-                    update = ["-o", "APT::Update::Error-Mode=any", "update"]
-                    _run(["apt-get", *apt_opts, *update], cwd=root)
+                with _apt_session(root, archive, todo, log) as apt_opts:
                     for r in todo:
                         result[r] = _fetch_one(root, apt_opts, r, archive, log)
-                finally:  # the indexes (~40 MB) are only needed during a fetch
-                    for sub in ("lists", "cache"):
-                        shutil.rmtree(root / "apt" / sub, ignore_errors=True)
     return {r: result[r] for r in wanted}
-
-
-# ---------------------------------------------------------------------------- CLI
-
-
-def _cmd_fetch(args: argparse.Namespace) -> int:
-    releases: list[str] = args.releases or list(RELEASES)
-    try:
-        trees = fetch_qemu(releases, refresh=args.refresh,
-                           log=lambda msg: print(msg, file=sys.stderr))
-    except QemuSourceError as exc:
-        msg = str(exc).replace("\n", " ")
-        print(f"qthrottle: error: {' '.join(msg.split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("qthrottle: error: interrupted", file=sys.stderr)
-        return 130
-    for release, tree in trees.items():
-        print(f"{release}: {tree}")
-    return 0
-
-
-def add_fetch_command(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> argparse.ArgumentParser:
-    """Register ``fetch-qemu`` on an argparse subparsers object; return its parser."""
-    parser = subparsers.add_parser(
-        "fetch-qemu",
-        help="fetch Debian's QEMU sources (monitor/, qapi/) into the cache",
-        description=(
-            "Fetch Debian's qemu source packages (bullseye: QEMU 5.2, bookworm: QEMU 7.2, "
-            "trixie: QEMU 10.0.x) with apt-get source, using deb-src entries derived from this "
-            "machine's apt sources, and cache their monitor/ and qapi/ directories in "
-            f"{cache_dir()} (QTHROTTLE_CACHE_DIR overrides)."
-        ),
-    )
-    parser.add_argument(
-        "--release",
-        metavar="NAME",
-        action="append",
-        dest="releases",
-        choices=list(RELEASES),
-        help="Debian release to fetch (repeatable; default: all of "
-        + ", ".join(RELEASES)
-        + ")",
-    )
-    parser.add_argument(
-        "--refresh", action="store_true", help="fetch again even if already cached"
-    )
-    parser.set_defaults(func=_cmd_fetch)
-    return parser

@@ -1,4 +1,4 @@
-"""The invariants of DESIGN.md, each written once.
+"""The invariants of docs/invariants.md, each written once.
 
 Callback properties (1, 2, 3 and the decision form of 4) are formulas over
 the logic layer: plain values give a bool, z3 terms give a z3 formula. The run
@@ -21,8 +21,9 @@ from typing import Any, NamedTuple, Optional, Protocol, TypeVar
 
 from qthrottle.model.ghash import EqualFn, HashFn, matches
 from qthrottle.model.logic import And, Bool, Eq, Implies, Ite, Not, Or
+from qthrottle.model.members import member_kind
 from qthrottle.model.policy import Policy
-from qthrottle.model.qapi_schema import Catalog, getter_kind
+from qthrottle.model.qapi_schema import Catalog
 from qthrottle.model.timeline import Emission, EventData, Operation, Queue, format_event, format_ns
 
 INVARIANTS: dict[int, str] = {
@@ -295,8 +296,21 @@ def key_step(memory: KeyMemory, step: KeyStep, rate: Any, quiet_after: Any
 
 # ------------------------------- 3, 4, 5, 6 on a trace: each key's steps judged
 
+class QueuedEvent(Protocol):
+    """What claim() needs of a queued event: its step and the event."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def event(self) -> str: ...
+
+    @property
+    def data(self) -> EventData: ...
+
+
 @dataclass(frozen=True)
-class QueuedEvent:
+class _Queued:
     """A queued event of a trace: its step, the clock then, and the event."""
 
     index: int
@@ -309,7 +323,8 @@ def claim(events: Sequence[QueuedEvent], emissions: Sequence[tuple[int, Emission
           ) -> dict[int, tuple[int, Emission]]:
     """Queued event (position) -> its emission: each emission is the most recent
     unclaimed queued event with the same data, queued no later than it (step index):
-    a trace knows an event by its data."""
+    a trace knows an event by its data. The run invariants judge by it; the HTML timeline
+    joins an emission to its event."""
     claimed: dict[int, tuple[int, Emission]] = {}
     for index, emission in emissions:
         for position in reversed(range(len(events))):
@@ -324,7 +339,7 @@ def claim(events: Sequence[QueuedEvent], emissions: Sequence[tuple[int, Emission
 def _key_steps(trace: Trace, policy: Policy, key: Any) -> list[KeyStep]:
     """@trace seen from one key (policy.key): the events of the key it queues, and its
     emissions, each known as the queued event that claim() says it is."""
-    events = [QueuedEvent(index, step.before, step.operation.event, step.operation.data)
+    events = [_Queued(index, step.before, step.operation.event, step.operation.data)
               for index, step in enumerate(trace) if isinstance(step.operation, Queue)
               and policy.key(step.operation.event, step.operation.data) == key]
     emissions = [(index, e) for index, step in enumerate(trace) for e in step.emitted
@@ -480,6 +495,35 @@ def unthrottled_immediate(trace: Trace, policy: Policy) -> list[str]:
                 keys.append(policy.key(e.event, e.data))
     return [f"{_where(index, trace[index])}: {o.what}"
             for index, o in _broken(trace, policy, 6, keys)]
+
+
+# ------------------------------------------- the C against the reference model
+
+def mismatch_invariant(c: TraceStep, model: TraceStep, policy: Policy) -> Optional[int]:
+    """The invariant broken where one step of the C and of the reference model differ
+    (None if they agree), for the differences the checks of the C's trace alone let
+    through.
+
+    The emissions one side made and the other did not (or made at another time or in
+    another order) decide: a stop event's is invariant 4's, an unthrottled event's
+    6's, a throttled event's 5's, in that order. With the same emissions, a clock that
+    reached another deadline or a table of another size says that the C opens, times
+    or closes its windows otherwise than the reference: invariant 5, whose windows
+    they are (a window left open for good is also invariant 3's, which the C's own
+    trace shows: table_empties_when_quiet).
+    """
+    c_list, model_list = list(c.emitted), list(model.emitted)
+    if c_list == model_list:
+        return None if (c.after, c.table) == (model.after, model.table) else 5
+    differing = [e for e in c_list if c_list.count(e) != model_list.count(e)]
+    differing += [e for e in model_list if c_list.count(e) != model_list.count(e)]
+    if not differing:  # the same emissions in another order
+        differing = [a for a, b in zip(c_list, model_list) if a != b]
+    if any(is_stop_event(e.event, e.data) for e in differing):
+        return 4
+    if any(not policy.throttled(e.event) for e in differing):
+        return 6
+    return 5
 
 
 # ------------------------------------ 3, 4, 5, 6: the reference's transitions
@@ -650,7 +694,7 @@ def total(failures: Iterable[Failure], catalog: Catalog) -> list[TotalityViolati
             why = (f"reads '{member}', which is optional ('*{member}' at {event.source}), "
                    "without testing its presence on that path: an event without it makes "
                    "the callback abort")
-        elif failure.kind == "mistyped" and getter_kind(spec) != failure.getter:
+        elif failure.kind == "mistyped" and member_kind(spec) != failure.getter:
             why = (f"reads '{member}' as {failure.getter} ({failure.call}), but the schema "
                    f"types it {spec.type} ({event.source}): the read aborts")
         else:
@@ -665,7 +709,12 @@ def total(failures: Iterable[Failure], catalog: Catalog) -> list[TotalityViolati
 # aborts (assert, g_assert, abort: SIGABRT with no sanitizer report).
 TOTALITY_CRASHES = frozenset({"missing-member", "wrong-member-type", "assertion-failure",
                               "abort"})
-HARNESS_FAILURES = frozenset({"timeout", "driver-died"})  # UNKNOWN, never a verdict
+# The harness's own failures (harness/protocol.py, harness/driver.py): UNKNOWN, never a
+# verdict. leak-check-failed: LeakSanitizer could not scan (ptrace refused, ...).
+HARNESS_FAILURES = frozenset({"timeout", "driver-died", "protocol-error", "leak-check-failed"})
+# What the driver finds alive once the throttle is quiet (empty table, no timer pending).
+LEAKS = {"reference-leak": "reference leak", "timer-leak": "timer leak",
+         "record-leak": "record leak", "memory-leak": "memory leak"}
 
 
 def crash_invariant(kind: str) -> Optional[int]:
@@ -681,9 +730,10 @@ class _RunOrStep(_HasFindings, Protocol):
 
 
 def no_memory_error(result: _RunOrStep) -> list[str]:
-    """Invariant 8: no sanitizer report or shim-detected misuse, no leaked reference."""
-    violations = [f"reference leak: {f.detail}" for f in result.findings
-                  if f.kind == "reference-leak"]
+    """Invariant 8: no sanitizer report or shim-detected misuse; once the throttle is
+    quiet, no QObject still referenced, no timer or record not freed, no memory that
+    nothing points to (LeakSanitizer)."""
+    violations = [f"{LEAKS[f.kind]}: {f.detail}" for f in result.findings if f.kind in LEAKS]
     crash = result.crash
     if crash is not None and crash_invariant(crash.kind) == 8:
         headline = next((line.strip() for line in crash.report.splitlines()

@@ -2,8 +2,8 @@
 
 A datatype only: proofs/policy.py derives it from what the code does (the rate
 table as the compiler evaluates it, the key relation from the translated hash
-and equality), and the reference model, the lint, ``qthrottle diff`` and the
-stateful engine take it as an argument.
+and equality); the review layer hands it to the reference model, the lint,
+``qthrottle diff`` and the stateful engine.
 """
 from __future__ import annotations
 

@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
+from qthrottle.core import QthrottleError, read_input
+
 _META_KEYS = ("include", "pragma", "enum", "struct", "union", "alternate", "command", "event")
 _MAX_NESTING = 100  # real schemas nest a handful of levels; this keeps recursion bounded
 
 
-class SchemaError(Exception):
+class SchemaError(QthrottleError):
     """Unreadable or malformed schema; the message starts with ``FILE:LINE: ``."""
 
 
@@ -46,27 +48,6 @@ class Member:
     enum_values: Optional[tuple[str, ...]]
     # A dict condition is unhashable; equal members still hash equally without it.
     condition: Optional[object] = field(default=None, hash=False)
-
-
-# QAPI's integer types, and the values each can carry as C reads them (qdict_get_int
-# returns an int64_t: a uint64 or size beyond INT64_MAX is beyond it).
-INTEGER_RANGES: dict[str, tuple[int, int]] = {
-    "int": (-2**63, 2**63 - 1), "int64": (-2**63, 2**63 - 1),
-    "int8": (-2**7, 2**7 - 1), "int16": (-2**15, 2**15 - 1), "int32": (-2**31, 2**31 - 1),
-    "uint8": (0, 2**8 - 1), "uint16": (0, 2**16 - 1), "uint32": (0, 2**32 - 1),
-    "uint64": (0, 2**63 - 1), "size": (0, 2**63 - 1),
-}
-INTEGER_TYPES = frozenset(INTEGER_RANGES)
-
-
-def getter_kind(member: Member) -> str:
-    """The C getter family that reads the member out of the event's QDict: "str"
-    (qdict_get_str: strings and enums), "int", "bool", or "other" (no scalar getter)."""
-    if member.enum_values is not None or member.type == "str":
-        return "str"
-    if member.type == "bool":
-        return "bool"
-    return "int" if member.type in INTEGER_TYPES else "other"
 
 
 @dataclass(frozen=True)
@@ -100,7 +81,11 @@ def load_schema(path: Union[Path, str]) -> Catalog:
         root = root / "qapi-schema.json"
         if not root.is_file():
             raise SchemaError(f"{root}:1: no qapi-schema.json in directory {path}")
-    reader = _Reader()
+    try:
+        tree = root.resolve().parent
+    except (OSError, RuntimeError) as err:  # RuntimeError: a symbolic link loop
+        raise SchemaError(f"{root}:1: cannot read {root}: {err}") from None
+    reader = _Reader(tree)
     reader.read_file(root, including=None)
     return reader.catalog()
 
@@ -267,7 +252,12 @@ def _plain(node: _Node) -> object:
 
 
 class _Reader:
-    def __init__(self) -> None:
+    """Reads a schema file and its includes, all inside the directory @tree (symbolic
+    links resolved: an include that leads out of the tree is refused, so that a patch
+    cannot make the reader quote a file from elsewhere)."""
+
+    def __init__(self, tree: Path) -> None:
+        self.tree = tree
         self.definitions: dict[str, _Definition] = {}
         self.done: set[Path] = set()  # files already read: later includes are no-ops
         self.active: list[Path] = []  # include stack, for cycle detection
@@ -276,14 +266,21 @@ class _Reader:
         where = including or f"{path}:1"
         try:
             key = path.resolve()
+            if including is not None and not key.is_relative_to(self.tree):
+                raise SchemaError(f"{where}: the include {path} leads to {key}, outside the "
+                                  f"schema's directory {self.tree}: refused")
             if key in self.active:
                 raise SchemaError(f"{where}: include cycle: {path} is already being read")
             if key in self.done:
                 return
-            data = path.read_bytes()
-        except (OSError, ValueError) as err:  # ValueError: a NUL byte in the name
-            reason = err.strerror if isinstance(err, OSError) else err
+            data = read_input(path, "a QAPI schema file")
+        except (OSError, ValueError, RuntimeError) as err:  # NUL in the name; link loop
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else err
             raise SchemaError(f"{where}: cannot read {path}: {reason}") from None
+        except SchemaError:
+            raise
+        except QthrottleError as err:  # not a regular file, or too large
+            raise SchemaError(f"{where}: {err}") from None
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as err:

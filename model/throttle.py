@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from qthrottle.model import invariants
-from qthrottle.model.ghash import Record
 from qthrottle.model.invariants import TraceStep, is_stop_event
 from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Catalog
@@ -78,17 +77,11 @@ class ThrottleModel:
     def next_deadline(self) -> Optional[int]:
         return min((w.deadline for w in self.windows.values()), default=None)
 
-    # The model's key function, and the hash and equality callbacks in GLib's shape
-    # that its table (a dict over keys) amounts to: invariants 1 and 2 are theirs.
+    # The model's key function. Its table is a dict over these keys (tuples), whose
+    # equality and hash obey invariants 1 and 2 by construction.
     def key(self, event: str, data: EventData) -> Key:
         key: Key = self.policy.key(event, data)
         return key
-
-    def key_hash(self, record: Record) -> int:
-        return hash(self.key(*record))
-
-    def key_equal(self, stored: Record, lookup: Record) -> bool:
-        return self.key(*stored) == self.key(*lookup)
 
     def throttled(self, op: Queue) -> bool:
         return self.policy.throttled(op.event) and not is_stop_event(op.event, op.data)

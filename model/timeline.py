@@ -15,10 +15,25 @@ EventData = Optional[Dict[str, Any]]
 
 
 def format_ns(ns: int) -> str:
-    """Virtual time for people: 1.5 s, 250 ms, 12 ns."""
+    """Virtual time for people, exactly: 1.5 s, 250 ms, 12 ns, 1 s - 1 ns, 1 s + 1 ns.
+
+    The clock steps around a window's end (rate - 1, rate + 1) are the interesting
+    ones, so a time is never rounded: it is the nearest value with at most three
+    decimals in the largest unit, plus or minus the exact rest.
+    """
+    if ns < 0:
+        return f"-{format_ns(-ns)}"
     for unit, scale in (("s", 1_000_000_000), ("ms", 1_000_000), ("us", 1_000)):
-        if ns >= scale:
-            return f"{ns / scale:g} {unit}"
+        step = scale // 1000
+        near = (ns + step // 2) // step * step
+        if near >= scale:
+            whole, fraction = divmod(near, scale)
+            decimals = f"{fraction // step:03d}".rstrip("0")
+            head = f"{whole}.{decimals} {unit}" if decimals else f"{whole} {unit}"
+            rest = ns - near
+            if rest == 0:
+                return head
+            return f"{head} {'+' if rest > 0 else '-'} {format_ns(abs(rest))}"
     return f"{ns} ns"
 
 

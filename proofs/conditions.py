@@ -13,9 +13,10 @@ from typing import Any, List, Optional, Sequence, Set, Tuple
 
 import z3
 
-from qthrottle.model.qapi_schema import Member, getter_kind
+from qthrottle.model.members import KINDS, member_kind
+from qthrottle.model.qapi_schema import Member
 
-from .space import KINDS, SymbolicRecord
+from .space import SymbolicRecord
 
 Term = Any
 PROBE_TIMEOUT_MS = 2_000  # per query that only shapes a readable condition
@@ -71,12 +72,12 @@ class Facet:
         return self.record.present(self.member.name)
 
     def value(self) -> Optional[Term]:
-        kind = getter_kind(self.member)
+        kind = member_kind(self.member)
         return self.record.value(self.member.name, kind) if kind in KINDS else None
 
     def constants(self) -> Set[int]:
         """Ids of the z3 constants standing for this member, on either record."""
-        kind = getter_kind(self.member)
+        kind = member_kind(self.member)
         records = [r for r in (self.record, self.linked) if r is not None]
         terms = [r.present(self.member.name) for r in records]
         if kind in KINDS:
@@ -112,7 +113,7 @@ def _domain(member: Member) -> Optional[Tuple[Any, ...]]:
     values: Optional[Tuple[Any, ...]] = member.enum_values
     if values is not None:
         return values
-    return (True, False) if getter_kind(member) == "bool" else None
+    return (True, False) if member_kind(member) == "bool" else None
 
 
 def _atom(query: Query, facet: Facet) -> Tuple[str, Term]:

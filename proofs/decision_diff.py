@@ -33,24 +33,25 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import z3
 
+from qthrottle.core import Status
 from qthrottle.harness.extract import Extraction
 from qthrottle.model.ghash import Record
-from qthrottle.model.qapi_schema import Catalog, Event, Member, getter_kind
+from qthrottle.model.members import KINDS, member_kind
+from qthrottle.model.qapi_schema import Catalog, Event, Member
 from qthrottle.model.timeline import format_ns
 
 from .callbacks import Callbacks
 from .conditions import Facet, Facts, constants, describe_condition, read_by
+from .equivalence import OUTCOMES, THROTTLED, queue_outcome
 from .execution import Unsupported
-from .policy import derive_policy
-from .solve import GOAL_TIMEOUT_MS, readable
-from .space import KINDS, EventSpace, SymbolicRecord
+from .policy import DerivedPolicy, derive_policy
+from .solve import readable
+from .space import EventSpace, SymbolicRecord
 from .values import NotModelled
 
 Term = Any
-# What the queue function does with one event, in this order of the outcome term.
-NEVER, THROTTLED, DROPPED, ABORTS = 0, 1, 2, 3
-OUTCOMES = ("never throttled", "throttled", "dropped", "aborts")
-UNCHANGED, CHANGED, UNKNOWN = "unchanged", "changed", "UNKNOWN"
+UNCHANGED, CHANGED = "unchanged", "changed"  # and Status.UNKNOWN
+UNKNOWN = Status.UNKNOWN
 
 
 @dataclass
@@ -217,12 +218,12 @@ class Side:
     """One version: its extraction, schema, policy and symbolic event space."""
 
     def __init__(self, label: str, extraction: Extraction, catalog: Catalog,
-                 timeout_ms: int) -> None:
+                 timeout_ms: int, derived: Optional[DerivedPolicy] = None) -> None:
         self.label = label
         self.extraction = extraction
         self.catalog = catalog
         self.space = EventSpace(catalog, extraction)
-        self.derived = derive_policy(extraction, catalog, timeout_ms)
+        self.derived = derived or derive_policy(extraction, catalog, timeout_ms)
         self.policy = self.derived.policy
 
     def callbacks(self) -> Callbacks:
@@ -237,14 +238,6 @@ class Side:
                 _declare(record, member)
         return record
 
-    @staticmethod
-    def outcome(callbacks: Callbacks, record: SymbolicRecord) -> Term:
-        """The queue function's outcome on @record, an index into OUTCOMES."""
-        call = callbacks.translation("queue", record)
-        d = call.decisions
-        return z3.If(z3.Not(call.defined()), ABORTS,
-                     z3.If(d["lookup"], THROTTLED, z3.If(d["emit"], NEVER, DROPPED)))
-
     def rate(self, event: str) -> int:
         return self.policy.rate(event) if event in self.catalog.events else 0
 
@@ -257,7 +250,7 @@ class Side:
 
 def _declare(record: SymbolicRecord, member: Member) -> None:
     record.present(member.name)
-    kind = getter_kind(member)
+    kind = member_kind(member)
     if kind in KINDS:
         record.value(member.name, kind)
 
@@ -272,8 +265,8 @@ def _link(old: Side, new: Side, old_rec: SymbolicRecord, new_rec: SymbolicRecord
         if other is None:
             continue
         facts.append(old_rec.present(member.name) == new_rec.present(member.name))
-        kind = getter_kind(member)
-        if kind in KINDS and getter_kind(other) == kind:
+        kind = member_kind(member)
+        if kind in KINDS and member_kind(other) == kind:
             facts.append(old_rec.value(member.name, kind) == new_rec.value(member.name, kind))
     return facts
 
@@ -300,19 +293,22 @@ def _witness(facts: Facts, scope: Sequence[Term], claim: Term,
     """A readable model; only goals about the event's own members (each goal is a query)."""
     own = {i for f in facets for i in f.constants()}
     goals = [(goal, weight) for goal, weight in preferences if constants([goal]) <= own]
-    return readable([*facts.assumptions, *scope, claim], goals,
-                    min(facts.timeout_ms, GOAL_TIMEOUT_MS))
+    return readable([*facts.assumptions, *scope, claim], goals, facts.timeout_ms)
 
 
 # -------------------------------------------------------------- the diff
 
 def diff_throttles(old_extraction: Extraction, old_catalog: Catalog,
                    new_extraction: Extraction, new_catalog: Catalog,
-                   timeout_ms: int) -> ThrottleDiff:
-    """Rates, keys, decisions and key relations of every event, old -> new."""
+                   timeout_ms: int,
+                   policies: Tuple[Optional[DerivedPolicy], Optional[DerivedPolicy]] = (None,
+                                                                                        None)
+                   ) -> ThrottleDiff:
+    """Rates, keys, decisions and key relations of every event, old -> new (@policies:
+    each version's policy if already derived)."""
     start = time.perf_counter()
-    old = Side("old", old_extraction, old_catalog, timeout_ms)
-    new = Side("new", new_extraction, new_catalog, timeout_ms)
+    old = Side("old", old_extraction, old_catalog, timeout_ms, policies[0])
+    new = Side("new", new_extraction, new_catalog, timeout_ms, policies[1])
     names = list(new_catalog.events) + [e for e in old_catalog.events
                                         if e not in new_catalog.events]
     diffs = [EventDiff(name, name in old_catalog.events, name in new_catalog.events,
@@ -344,8 +340,8 @@ class _Decisions:
         old_cb, new_cb = old.callbacks(), new.callbacks()
         self.old_rec, self.new_rec = old.record(old_cb, ""), new.record(new_cb, "")
         try:
-            self.old_out = old.outcome(old_cb, self.old_rec)
-            self.new_out = new.outcome(new_cb, self.new_rec)
+            self.old_out = queue_outcome(old_cb, self.old_rec)
+            self.new_out = queue_outcome(new_cb, self.new_rec)
         except (Unsupported, NotModelled, z3.Z3Exception) as error:
             self.failure = _translation_failure(error)
             return

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, FrozenSet, List, Optional
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import z3
 
@@ -28,13 +28,12 @@ from .callbacks import Callbacks
 from .execution import Unsupported
 from .policy import DerivedPolicy, derive_policy
 from .replay import replay, replay_run
-from .solve import FALSIFIED, PROVED, UNKNOWN, decide
+from .solve import DEFAULT_TIMEOUT_MS, FALSIFIED, PROVED, UNKNOWN, decide
 from .space import EventSpace
 from .theorems import THEOREMS, Obligation
 from .totality import check_totality
 from .values import NotModelled
 
-DEFAULT_TIMEOUT_MS = 10_000  # per solver query
 PROVEN_INVARIANTS = (1, 2, 3, 4, 5, 6, 7)  # 8 (memory safety): the stateful engine
 RUN_LAW = "all timelines"  # the k-induction of invariants 3-6
 
@@ -89,12 +88,13 @@ def _show(value: Any) -> str:
 
 
 def _theorem(space: EventSpace, extraction: Extraction, invariant: int, law: str,
-             theorem: Callable[[Callbacks], Obligation], timeout_ms: int) -> ProofResult:
+             theorem: Callable[[Callbacks], Obligation], timeout_ms: int,
+             readable: bool = True) -> ProofResult:
     start = time.perf_counter()
     try:
         obligation = theorem(Callbacks(space, extraction))
         verdict = decide(obligation.assumptions, obligation.claims, timeout_ms,
-                         obligation.preferences)
+                         obligation.preferences if readable else ())
     except Unsupported as error:
         return ProofResult(invariant, law, UNKNOWN, str(error),
                            seconds=time.perf_counter() - start)
@@ -170,18 +170,34 @@ def _runs(space: EventSpace, extraction: Extraction, derived: DerivedPolicy,
 
 
 def prove(extraction: Extraction, catalog: Catalog, name: str,
-          timeout_ms: int = DEFAULT_TIMEOUT_MS,
+          timeout_ms: int = DEFAULT_TIMEOUT_MS, *, stop_at_first: bool = False,
+          first: Sequence[int] = (), runs: bool = True,
           derived: Optional[DerivedPolicy] = None) -> ProofReport:
-    """Every theorem on one extraction, without replay; @derived: the policy derived from
-    its code, if already derived (the run invariants are judged by it)."""
+    """Every theorem on one extraction, without replay, the invariants in @first first.
+
+    @stop_at_first: stop at the first FALSIFIED one, whose counterexample is not made
+    readable (qthrottle mutate needs one counterexample, no more). @runs: also the run
+    invariants (3-6 for every timeline), judged by @derived, the policy derived from the
+    code (derived here if not given).
+    """
     start = time.perf_counter()
     space = EventSpace(catalog, extraction)
-    results = [_theorem(space, extraction, invariant, law, theorem, timeout_ms)
-               for invariant, law, theorem in THEOREMS]
-    results.append(_totality(space, extraction, timeout_ms))
-    derived = derived or derive_policy(extraction, catalog, timeout_ms)
-    report = ProofReport(name, timeout_ms, results, 0.0, derived.policy)
-    _runs(space, extraction, derived, timeout_ms, report)
+    laws: List[Tuple[int, str, Optional[Callable[[Callbacks], Obligation]]]] = [
+        *THEOREMS, (7, "totality", None)]
+    laws.sort(key=lambda law: law[0] not in first)
+    results: List[ProofResult] = []
+    for invariant, law, theorem in laws:
+        results.append(_totality(space, extraction, timeout_ms) if theorem is None else
+                       _theorem(space, extraction, invariant, law, theorem, timeout_ms,
+                                readable=not stop_at_first))
+        if stop_at_first and results[-1].status == FALSIFIED:
+            runs = False
+            break
+    report = ProofReport(name, timeout_ms, results, 0.0)
+    if runs:
+        derived = derived or derive_policy(extraction, catalog, timeout_ms)
+        report.policy = derived.policy
+        _runs(space, extraction, derived, timeout_ms, report)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -223,7 +239,7 @@ def prove_target(target: Target, timeout_ms: int = DEFAULT_TIMEOUT_MS,
     """Extract a target, prove its invariants, replay counterexamples against its C."""
     catalog = target.catalog()
     extraction = target.extract()
-    report = prove(extraction, catalog, target.name, timeout_ms, derived)
+    report = prove(extraction, catalog, target.name, timeout_ms, derived=derived)
     if replay_in_c:
         replay_counterexamples(report, extraction, catalog)
     return report

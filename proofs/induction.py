@@ -38,14 +38,14 @@ import z3
 from qthrottle.harness.extract import Extraction
 from qthrottle.model import invariants as inv
 from qthrottle.model.ghash import Record, matches
+from qthrottle.model.members import KINDS, member_kind
 from qthrottle.model.policy import Policy
-from qthrottle.model.qapi_schema import getter_kind
 from qthrottle.model.timeline import Advance, Operation, Queue, format_ns
 
 from .callbacks import Callbacks
 from .execution import FALSE, TRUE
-from .solve import FALSIFIED, GOAL_TIMEOUT_MS, PROVED, UNKNOWN, decide, timeout
-from .space import KINDS, EventSpace, SymbolicRecord
+from .solve import FALSIFIED, GOAL_RLIMIT, PROVED, UNKNOWN, decide, timeout
+from .space import EventSpace, SymbolicRecord
 from .transition import (
     CLOCK_LIMIT,
     ChosenRecord,
@@ -165,7 +165,7 @@ def _declare_members(world: World, record: SymbolicRecord) -> None:
             continue
         for member in event.members:
             record.present(member.name)
-            kind = getter_kind(member)
+            kind = member_kind(member)
             if kind in KINDS:
                 record.value(member.name, kind)
 
@@ -480,7 +480,10 @@ class Prover:
         solver = self._solver(hard)
         if solver.check() != z3.sat:
             return None
-        solver.set("timeout", max(GOAL_TIMEOUT_MS, self.timeout_ms // 10))
+        models = [solver.model()]
+        # Per check: z3's resource units, not a wall clock, so that the counterexample is
+        # the same on a busy machine; a goal too costly is given up, always.
+        solver.set("rlimit", GOAL_RLIMIT)
 
         def meet(goals: List[Term]) -> None:
             if not goals:
@@ -488,6 +491,7 @@ class Prover:
             solver.push()
             solver.add(*goals)
             if solver.check() == z3.sat:
+                models.append(solver.model())
                 return  # kept (the push stays)
             solver.pop()
             if len(goals) > 1:
@@ -495,7 +499,7 @@ class Prover:
                 meet(goals[len(goals) // 2:])
         for weight in sorted({w for _, w in soft}, reverse=True):
             meet([g for g, w in soft if w == weight])
-        return solver.model() if solver.check() == z3.sat else None
+        return models[-1]
 
     def _timeline(self, unrolling: Unrolling, depth: int,
                   model: z3.ModelRef) -> List[Operation]:

@@ -408,12 +408,6 @@ def model_of(name: str) -> Optional[Model]:
     return LIBRARY.get(name)
 
 
-def is_no_op(name: str) -> bool:
-    """A call without effect on the throttle: a trace point or a lock."""
-    model = model_of(name)
-    return model is not None and model.apply is no_op
-
-
 def listed() -> Dict[str, str]:
     """Name -> meaning, as README.md's table shows them (trace_* as one entry)."""
     return {**{name: model.meaning for name, model in LIBRARY.items()},

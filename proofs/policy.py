@@ -34,18 +34,19 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import z3
 
 from qthrottle.harness.extract import Extraction
+from qthrottle.model.members import KINDS, member_kind
 from qthrottle.model.policy import Policy
-from qthrottle.model.qapi_schema import Catalog, Event, Member, getter_kind
+from qthrottle.model.qapi_schema import Catalog, Event, Member
 
 from .callbacks import Callbacks
 from .conditions import Facet, Facts, Query, constants, describe_condition
 from .execution import Unsupported
-from .space import KINDS, EventSpace, SymbolicRecord
+from .solve import DEFAULT_TIMEOUT_MS
+from .space import EventSpace, SymbolicRecord
 from .translate import Translation
 from .values import NotModelled
 
 Term = Any
-DEFAULT_TIMEOUT_MS = 10_000  # per solver query, as the proofs
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ class _Derivation:
                                                "relation to derive")
         if irreflexive:
             self._excluded(event, of_event)
-        candidates = [m for m in event.members if getter_kind(m) in KINDS and (
+        candidates = [m for m in event.members if member_kind(m) in KINDS and (
             _facet(m, a).constants() | _facet(m, b).constants()) & self.compared]
         key: List[Member] = []
         for member in candidates:
@@ -186,7 +187,7 @@ class _Derivation:
 
     def _excluded(self, event: Event, of_event: List[Term]) -> None:
         """Say which records of @event the key leaves out: those unequal to themselves."""
-        facets = [_facet(m, self.a) for m in event.members if getter_kind(m) in KINDS]
+        facets = [_facet(m, self.a) for m in event.members if member_kind(m) in KINDS]
         compared = constants([self.reflexive[0]])
         facets = [f for f in facets if f.constants() & compared]
         condition, exact = describe_condition(
@@ -262,7 +263,7 @@ class _Derivation:
 
 def _declare(record: SymbolicRecord, member: Member) -> None:
     record.present(member.name)
-    kind = getter_kind(member)
+    kind = member_kind(member)
     if kind in KINDS:
         record.value(member.name, kind)
 
@@ -274,6 +275,6 @@ def _facet(member: Member, record: SymbolicRecord) -> Facet:
 def _agree(a: SymbolicRecord, b: SymbolicRecord, member: Member) -> Term:
     """Both records lack @member, or both carry it with the same value (an absent
     member's value is pinned to a default by valid())."""
-    kind = getter_kind(member)
+    kind = member_kind(member)
     same = a.present(member.name) == b.present(member.name)
     return z3.And(same, a.value(member.name, kind) == b.value(member.name, kind))

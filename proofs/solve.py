@@ -17,10 +17,15 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import z3
 
+from qthrottle.core import Status
+
 Term = Any
-PROVED, FALSIFIED, UNKNOWN = "PROVED", "FALSIFIED", "UNKNOWN"
+PROVED, FALSIFIED, UNKNOWN = Status.PROVED, Status.FALSIFIED, Status.UNKNOWN
+DEFAULT_TIMEOUT_MS = 10_000  # per solver query (proofs, policy derivation)
 CLAIM_PART_WEIGHT = 10  # above every readability goal
-GOAL_TIMEOUT_MS = 500  # per soft goal of a counterexample
+# Per soft goal of a counterexample: z3's resource units (about 0.5 s here), not a wall
+# clock, so that the counterexample is the same on a busy machine as on an idle one.
+GOAL_RLIMIT = 1_000_000
 
 
 @dataclass
@@ -96,13 +101,17 @@ def readable(hard: Sequence[Term], soft: Sequence[Tuple[Term, int]],
     counterexample only needs to read well, not be optimal.
     """
     solver = z3.Solver()
-    solver.set("timeout", min(timeout_ms, GOAL_TIMEOUT_MS))
+    solver.set("timeout", timeout_ms)
     solver.add(*hard)
     if solver.check() != z3.sat:
         return None
+    model = solver.model()
+    solver.set("rlimit", GOAL_RLIMIT)  # per check: a goal too costly is given up, always
     for goal, _ in sorted(soft, key=lambda item: -item[1]):
         solver.push()
         solver.add(goal)
-        if solver.check() != z3.sat:
+        if solver.check() == z3.sat:
+            model = solver.model()
+        else:
             solver.pop()
-    return solver.model() if solver.check() == z3.sat else None
+    return model

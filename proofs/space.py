@@ -16,17 +16,20 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import z3
 
-from qthrottle.generate import string_values
 from qthrottle.harness.build import compiled_rates
 from qthrottle.harness.extract import Extraction
 from qthrottle.model.ghash import Record
-from qthrottle.model.qapi_schema import INTEGER_RANGES, Catalog, Member, getter_kind
+from qthrottle.model.members import (
+    INTEGER_RANGES,
+    KINDS,
+    TYPICAL,
+    filler,
+    member_kind,
+    string_values,
+)
+from qthrottle.model.qapi_schema import Catalog, Member
 
 Term = Any  # a z3 expression; z3 ships no type information
-KINDS = ("str", "int", "bool")
-# Enum values a counterexample prefers where it has the choice: QEMU's default
-# error policy reports (rerror=report), so a non-stop I/O error reads best so.
-TYPICAL = {"action": "report"}
 
 
 def _default(kind: str) -> Term:
@@ -35,21 +38,6 @@ def _default(kind: str) -> Term:
     if kind == "int":
         return z3.BitVecVal(0, 64)
     return z3.BoolVal(False)
-
-
-def filler(member: Member) -> Any:
-    """A readable schema-valid value for a member no proof constrains."""
-    kind = getter_kind(member)
-    if member.enum_values:
-        typical = TYPICAL.get(member.name)
-        return typical if typical in member.enum_values else member.enum_values[0]
-    if kind == "str":
-        return string_values(member.name)[0]
-    if kind == "int":
-        return 0
-    if kind == "bool":
-        return False
-    return 0.5 if member.type == "number" else {}
 
 
 class EventSpace:
@@ -82,7 +70,7 @@ class EventSpace:
                     mandatory: bool = False) -> List[int]:
         found = self.members.get(member, {})
         return [i for i, m in found.items()
-                if (kind is None or getter_kind(m) == kind) and not (mandatory and m.optional)]
+                if (kind is None or member_kind(m) == kind) and not (mandatory and m.optional)]
 
     def rate(self, event: Term) -> Term:
         """The rate table's entry for @event, in ns, as a 64-bit term (0: unthrottled)."""
@@ -170,7 +158,7 @@ class SymbolicRecord:
         """An integer member holds a value of its QAPI type (read as int64_t)."""
         by_range: Dict[Tuple[int, int], List[int]] = {}
         for i, m in self.space.members.get(member, {}).items():
-            if getter_kind(m) == "int":
+            if member_kind(m) == "int":
                 by_range.setdefault(INTEGER_RANGES[m.type], []).append(i)
         return [z3.Implies(z3.And(present, self.space.among(self.event, indices)),
                            z3.And(value >= low, value <= high))
@@ -222,7 +210,7 @@ class SymbolicRecord:
                 continue
             if not z3.is_true(model.eval(present, model_completion=True)):
                 continue
-            value = self._values.get((member.name, getter_kind(member)))
+            value = self._values.get((member.name, member_kind(member)))
             data[member.name] = filler(member) if value is None else _python(
                 model.eval(value, model_completion=True))
         return name, data
@@ -243,7 +231,7 @@ class SymbolicData(Mapping[str, Any]):
         self.record = record
 
     def __getitem__(self, member: str) -> Any:
-        kinds = {getter_kind(m) for m in self.record.space.members.get(member, {}).values()}
+        kinds = {member_kind(m) for m in self.record.space.members.get(member, {}).values()}
         kind = next((k for k in KINDS if k in kinds), None)
         if kind is None:
             raise KeyError(member)

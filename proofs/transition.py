@@ -38,12 +38,12 @@ from tree_sitter import Node
 from qthrottle.model import invariants as inv
 from qthrottle.model.ghash import glib_hash
 from qthrottle.model.logic import Eq
+from qthrottle.model.members import KINDS, member_kind
 from qthrottle.model.policy import Policy
-from qthrottle.model.qapi_schema import getter_kind
 
 from .callbacks import Callbacks
 from .execution import FALSE, TRUE, State, Term, Variable, conj, disj, merge_states, neg, text
-from .space import KINDS, SymbolicRecord
+from .space import SymbolicRecord
 from .translate import Executor
 from .values import (
     CBool,
@@ -302,7 +302,7 @@ class World:
                 continue
             agree = []
             for member in members:
-                kinds = {getter_kind(m) for m in space.members.get(member, {}).values()}
+                kinds = {member_kind(m) for m in space.members.get(member, {}).values()}
                 kind = next((k for k in KINDS if k in kinds), None)
                 agree.append(a.present(member) == b.present(member))
                 if kind is not None:

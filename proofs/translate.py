@@ -30,7 +30,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import z3
 from tree_sitter import Node
 
-from qthrottle.harness.extract import EVENT_PREFIX, SHIMMED, Extraction, function_node
+from qthrottle.harness.extract import (
+    EVENT_PREFIX,
+    SHIMMED,
+    TABLE_LOOKUPS,
+    Extraction,
+    function_node,
+)
 
 from . import library
 from .execution import (
@@ -96,8 +102,7 @@ LIMITS = {
 }
 # Types a parenthesised cast may name without the parser knowing them as types.
 CAST_TYPES = frozenset(INTEGER_CTYPES) | {"bool", "_Bool"}
-LOOKUPS = frozenset({"g_hash_table_lookup", "g_hash_table_contains",
-                     "g_hash_table_lookup_extended"})
+LOOKUPS = TABLE_LOOKUPS
 MAX_INLINE_DEPTH = 8
 CONSTRUCTS = {
     "for_statement": "a for loop", "while_statement": "a while loop",

@@ -429,3 +429,37 @@ def describe(value: Value) -> str:
     if isinstance(value, Opaque):
         return value.what
     return names.get(type(value), type(value).__name__)
+
+
+def same_value(a: Value, b: Value) -> Optional[Term]:
+    """A z3 term saying two C values (of two translations) are equal; None when they
+    cannot be compared."""
+    if isinstance(a, CInt) and isinstance(b, CInt):
+        return a.term == b.term if (a.width, a.signed) == (b.width, b.signed) else None
+    if isinstance(a, CBool) and isinstance(b, CBool):
+        return a.term == b.term
+    if isinstance(a, CStr) and isinstance(b, CStr):
+        return z3.And(a.null == b.null, z3.Or(a.null, a.text == b.text))
+    if isinstance(a, Ordering) and isinstance(b, Ordering):
+        return z3.And(a.less == b.less, a.equal == b.equal, a.magnitude == b.magnitude)
+    if isinstance(a, ConfEntry) and isinstance(b, ConfEntry):
+        return same_value(a.event, b.event)
+    if isinstance(a, StructValue) and isinstance(b, StructValue):
+        if [k for k, _ in a.fields] != [k for k, _ in b.fields]:
+            return None
+        parts = [same_value(x, y) for (_, x), (_, y) in zip(a.fields, b.fields)]
+        return None if any(p is None for p in parts) else z3.And(True, *parts)
+    if isinstance(a, (RecordPtr, DataDict, EventQDict, DataObject)) and type(a) is type(b):
+        return z3.BoolVal(a.record is b.record)
+    if isinstance(a, MemberObject) and isinstance(b, MemberObject):
+        if (a.record, a.member, a.kind) != (b.record, b.member, b.kind):
+            return None
+        return a.live == b.live
+    if isinstance(a, Pointer) and isinstance(b, Pointer):
+        return same_value(a.value, b.value) if a.pointee == b.pointee else None
+    if isinstance(a, (NullPtr, RateTable, Unreachable)) and type(a) is type(b):
+        return z3.BoolVal(True)
+    if isinstance(a, Opaque) and isinstance(b, Opaque) and a.what == b.what \
+            and "different kinds of value" not in a.what:
+        return z3.BoolVal(True)
+    return None

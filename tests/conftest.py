@@ -1,18 +1,21 @@
 """Shared fixtures: real QEMU sources as test inputs.
 
-Debian's QEMU trees come from the cache filled by ``qthrottle fetch-qemu``; fixtures
-never fetch. A missing tree skips with a visible reason, except under CI=true, where
-it fails: CI must exercise the real sources. QTHROTTLE_QEMU_TREE names an optional
+Debian's QEMU trees come from the cache filled by ``qthrottle fetch-qemu``, the
+qtest-capable binary from ``qthrottle fetch-qemu --build``; fixtures never fetch or
+build. A missing tree or binary skips with a visible reason, except under CI=true,
+where it fails: CI must exercise the real sources. QTHROTTLE_QEMU_TREE names an optional
 extra tree (a user's QEMU checkout); it never fails CI.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
+from qthrottle.harness.qemu_build import QemuBuild, cached_build
 from qthrottle.harness.qemu_sources import RELEASES, QemuSourceError, cached_tree, is_qemu_tree
 
 
@@ -63,6 +66,19 @@ def qemu_trees() -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def qemu_build() -> QemuBuild:
+    """The qtest-capable qemu-system-x86_64 of `qthrottle fetch-qemu --build`."""
+    build = cached_build()
+    if build is None:
+        if _under_ci():
+            pytest.fail("no qtest-capable QEMU built: `qthrottle fetch-qemu --build` failed or "
+                        "did not run (CI must not skip)", pytrace=False)
+        pytest.skip("no qtest-capable QEMU built yet: run `qthrottle fetch-qemu --build` "
+                    "(minutes, once)")
+    return build
+
+
+@pytest.fixture(scope="session")
 def qemu_checkout() -> Path:
     """A user's QEMU tree named by QTHROTTLE_QEMU_TREE (optional, never fails CI)."""
     value = os.environ.get("QTHROTTLE_QEMU_TREE", "")
@@ -78,3 +94,15 @@ def qemu_checkout() -> Path:
             pytest.skip(reason)
         pytest.fail(reason, pytrace=False)
     return tree
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium (./dev check installs it), for the HTML timeline's browser tests."""
+    found = shutil.which("chromium")
+    if found is None:
+        reason = "Debian's chromium is not installed (./dev check installs it)"
+        if _under_ci():
+            pytest.fail(f"{reason}: CI must not skip the browser tests", pytrace=False)
+        pytest.skip(reason)
+    return Path(found)

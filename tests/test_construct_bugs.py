@@ -17,7 +17,7 @@ from typing import List
 import pytest
 
 from qthrottle.cases import SCHEMA_DIR
-from qthrottle.harness.build import content_addressed
+from qthrottle.harness.cache import store_file
 from qthrottle.harness.target import Target, resolve
 from qthrottle.proofs.engine import prove_target
 from qthrottle.proofs.library import LIBRARY
@@ -185,7 +185,7 @@ def planted(bug: Bug) -> Target:
     source = source.replace(bug.anchor, bug.code + bug.anchor)
     if bug.helper:
         source = source.replace(HELPERS, bug.helper + HELPERS)
-    path = content_addressed(source.encode("utf-8"), "seeded-constructs")
+    path = store_file("seeded-constructs", "monitor.c", source.encode("utf-8"))
     return Target(bug.construct, path, SCHEMA_DIR)
 
 

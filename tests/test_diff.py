@@ -13,13 +13,15 @@ from typing import Any, Dict
 import pytest
 
 from qthrottle.cases import SCHEMA_DIR
-from qthrottle.cli import main, parser
-from qthrottle.diff import DiffRun, report_json, report_text, run_diff, split_patch
+from qthrottle.cli import main
+from qthrottle.engines.bounds import Profile
 from qthrottle.harness.driver import Driver
 from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import INVARIANTS
 from qthrottle.model.qapi_schema import load_schema
 from qthrottle.model.timeline import Advance, Queue
+from qthrottle.review.diff import DiffOptions, DiffRun, report_json, report_text, run_diff
+from qthrottle.review.patches import split_patch
 
 SEED = "20261125"
 STOP_FIX = "BLOCK_IO_ERROR with action=stop: throttled -> never throttled"
@@ -50,8 +52,8 @@ def _patch(old_case: str, new_case: str) -> str:
 @pytest.fixture(scope="module")
 def merged_fix() -> DiffRun:
     """per-device -> stop-bypass (commit 544ddbb637), run once for the tests below."""
-    return run_diff(parser().parse_args(
-        ["diff", "per-device", "stop-bypass", "--seed", SEED, "--timelines", "100"]))
+    return run_diff(DiffOptions("per-device", "stop-bypass", seed=int(SEED),
+                                dynamic=Profile("diff", runs=100, steps=12)))
 
 
 def test_the_merged_fix_is_exactly_one_change(merged_fix: DiffRun) -> None:

@@ -5,9 +5,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qthrottle.cases import SCHEMA_DIR
-from qthrottle.generate import event_data, g_str_hash, string_values
+from qthrottle.engines.generate import event_data
 from qthrottle.harness.driver import Driver
 from qthrottle.harness.target import resolve
+from qthrottle.model.members import g_str_hash, string_values
 from qthrottle.model.qapi_schema import load_schema
 
 CATALOG = load_schema(SCHEMA_DIR)

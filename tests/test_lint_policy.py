@@ -1,4 +1,5 @@
-"""Policy lint (model/lint.py): the schema's view of the throttle policy the code implements.
+"""Policy lint (qthrottle/review/lint.py): the schema's view of the throttle policy the
+code implements.
 
 Real QEMU trees and the bundled cases get exactly the warnings listed here; the
 rules themselves are checked on policies and catalogs built in the test, so no
@@ -13,10 +14,10 @@ import pytest
 
 from qthrottle.cases import EXPECTED, SCHEMA_DIR
 from qthrottle.harness.target import Target, resolve
-from qthrottle.model.lint import LintWarning, lint_extraction, lint_policy, member_docs
 from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Catalog, Event, Member, load_schema
-from qthrottle.target_policy import target_policy
+from qthrottle.review.lint import LintWarning, lint_extraction, lint_policy, member_docs
+from qthrottle.review.target_policy import target_policy
 
 SECOND = 1_000_000_000
 

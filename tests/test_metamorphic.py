@@ -15,13 +15,13 @@ from typing import Any, Dict, Iterator, List
 import pytest
 from rewrites import FAMILIES, Rewrite, rewrites
 
-from qthrottle import stateful
 from qthrottle.cli import main
-from qthrottle.common import EXIT_HOLDS
-from qthrottle.harness.build import content_addressed
+from qthrottle.core import EXIT_HOLDS
+from qthrottle.engines import bounds
+from qthrottle.engines.bounds import Profile
+from qthrottle.harness.cache import store_file
 from qthrottle.harness.extract import extract
 from qthrottle.harness.qemu_sources import cached_tree
-from qthrottle.stateful import Profile
 
 SEED = 20261130
 REWRITE = Profile("rewrite", runs=15, steps=8)  # per rewrite: the ci profile is elsewhere
@@ -38,7 +38,7 @@ REWRITES = _rewrites()
 
 @pytest.fixture(autouse=True)
 def rewrite_profile(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(stateful.PROFILES, REWRITE.name, REWRITE)
+    monkeypatch.setitem(bounds.PROFILES, REWRITE.name, REWRITE)
 
 
 def verify_json(monitor_c: Path, qapi: Path, folder: Path,
@@ -57,7 +57,7 @@ def original(qemu_tree_100: Path, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[Dict[str, Any]]:
     folder = tmp_path_factory.mktemp("original")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(stateful.PROFILES, REWRITE.name, REWRITE)
+        patch.setitem(bounds.PROFILES, REWRITE.name, REWRITE)
         report = folder / "report.json"
         assert main(["verify", str(qemu_tree_100), "--seed", str(SEED), "--profile",
                      REWRITE.name, "--json", str(report)]) == EXIT_HOLDS
@@ -79,7 +79,7 @@ def test_a_rewrite_keeps_every_verdict(rewrite: Rewrite, qemu_tree_100: Path,
     assert rewrite is not None
     assert rewrite.source != (qemu_tree_100 / "monitor" / "monitor.c").read_bytes()
     # At a path fixed by its content: a rewrite is built once, then found in the cache.
-    monitor_c = content_addressed(rewrite.source, "rewrites")
+    monitor_c = store_file("rewrites", "monitor.c", rewrite.source)
     report = verify_json(monitor_c, qemu_tree_100 / "qapi", tmp_path, capsys)
     target = report["targets"][0]
     for invariant in target["invariants"]:

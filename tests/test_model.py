@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 import pytest
 import z3
+from hypothesis import given
+from hypothesis import strategies as st
 
 from qthrottle.harness.driver import Driver, StepResult
 from qthrottle.harness.target import Target, resolve
@@ -23,7 +25,7 @@ from qthrottle.model.logic import And, Eq, Implies, Ite, Not, Or
 from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Catalog, load_schema
 from qthrottle.model.throttle import ThrottleModel, Window
-from qthrottle.model.timeline import Advance, AdvanceToNext, Emission, Operation, Queue
+from qthrottle.model.timeline import Advance, AdvanceToNext, Emission, Operation, Queue, format_ns
 from qthrottle.proofs.policy import derive_policy
 
 SECOND = 1_000_000_000
@@ -286,6 +288,33 @@ def test_burst_semantics() -> None:
     assert [e.data for e in trace[4].emitted] == [{"id": "vs0", "open": False},
                                                   {"id": "vs1", "open": False}]
     assert [s.after for s in trace[4:]] == [SECOND, 2 * SECOND, 2 * SECOND]
+
+
+UNIT_NS = {"s": SECOND, "ms": 1_000_000, "us": 1_000, "ns": 1}
+
+
+def _parse_time(text: str) -> int:
+    """format_ns's output read back: terms such as '1.5 s', joined by ' + ' or ' - '."""
+    words = text.split(" ")
+    total, sign = 0, 1
+    for index in range(0, len(words), 3):
+        value, unit = words[index], words[index + 1]
+        whole, _, decimals = value.partition(".")
+        scale = UNIT_NS[unit]
+        total += sign * (int(whole) * scale + int(decimals.ljust(3, "0")) * scale // 1000)
+        sign = -1 if index + 2 < len(words) and words[index + 2] == "-" else 1
+    return total
+
+
+def test_format_ns_is_readable_and_exact_at_a_windows_end() -> None:
+    assert [format_ns(n) for n in (0, 12, 1_500, 250_000_000, 1_500_000_000)] == [
+        "0 ns", "12 ns", "1.5 us", "250 ms", "1.5 s"]
+    assert [format_ns(SECOND + d) for d in (-1, 0, 1)] == ["1 s - 1 ns", "1 s", "1 s + 1 ns"]
+
+
+@given(st.integers(min_value=0, max_value=10**13))
+def test_format_ns_reads_back_as_the_same_time(ns: int) -> None:
+    assert _parse_time(format_ns(ns)) == ns
 
 
 def test_model_repr_is_python() -> None:

@@ -17,10 +17,10 @@ from qthrottle.cases import SCHEMA_DIR
 from qthrottle.cli import main
 from qthrottle.harness.build import compiled_rates
 from qthrottle.harness.target import Target, resolve
-from qthrottle.model.lint import lint_extraction
 from qthrottle.proofs.engine import prove_target
 from qthrottle.proofs.policy import DerivedPolicy, derive_policy
 from qthrottle.proofs.solve import PROVED
+from qthrottle.review.lint import lint_extraction
 
 SECOND = 1_000_000_000
 BASELINE_KEYS = {"VSERPORT_CHANGE": ("id",), "QUORUM_REPORT_BAD": ("node-name",),

@@ -6,20 +6,19 @@ Everything here runs offline except the `real_qemu` test, which reads the trees 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import pytest
 
+from qthrottle.cli import main
+from qthrottle.core import cache_dir
 from qthrottle.harness import qemu_sources as qs
 from qthrottle.harness.qemu_sources import (
     RELEASES,
     AptSource,
     QemuSourceError,
-    add_fetch_command,
     apt_source_files,
-    cache_dir,
     cached_tree,
     deb_src_list,
     debian_archive,
@@ -270,11 +269,7 @@ def test_failed_command_reports_command_and_stderr() -> None:
 
 
 def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="qthrottle")
-    add_fetch_command(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
+    return main(argv)
 
 
 def test_cli_prints_cached_paths(

@@ -21,14 +21,19 @@ import jsonschema
 import pytest
 import yaml
 
-from qthrottle import cli, selfcheck, stateful
-from qthrottle.common import EXIT_UNKNOWN
+from qthrottle import cli
+from qthrottle.cli import verify as verify_command
+from qthrottle.cli.terminal import Painter, Phases
+from qthrottle.core import EXIT_UNKNOWN
+from qthrottle.engines import selfcheck
+from qthrottle.engines.bounds import PROFILES, Profile
+from qthrottle.engines.stateful import SearchResult
 from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import INVARIANTS
-from qthrottle.model.lint import lint_extraction
 from qthrottle.model.qapi_schema import load_schema
 from qthrottle.proofs.engine import ProofReport
-from qthrottle.reports import (
+from qthrottle.review.lint import lint_extraction
+from qthrottle.review.reports import (
     LINT_TESTCASE,
     VerifyReport,
     target_lines,
@@ -36,9 +41,7 @@ from qthrottle.reports import (
     to_json,
     to_junit,
 )
-from qthrottle.stateful import Profile, SearchResult
-from qthrottle.target_policy import target_policy
-from qthrottle.terminal import Painter, Phases
+from qthrottle.review.target_policy import target_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 20261125
@@ -70,12 +73,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
 
     out, err = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(stateful.PROFILES, "quick", SMALL)
+        patch.setitem(PROFILES, "quick", SMALL)
         # CrossHair's own run is tests/test_selfcheck.py's; --explain gets its real
         # conditions, all proved but one whose budget ran out.
-        patch.setattr(cli, "run_selfcheck", crosshair_report)
-        patch.setattr(cli, "verify_target", spy(cli.verify_target, searches))
-        patch.setattr(cli, "prove_target", spy(cli.prove_target, proofs))
+        patch.setattr(verify_command, "run_selfcheck", crosshair_report)
+        patch.setattr(verify_command, "verify_target", spy(verify_command.verify_target,
+                                                           searches))
+        patch.setattr(verify_command, "prove_target", spy(verify_command.prove_target, proofs))
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = cli.main(["verify", "per-device", "--seed", str(SEED), "--explain",
                              "--json", str(folder / "r.json"), "--junit", str(folder / "r.xml")])
@@ -102,9 +106,11 @@ def test_explain_prints_the_invariant_by_engine_table(run: Run) -> None:
     assert "BUDGET EXHAUSTED (1/" in rows["5"]
     assert "PROVED (all timelines, k-induction k=1)" in rows["5"]
     assert "- (property of runs)" in rows["8"]
-    assert "- (no contract)" in rows["8"] and rows["8"].endswith("HOLDS")
+    assert "- (the model is Python" in rows["8"] and rows["8"].endswith("HOLDS")
+    assert "- (the model's keys are tuples" in rows["1"]
     bounds = "\n".join(table[10:16])
     assert "60 runs x 8 steps per search, seed 20261125" in bounds
+    assert "events: 9 throttled or required, all 3 unthrottled ones of the schema" in bounds
     assert "10000 ms per query" in bounds and "tiny world" in bounds
 
 
@@ -249,7 +255,8 @@ def test_unwritable_report_is_an_input_error(tmp_path: Path,
     missing = tmp_path / "no" / "such" / "r.xml"
     assert cli.main(["verify", "per-device", "--junit", str(missing)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("qthrottle: error: --junit") and "no such directory" in err
+    assert err.startswith("qthrottle: error: --junit")
+    assert "cannot be written: No such file or directory" in err
 
 
 class Terminal(io.StringIO):
@@ -285,7 +292,7 @@ def test_gitlab_snippet_parses_and_matches_its_artifacts() -> None:
     for argv in commands:
         assert argv[0].endswith("qthrottle")
         args = cli.parser().parse_args(argv[1:])
-        assert args.func is cli.cmd_verify
+        assert args.func is verify_command.cmd_verify
     args = cli.parser().parse_args(commands[0][1:])
     assert job["artifacts"]["reports"]["junit"] == args.junit
     assert {args.junit, args.json} <= set(job["artifacts"]["paths"])

@@ -7,12 +7,13 @@ from typing import Dict, Iterator
 
 import pytest
 
+from qthrottle.engines.bounds import PROFILES
+from qthrottle.engines.stateful import SearchResult
 from qthrottle.harness.qemu_sources import cached_tree
 from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import is_stop_event
 from qthrottle.model.timeline import Queue
-from qthrottle.stateful import PROFILES, SearchResult
-from qthrottle.target_policy import verify_target
+from qthrottle.review.target_policy import verify_target
 
 SEED = 20261125
 _results: Dict[str, SearchResult] = {}

@@ -8,6 +8,7 @@
 #include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>   /* as QEMU's osdep.h: the code under test may print */
 #include <stdlib.h>
 #include <string.h>
 

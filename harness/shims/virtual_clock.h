@@ -42,6 +42,13 @@ int64_t qthrottle_clock_now(void);
 /* Deadline of the earliest pending timer, or -1. */
 int64_t qthrottle_clock_next_deadline(void);
 unsigned qthrottle_clock_pending(void);
+/* Timers created and not yet freed (timer_free), pending or not. */
+unsigned qthrottle_clock_alive(void);
+/*
+ * The records (a timer's opaque) timers were created for that are still
+ * allocated (not yet freed), each counted once.
+ */
+unsigned qthrottle_clock_records_alive(void);
 /* Fire due timers in deadline order up to @target, then set the clock to it. */
 void qthrottle_clock_advance_to(int64_t target, QThrottleAfterTimer *after);
 /* End of a run in a process that serves many runs: every timer freed, time 0. */

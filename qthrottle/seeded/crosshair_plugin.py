@@ -1,8 +1,0 @@
-"""CrossHair plugin (crosshair check --extra_plugin): the seeded bugs in the tiny world.
-
-Run by ``qthrottle selfcheck``; see model/bounded.py.
-"""
-from qthrottle.model.bounded import register_tiny_world
-from qthrottle.seeded.bugs import MODELS
-
-register_tiny_world(*MODELS)
