@@ -152,14 +152,20 @@ def _runs(space: EventSpace, extraction: Extraction, derived: DerivedPolicy,
                                        seconds=time.perf_counter() - start)
                            for n in induction.RUN_INVARIANTS]
         return
+    report.runs.satisfiable = prover.satisfiable
     decomposed = report.runs.decomposition
     seconds = time.perf_counter() - start  # the lemmas and the theorem included
     for number, proof in sorted(proofs.items()):
-        if proof.status != FALSIFIED and decomposed.status != PROVED:
+        if proof.status != FALSIFIED and decomposed.status == FALSIFIED:
             # Only where invariant 1 or 2 already fails (the policy's key is derived from
             # the equality): the per-key proof says nothing either way.
             report.not_applicable[number] = (
                 f"the per-key proof does not apply: {decomposed.reason}")
+            continue
+        if proof.status != FALSIFIED and decomposed.status != PROVED:
+            report.results.append(ProofResult(
+                number, RUN_LAW, UNKNOWN, "the per-key proof rests on the decomposition "
+                f"theorem, UNKNOWN: {decomposed.reason}", seconds=seconds))
             continue
         bound = (f"all timelines, k-induction k={proof.k}" if proof.status == PROVED else
                  f"a timeline of {len(proof.timeline)} step(s)" if proof.timeline else "")

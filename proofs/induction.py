@@ -317,6 +317,8 @@ class Strengthening:
     lemmas: List[str]  # the window lemmas kept: together an inductive invariant
     candidates: List[str]  # every window lemma tried
     problem: Optional[str] = None  # why the lemmas could not be decided (a timeout)
+    # k -> what z3 found satisfiable of the proofs' assumptions at k (none is vacuous)
+    satisfiable: Dict[int, str] = field(default_factory=dict)
 
 
 class Prover:
@@ -332,6 +334,7 @@ class Prover:
         self.inductive = Unrolling(self._world(), [])
         self.inductive.frames.append(any_frame(self.inductive.world))
         self._strengthening: Optional[Tuple[List[str], Optional[str]]] = None
+        self.satisfiable: Dict[int, str] = {}  # k -> the assumptions shown satisfiable
 
     def rests_on(self) -> Strengthening:
         """The decomposition theorem's verdict and the lemmas kept (computed once)."""
@@ -607,8 +610,18 @@ class Prover:
                 {invariants[i]: why for i, why in undecided.items()})
 
     def vacuity(self, k: int, lemmas: Sequence[str]) -> Optional[str]:
-        """Why the step case at @k holds only vacuously (no queue, timer or clock step is
-        possible from the states it starts from), if it does."""
+        """Why a proof at @k would hold only vacuously, if it would: no timeline of k steps
+        of the key from the initial state (the base case's assumptions), or no queue,
+        timer or clock step from the states the step case starts from. Otherwise what was
+        shown satisfiable is kept in self.satisfiable[k]."""
+        self._unroll(self.base, k)
+        solver = self._solver(self._facts(self.base, k))
+        answer = solver.check()
+        if answer == z3.unknown:
+            return timeout(self.timeout_ms, solver, "the bounded check's assumptions")
+        if answer == z3.unsat:
+            return (f"vacuous: no timeline of {k} step(s) of the key from the initial state "
+                    "(the bounded check's assumptions are unsatisfiable)")
         unrolling = self.inductive
         hypotheses = [*self._facts(unrolling, k),
                       *(t for j in range(k) for t in self._lemmas(unrolling,
@@ -620,6 +633,11 @@ class Prover:
                 return timeout(self.timeout_ms, solver, "the step case's assumptions")
             if answer == z3.unsat:
                 return f"vacuous: the step case's assumptions admit no {name} step"
+        self.satisfiable[k] = (
+            f"k={k}: a timeline of {k} step(s) of the key from the initial state; from the "
+            f"states the step case starts from (the {len(lemmas)} lemmas kept"
+            + (f", {k - 1} step(s) keeping the invariant" if k > 1 else "")
+            + "), a queue, a timer and a clock step")
         return None
 
     def describe_cti(self, model: z3.ModelRef) -> str:

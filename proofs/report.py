@@ -69,6 +69,9 @@ def run_basis(report: ProofReport) -> List[str]:
         lines += [f"      - {lemma}" for lemma in runs.lemmas]
         lines += [f"    invariant {r.invariant}: {r.findings[0]}; with the lemmas it holds"
                   for r in unaided]
+    if runs.satisfiable:
+        lines.append("    not vacuous: each proof's assumptions shown satisfiable (z3):")
+        lines += [f"      {shown}" for _, shown in sorted(runs.satisfiable.items())]
     return lines
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
+import z3
 from induction_bugs import BUGS, seeded
 
 from qthrottle.cases import SCHEMA_DIR
@@ -120,6 +121,62 @@ def test_prove_prints_all_timelines_and_exits_0(capsys: pytest.CaptureFixture[st
         assert re.search(rf"^  {number} .* PROVED \(all timelines, k-induction k=\d\)$", out,
                          re.M)
     assert "decomposition theorem" in out and ": PROVED" in out
+    # Vacuity: the base case's and the step case's assumptions, shown satisfiable.
+    assert "not vacuous: each proof's assumptions shown satisfiable (z3):" in out
+    assert re.search(r"^      k=1: a timeline of 1 step\(s\) of the key from the initial state; "
+                     r"from the states the step case starts from \(the \d+ lemmas kept\), a "
+                     r"queue, a timer and a clock step$", out, re.M)
+
+
+def stop_bypass_prover() -> induction.Prover:
+    target = resolve("stop-bypass")
+    extraction, catalog = target.extract(), target.catalog()
+    return induction.Prover(EventSpace(catalog, extraction), extraction,
+                            derive_policy(extraction, catalog).policy, 10_000)
+
+
+def test_a_base_case_without_timelines_is_vacuous_never_proved(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No clock value is allowed: no timeline exists, so nothing could break an invariant."""
+    monkeypatch.setattr(induction, "CLOCK_LIMIT", 0)
+    results = stop_bypass_prover().prove(RUNS)
+    for number in RUNS:
+        assert results[number].status == UNKNOWN
+        assert results[number].reason.startswith("vacuous: no timeline of 1 step(s)")
+
+
+def test_a_step_case_that_admits_no_step_is_vacuous_never_proved(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step case's assumptions made contradictory: it would hold for no state."""
+    facts = induction.Prover._facts
+
+    def contradictory(self: induction.Prover, unrolling: induction.Unrolling,
+                      depth: int) -> List[object]:
+        extra = [z3.BoolVal(False)] if unrolling is self.inductive else []
+        return [*facts(self, unrolling, depth), *extra]
+    monkeypatch.setattr(induction.Prover, "_facts", contradictory)
+    prover = stop_bypass_prover()
+    results = prover.prove(RUNS)
+    for number in RUNS:
+        assert results[number].status == UNKNOWN
+        assert results[number].reason == \
+            "vacuous: the step case's assumptions admit no queue step"
+    assert not prover.satisfiable
+
+
+def test_no_throttled_event_leaves_3_to_6_unknown(tmp_path: Path) -> None:
+    """The decomposition theorem is vacuous (no record reaches the table): the per-key
+    proofs rest on it, so 3-6 are UNKNOWN, neither PROVED nor left out."""
+    path = tmp_path / "monitor.c"
+    path.write_text(resolve("stop-bypass").monitor_c.read_text().replace(
+        "{ 1000 * SCALE_MS }", "{ 0 }"))
+    report = prove_target(Target("no-rates", path, SCHEMA_DIR), replay_in_c=False)
+    assert report.runs is not None and report.runs.decomposition.status == UNKNOWN
+    for number in RUNS:
+        result = run(report, number)
+        assert result.status == UNKNOWN and "rests on the decomposition theorem" in \
+            result.reason
+    assert not report.not_applicable
 
 
 # ---------------------------------------------- the case studies that break them
