@@ -192,6 +192,15 @@ def test_per_device_delays_a_stop_in_two_steps_and_keeps_the_rest() -> None:
         assert run(report, number).status == PROVED
 
 
+def test_without_replay_the_run_laws_are_still_replayed() -> None:
+    """diff and explore prove without replay; a run law's counterexample rests on the
+    per-key model, so it is replayed on the C all the same (a callback law's is not)."""
+    report = prove_target(resolve("per-device"), replay_in_c=False)
+    assert assert_falsified_in_c(report, 4).confirmed is True
+    decision = next(r for r in report.results if r.invariant == 4 and r.law != RUN_LAW)
+    assert decision.status == FALSIFIED and decision.confirmed is None
+
+
 def test_stop_irreflexive_dangles_and_delays_a_stop() -> None:
     report = proofs(resolve("stop-irreflexive"))
     dangling = assert_falsified_in_c(report, 3)

@@ -32,6 +32,8 @@ from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import INVARIANTS
 from qthrottle.model.qapi_schema import load_schema
 from qthrottle.proofs.engine import ProofReport
+from qthrottle.proofs.induction import MAX_K
+from qthrottle.proofs.transition import CLOCK_LIMIT
 from qthrottle.review.lint import lint_extraction
 from qthrottle.review.reports import (
     LINT_TESTCASE,
@@ -112,6 +114,8 @@ def test_explain_prints_the_invariant_by_engine_table(run: Run) -> None:
     assert "60 runs x 8 steps per search, seed 20261125" in bounds
     assert "events: 9 throttled or required, all 3 unthrottled ones of the schema" in bounds
     assert "10000 ms per query" in bounds and "tiny world" in bounds
+    assert f"for 3-6 every timeline (base case: the bounded check from the initial state, " \
+        f"up to {MAX_K} steps; the clock below 2^62 ns)" in bounds and CLOCK_LIMIT == 2**62
 
 
 def validate(report: Dict[str, Any]) -> None:

@@ -152,7 +152,7 @@ def analyse(label: str, target: Target, options: DiffOptions) -> Version:
     """One version through the proofs (and the stateful engine if asked)."""
     catalog = target.catalog("pass --old-qapi-dir/--new-qapi-dir")
     derived = target_policy(target, options.timeout_ms)
-    proofs = prove_target(target, options.timeout_ms, replay_in_c=False)
+    proofs = prove_target(target, options.timeout_ms, replay_in_c=False, derived=derived)
     stateful = verify_target(target, PROFILES["quick"], options.seed, derived) \
         if options.stateful else None
     return Version(label, target, catalog, derived, proofs, stateful)

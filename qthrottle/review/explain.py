@@ -14,6 +14,7 @@ from typing import Dict, List, Optional
 from qthrottle.engines.selfcheck import COUNTEREXAMPLE, PROVED, SelfcheckReport
 from qthrottle.model.invariants import INVARIANTS
 from qthrottle.proofs.induction import MAX_K, RUN_INVARIANTS
+from qthrottle.proofs.transition import CLOCK_LIMIT
 from qthrottle.review.reports import NOT_APPLICABLE, STATEFUL, Z3, TargetResult, VerifyReport
 
 WHAT = {
@@ -80,7 +81,8 @@ def explain_lines(report: VerifyReport, result: TargetResult,
         "  bounds:",
         f"    {WHAT[Z3]}; every valid event of the schema, strings unbounded, g_str_hash "
         f"uninterpreted; for 3-6 every timeline (base case: the bounded check from the "
-        f"initial state, up to {MAX_K} steps; the clock below 2^62 ns); "
+        f"initial state, up to {MAX_K} steps; the clock below "
+        f"2^{CLOCK_LIMIT.bit_length() - 1} ns); "
         f"{report.z3_bounds['solver']}, {report.timeout_ms} ms per query",
         f"    {WHAT[STATEFUL]}; profile {stateful['profile']}: up to {stateful['runs']} runs "
         f"x {stateful['steps']} steps per search, seed {stateful['seed']}; "
