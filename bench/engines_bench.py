@@ -81,7 +81,7 @@ STOPPED = "stopped by the benchmark"
 CELL = 18  # width of one engine's cell: time, k/n, length
 LABEL = 27  # width of the case / invariant column
 ALL = frozenset(INVARIANTS)
-SCOPE = {"proofs": frozenset(PROVEN_INVARIANTS)}  # 5, 6 and 8 are properties of runs
+SCOPE = {"proofs": frozenset(PROVEN_INVARIANTS)}  # 8 is a property of runs
 
 
 @dataclass

@@ -4,7 +4,9 @@ Run: python bench/proofs_bench.py [--timeout-ms N] [--command] [TARGET ...]
 Default targets: the bundled case studies, plus Debian's QEMU 5.2, 7.2 and 10.0.x
 trees when `qthrottle fetch-qemu` has cached them. Each figure is the median of
 5 runs of the proofs alone (extraction and schema loaded once; no replay of
-counterexamples against the C). With --command, each figure is instead the whole
+counterexamples against the C); "3-6" is the part of it that proves invariants
+3-6 for every timeline (decomposition theorem, window lemmas, bounded check and
+step case), with the k each ended at ("-": not proved). With --command, each figure is instead the whole
 `qthrottle prove TARGET` command as a user runs it (interpreter start, extraction,
 schema, compiled rate table from the cache, proofs, replay): wall-clock seconds and
 CPU seconds (user + system, the command and its children), so that a loaded
@@ -14,6 +16,7 @@ machines are noisy.
 from __future__ import annotations
 
 import argparse
+import re
 import resource
 import statistics
 import subprocess
@@ -26,7 +29,7 @@ from qthrottle.cases import EXPECTED
 from qthrottle.harness.qemu_sources import RELEASES, QemuSourceError, cached_tree
 from qthrottle.harness.target import resolve
 from qthrottle.model.qapi_schema import load_schema
-from qthrottle.proofs.engine import ProofReport, prove
+from qthrottle.proofs.engine import RUN_LAW, ProofReport, prove
 from qthrottle.proofs.report import bounds
 from qthrottle.proofs.solve import DEFAULT_TIMEOUT_MS
 
@@ -49,6 +52,13 @@ def verdict(report: ProofReport) -> str:
     broken = sorted(report.falsified)
     text = f"falsified {broken}" if broken else "all proved"
     return text + (" (some UNKNOWN)" if report.unknown else "")
+
+
+def k_of(report: ProofReport) -> str:
+    """The largest k the step case of invariants 3-6 needed, "-" if one is not proved."""
+    found = [re.search(r"k=(\d+)", r.bound) for r in report.results if r.law == RUN_LAW]
+    ks = [int(m.group(1)) for m in found if m is not None]
+    return str(max(ks)) if ks and len(ks) == len(found) else "-"
 
 
 def command_run(target: str, timeout_ms: int) -> Tuple[float, float, int]:
@@ -86,21 +96,25 @@ def main() -> None:
         commands(args.targets or default_targets(), args.timeout_ms)
         return
     print(f"proof time per target, median of {REPEATS} ({bounds(args.timeout_ms)})")
-    print(f"{'target':<60} {'median':>8} {'min':>8} {'max':>8}  verdict")
+    print(f"{'target':<60} {'median':>8} {'min':>8} {'max':>8} {'3-6':>8} {'k':>3}  verdict")
     for name in args.targets or default_targets():
         target = resolve(name)
         assert target.qapi_dir is not None, f"{name}: no QAPI schema"
         extraction, catalog = target.extract(), load_schema(target.qapi_dir)
         times: List[float] = []
+        runs: List[float] = []
         report = None
         for _ in range(REPEATS):
             start = time.perf_counter()
             report = prove(extraction, catalog, target.name, args.timeout_ms)
             times.append(time.perf_counter() - start)
+            runs.append(max((r.seconds for r in report.results if r.law == RUN_LAW),
+                            default=0.0))
         assert report is not None
         label = name if len(name) <= 60 else "..." + name[-57:]
         print(f"{label:<60} {statistics.median(times):>7.2f}s {min(times):>7.2f}s "
-              f"{max(times):>7.2f}s  {verdict(report)}")
+              f"{max(times):>7.2f}s {statistics.median(runs):>7.2f}s {k_of(report):>3}  "
+              f"{verdict(report)}")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Bounds: one solver timeout per query (DEFAULT_TIMEOUT_MS unless configured),
 printed with every result. The proofs quantify over every valid event (any
-string, any enum value, any presence of optional members); they hold no other
-bound.
+string, any enum value, any presence of optional members); the run invariants
+(3, 4, 5, 6, induction.py) over every timeline, by k-induction; they hold no
+other bound.
 """
 from __future__ import annotations
 
@@ -18,18 +19,23 @@ from qthrottle.harness.driver import Driver, DriverError
 from qthrottle.harness.extract import Extraction
 from qthrottle.harness.target import Target
 from qthrottle.model.ghash import Record
+from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Catalog
+from qthrottle.model.timeline import Operation
 
+from . import induction
 from .callbacks import Callbacks
 from .execution import Unsupported
-from .replay import replay
+from .policy import DerivedPolicy, derive_policy
+from .replay import replay, replay_run
 from .solve import DEFAULT_TIMEOUT_MS, FALSIFIED, PROVED, UNKNOWN, decide
 from .space import EventSpace
 from .theorems import THEOREMS, Obligation
 from .totality import check_totality
 from .values import NotModelled
 
-PROVEN_INVARIANTS = (1, 2, 3, 4, 7)  # 5, 6 and 8 are properties of runs: stateful engine
+PROVEN_INVARIANTS = (1, 2, 3, 4, 5, 6, 7)  # 8 (memory safety): the stateful engine
+RUN_LAW = "all timelines"  # the k-induction of invariants 3-6
 
 
 @dataclass
@@ -45,6 +51,8 @@ class ProofResult:
     replay: List[str] = field(default_factory=list)
     confirmed: Optional[bool] = None  # did the C do what the counterexample says
     seconds: float = 0.0
+    timeline: List[Operation] = field(default_factory=list)  # a run law's counterexample
+    bound: str = ""  # a run law's: "all timelines, k-induction k=1", "a timeline of 2 steps"
 
 
 @dataclass
@@ -53,6 +61,9 @@ class ProofReport:
     timeout_ms: int
     results: List[ProofResult]
     seconds: float
+    policy: Optional[Policy] = None  # the policy the run invariants are judged by
+    runs: Optional[induction.Strengthening] = None  # what the k-induction rests on
+    not_applicable: Dict[int, str] = field(default_factory=dict)  # invariant -> why
 
     def status(self, invariant: int) -> Optional[str]:
         """FALSIFIED if any of its laws is, else UNKNOWN if any is, else PROVED."""
@@ -114,13 +125,66 @@ def _totality(space: EventSpace, extraction: Extraction, timeout_ms: int) -> Pro
                        seconds=time.perf_counter() - start)
 
 
+def _runs(space: EventSpace, extraction: Extraction, derived: DerivedPolicy,
+          timeout_ms: int, report: ProofReport) -> None:
+    """Invariants 3, 4, 5 and 6 for every timeline, by k-induction over one key."""
+    start = time.perf_counter()
+    if derived.unknown:
+        events: Dict[str, List[str]] = {}
+        for event, reason in derived.unknown.items():
+            events.setdefault(reason, []).append(event)
+        why = "; ".join(f"{', '.join(names)}: {reason}" for reason, names in events.items())
+        report.results += [ProofResult(n, RUN_LAW, UNKNOWN, "the per-key proof needs every "
+                                       f"throttled event's key, UNKNOWN here ({why})")
+                           for n in induction.RUN_INVARIANTS]
+        return
+    try:
+        prover = induction.Prover(space, extraction, derived.policy, timeout_ms)
+        report.runs = prover.rests_on()
+        proofs = prover.prove()
+    except Unsupported as error:
+        report.results += [ProofResult(n, RUN_LAW, UNKNOWN, str(error),
+                                       seconds=time.perf_counter() - start)
+                           for n in induction.RUN_INVARIANTS]
+        return
+    except (NotModelled, z3.Z3Exception) as error:
+        report.results += [ProofResult(n, RUN_LAW, UNKNOWN, f"the translation failed: {error}",
+                                       seconds=time.perf_counter() - start)
+                           for n in induction.RUN_INVARIANTS]
+        return
+    report.runs.satisfiable = prover.satisfiable
+    decomposed = report.runs.decomposition
+    seconds = time.perf_counter() - start  # the lemmas and the theorem included
+    for number, proof in sorted(proofs.items()):
+        if proof.status != FALSIFIED and decomposed.status == FALSIFIED:
+            # Only where invariant 1 or 2 already fails (the policy's key is derived from
+            # the equality): the per-key proof says nothing either way.
+            report.not_applicable[number] = (
+                f"the per-key proof does not apply: {decomposed.reason}")
+            continue
+        if proof.status != FALSIFIED and decomposed.status != PROVED:
+            report.results.append(ProofResult(
+                number, RUN_LAW, UNKNOWN, "the per-key proof rests on the decomposition "
+                f"theorem, UNKNOWN: {decomposed.reason}", seconds=seconds))
+            continue
+        bound = (f"all timelines, k-induction k={proof.k}" if proof.status == PROVED else
+                 f"a timeline of {len(proof.timeline)} step(s)" if proof.timeline else "")
+        report.results.append(ProofResult(
+            number, RUN_LAW, proof.status, proof.reason, replay_kind=RUN_LAW,
+            findings=[proof.unaided] if proof.unaided else [], timeline=proof.timeline,
+            bound=bound, seconds=seconds))
+
+
 def prove(extraction: Extraction, catalog: Catalog, name: str,
           timeout_ms: int = DEFAULT_TIMEOUT_MS, *, stop_at_first: bool = False,
-          first: Sequence[int] = ()) -> ProofReport:
+          first: Sequence[int] = (), runs: bool = True,
+          derived: Optional[DerivedPolicy] = None) -> ProofReport:
     """Every theorem on one extraction, without replay, the invariants in @first first.
 
     @stop_at_first: stop at the first FALSIFIED one, whose counterexample is not made
-    readable (qthrottle mutate needs one counterexample, no more).
+    readable (qthrottle mutate needs one counterexample, no more). @runs: also the run
+    invariants (3-6 for every timeline), judged by @derived, the policy derived from the
+    code (derived here if not given).
     """
     start = time.perf_counter()
     space = EventSpace(catalog, extraction)
@@ -133,14 +197,23 @@ def prove(extraction: Extraction, catalog: Catalog, name: str,
                        _theorem(space, extraction, invariant, law, theorem, timeout_ms,
                                 readable=not stop_at_first))
         if stop_at_first and results[-1].status == FALSIFIED:
+            runs = False
             break
-    return ProofReport(name, timeout_ms, results, time.perf_counter() - start)
+    report = ProofReport(name, timeout_ms, results, 0.0)
+    if runs:
+        derived = derived or derive_policy(extraction, catalog, timeout_ms)
+        report.policy = derived.policy
+        _runs(space, extraction, derived, timeout_ms, report)
+    report.seconds = time.perf_counter() - start
+    return report
 
 
 def replay_counterexamples(report: ProofReport, extraction: Extraction,
-                           catalog: Catalog) -> None:
-    """Run every counterexample through the sanitized C driver; record what it did."""
-    pending = [r for r in report.results if r.status == FALSIFIED and r.events]
+                           catalog: Catalog, runs_only: bool = False) -> None:
+    """Run every counterexample (@runs_only: every run law's) through the sanitized C
+    driver; record what it did. A run law's the C does not reproduce becomes UNKNOWN."""
+    pending = [r for r in report.results if r.status == FALSIFIED and (
+        r.timeline if runs_only else r.events or r.timeline)]
     if not pending:
         return
     try:
@@ -152,18 +225,30 @@ def replay_counterexamples(report: ProofReport, extraction: Extraction,
     with Driver(built.binary) as driver:
         for result in pending:
             try:
-                result.confirmed, result.replay = replay(result.replay_kind, driver,
-                                                         result.events)
+                if result.timeline:
+                    assert report.policy is not None
+                    result.confirmed, result.replay = replay_run(
+                        driver, result.invariant, result.timeline, report.policy)
+                else:
+                    result.confirmed, result.replay = replay(result.replay_kind, driver,
+                                                             result.events)
             except DriverError as error:
                 result.replay = [f"not replayed: the driver refused it: {error}"]
+            if result.timeline and not result.confirmed:
+                # The per-key model breaks it, the C does not: never a verdict.
+                result.status = UNKNOWN
+                result.reason = (f"the per-key model breaks it ({result.reason}), the C does "
+                                 "not on the same timeline")
 
 
 def prove_target(target: Target, timeout_ms: int = DEFAULT_TIMEOUT_MS,
-                 replay_in_c: bool = True) -> ProofReport:
-    """Extract a target, prove its invariants, replay counterexamples against its C."""
+                 replay_in_c: bool = True, derived: Optional[DerivedPolicy] = None
+                 ) -> ProofReport:
+    """Extract a target, prove its invariants, replay counterexamples against its C
+    (without @replay_in_c, only the run laws': they rest on the per-key model, and one
+    the C does not reproduce is UNKNOWN, never a verdict)."""
     catalog = target.catalog()
     extraction = target.extract()
-    report = prove(extraction, catalog, target.name, timeout_ms)
-    if replay_in_c:
-        replay_counterexamples(report, extraction, catalog)
+    report = prove(extraction, catalog, target.name, timeout_ms, derived=derived)
+    replay_counterexamples(report, extraction, catalog, runs_only=not replay_in_c)
     return report

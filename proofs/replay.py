@@ -11,6 +11,7 @@ from qthrottle.harness.driver import Crash, Driver, RunResult
 from qthrottle.model import invariants as inv
 from qthrottle.model.ghash import CallbackCrashed, EqualFn, HashFn, Record, driver_callbacks
 from qthrottle.model.logic import Bool
+from qthrottle.model.policy import Policy
 from qthrottle.model.timeline import Advance, AdvanceToNext, Operation, Queue
 
 Outcome = Tuple[Optional[bool], List[str]]  # confirmed?, lines
@@ -101,6 +102,21 @@ def stop_never_throttled(driver: Driver, events: Dict[str, Record]) -> Outcome:
     violations = inv.stop_not_delayed(inv.trace_from_steps(run.steps))
     return bool(violations), lines + [f"  invariant 4 (stop_not_delayed): {v}"
                                       for v in violations]
+
+
+def replay_run(driver: Driver, invariant: int, operations: List[Operation],
+               policy: Policy) -> Outcome:
+    """A run invariant's counterexample (a timeline from the initial state), replayed:
+    confirmed when the C breaks the invariant as model/invariants.py states it."""
+    run, lines = _timeline(driver, operations)
+    trace = inv.trace_from_steps(run.steps)
+    violations = {
+        3: lambda: inv.no_dangling_entry(run) + inv.table_empties_when_quiet(trace, policy),
+        4: lambda: inv.stop_not_delayed(trace),
+        5: lambda: inv.rate_respected(trace, policy),
+        6: lambda: inv.unthrottled_immediate(trace, policy),
+    }[invariant]()
+    return bool(violations), lines + [f"  invariant {invariant}: {v}" for v in violations]
 
 
 def totality(role: str) -> Callable[[Driver, Dict[str, Record]], Outcome]:

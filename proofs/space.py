@@ -173,14 +173,17 @@ class SymbolicRecord:
                            z3.Or(*(value == v for v in values)) if values else False)
                 for values, indices in by_enum.items()]
 
-    def preferences(self) -> List[Tuple[Term, int]]:
+    def preferences(self, only: Optional[Sequence[str]] = None) -> List[Tuple[Term, int]]:
         """Soft goals that make a counterexample readable: strings from the stateful
         engine's universe, shared between records unless they must differ; optional
-        members absent; integers 0 or 1."""
+        members absent; integers 0 or 1. @only: for these members alone."""
         goals: List[Tuple[Term, int]] = [
             (z3.Not(present), 3) for member, present in self._present.items()
-            if any(m.optional for m in self.space.members.get(member, {}).values())]
+            if any(m.optional for m in self.space.members.get(member, {}).values())
+            and (only is None or member in only)]
         for (member, kind), value in self._values.items():
+            if only is not None and member not in only:
+                continue
             if kind == "str" and member in TYPICAL:
                 goals.append((value == TYPICAL[member], 1))
             elif kind == "str":

@@ -183,6 +183,7 @@ class Executor:
         self.accesses: List[Access] = []
         self.decisions: Dict[str, List[Term]] = {"lookup": [], "emit": [], "drop": []}
         self.frames: List[Frame] = []
+        self.exits: List[State] = []  # the states in which the top-level call returns
 
     # ------------------------------------------------------------- entry
 
@@ -209,7 +210,7 @@ class Executor:
                   if p.type == "parameter_declaration" and text(p) != "void"]
         if len(params) != len(args):
             raise self.unsupported(node, f"{name}() called with {len(args)} argument(s)")
-        scope: Dict[str, Variable] = {}
+        scope: Dict[str, Variable] = {} if self.frames else self.entry_variables()
         for param, arg in zip(params, args):
             param_name, param_pointer = self.declared(param.child_by_field_name("declarator"))
             param_type = ctype(text(param.child_by_field_name("type")), param_pointer)
@@ -220,6 +221,8 @@ class Executor:
         body = node.child_by_field_name("body")
         assert body is not None
         end = self.execute(body, State(pc, [scope]))
+        if frame.top and not end.dead:
+            self.exits.append(end)
         if not end.dead:
             if frame.top and self.role == "queue":
                 self.decisions["drop"].append(end.pc)
@@ -305,6 +308,8 @@ class Executor:
         if children:
             value = self.converted(children[0], self.eval(children[0], state, TRUE),
                                    frame.return_type)
+        if frame.top:
+            self.exits.append(state.copy())
         if frame.top and self.role == "queue":
             self.decisions["drop"].append(state.pc)
         else:
@@ -385,6 +390,11 @@ class Executor:
         "else_clause": _else, "return_statement": _return, "switch_statement": _switch,
         "break_statement": _break, "continue_statement": _continue, "do_statement": _do,
     }
+
+    def entry_variables(self) -> Dict[str, Variable]:
+        """What the top-level call sees besides its parameters (the transition relation's
+        throttle state, proofs/transition.py); nothing for a callback."""
+        return {}
 
     # ------------------------------------------------------- expressions
 

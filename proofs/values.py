@@ -126,6 +126,18 @@ class StructValue:
         raise NotModelled(f"the field '{name}' of a struct initialised without it")
 
 
+class Reference:
+    """A pointer into the throttle's state (proofs/transition.py defines the kinds): it
+    says when it is NULL, and merges with the references of its kind (and NULL)."""
+
+    def null(self) -> Term:
+        raise NotImplementedError
+
+    @classmethod
+    def merged(cls, pairs: Sequence[Tuple[Term, Value]]) -> Value:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
 class Opaque:
     """A value that may be stored but not used (an address, a merged pointer...)."""
@@ -139,7 +151,8 @@ class Unreachable:
 
 
 Value = Union[CInt, CBool, CStr, Ordering, RecordPtr, DataDict, EventQDict, DataObject,
-              MemberObject, Pointer, ConfEntry, RateTable, NullPtr, StructValue, Opaque,
+              MemberObject, Pointer, ConfEntry, RateTable, NullPtr, StructValue, Reference,
+              Opaque,
               Unreachable]
 
 
@@ -206,6 +219,8 @@ def truth(value: Value) -> Term:
         return z3.BoolVal(True)
     if isinstance(value, (NullPtr, Unreachable)):
         return z3.BoolVal(False)
+    if isinstance(value, Reference):
+        return z3.Not(value.null())
     raise NotModelled(describe(value) + " used as a condition")
 
 
@@ -291,7 +306,7 @@ def compare(operator: str, a: Value, b: Value) -> CBool:
                     ">": z3.And(z3.Not(less), z3.Not(equal)), ">=": z3.Not(less)}
         return CBool(relation[operator])
     pointers = (CStr, RecordPtr, DataDict, EventQDict, DataObject, MemberObject, Pointer,
-                ConfEntry, NullPtr)
+                ConfEntry, NullPtr, Reference)
     if isinstance(a, pointers) or isinstance(b, pointers):
         return _compare_pointers(operator, a, b)
     x, y = common(a, b)
@@ -392,6 +407,9 @@ def merge(pairs: Sequence[Tuple[Term, Value]]) -> Value:
                                              objects[0].kind) for o in objects):
         return MemberObject(objects[0].record, objects[0].member, _ite(
             [(c, truth(v)) for c, v in live]), objects[0].kind)
+    kinds = {type(v) for v in values if isinstance(v, Reference)}
+    if len(kinds) == 1 and all(isinstance(v, (Reference, NullPtr)) for v in values):
+        return next(iter(kinds)).merged(live)
     pointers = [v for v in values if isinstance(v, Pointer)]
     if len(pointers) == len(values) and all(p.pointee == pointers[0].pointee
                                             for p in pointers):

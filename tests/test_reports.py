@@ -32,6 +32,8 @@ from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import INVARIANTS
 from qthrottle.model.qapi_schema import load_schema
 from qthrottle.proofs.engine import ProofReport
+from qthrottle.proofs.induction import MAX_K
+from qthrottle.proofs.transition import CLOCK_LIMIT
 from qthrottle.review.lint import lint_extraction
 from qthrottle.review.reports import (
     LINT_TESTCASE,
@@ -66,8 +68,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     proofs: List[ProofReport] = []
 
     def spy(engine: Any, into: List[Any]) -> Any:
-        def call(*args: Any) -> Any:
-            into.append(engine(*args))
+        def call(*args: Any, **kwargs: Any) -> Any:
+            into.append(engine(*args, **kwargs))
             return into[-1]
         return call
 
@@ -103,13 +105,17 @@ def test_explain_prints_the_invariant_by_engine_table(run: Run) -> None:
     assert sorted(rows) == [str(n) for n in INVARIANTS]
     assert re.search(r"FALSIFIED\s+FALSIFIED\s+PROVED all paths \(\d+/\d+\)\s+FALSIFIED$",
                      rows["4"]), rows["4"]  # z3, stateful, CrossHair, verdict
-    assert "BUDGET EXHAUSTED (1/" in rows["5"] and "- (property of runs)" in rows["5"]
+    assert "BUDGET EXHAUSTED (1/" in rows["5"]
+    assert "PROVED (all timelines, k-induction k=1)" in rows["5"]
+    assert "- (property of runs)" in rows["8"]
     assert "- (the model is Python" in rows["8"] and rows["8"].endswith("HOLDS")
     assert "- (the model's keys are tuples" in rows["1"]
     bounds = "\n".join(table[10:16])
     assert "60 runs x 8 steps per search, seed 20261125" in bounds
     assert "events: 9 throttled or required, all 3 unthrottled ones of the schema" in bounds
     assert "10000 ms per query" in bounds and "tiny world" in bounds
+    assert f"for 3-6 every timeline (base case: the bounded check from the initial state, " \
+        f"up to {MAX_K} steps; the clock below 2^62 ns)" in bounds and CLOCK_LIMIT == 2**62
 
 
 def validate(report: Dict[str, Any]) -> None:
@@ -167,7 +173,8 @@ def test_json_report_follows_its_schema(run: Run) -> None:
     assert "#1 t=0 ns: queue BLOCK_IO_ERROR" in stateful_check["counterexample"]
     assert "replay (qthrottle.harness.driver.Driver.run)" in stateful_check["counterexample"]
     assert z3_check["status"] == "FALSIFIED" and z3_check["laws"][0]["confirmed"] is True
-    assert [invariants[n]["checks"][1]["status"] for n in (5, 6, 8)] == ["NOT_APPLICABLE"] * 3
+    assert invariants[8]["checks"][1]["status"] == "NOT_APPLICABLE"
+    assert [invariants[n]["checks"][1]["status"] for n in (3, 5, 6)] == ["PROVED"] * 3
     assert [i["status"] for n, i in invariants.items() if n != 4] == ["HOLDS"] * 7
     assert [(w["event"], w["rule"]) for w in target["lint"]] == [
         ("RTC_CHANGE", "global-throttle")]

@@ -11,7 +11,7 @@ from qthrottle.proofs.report import bounds, details, summary
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
-    """Prove the callback invariants of one target with z3, replaying counterexamples."""
+    """Prove invariants 1-7 of one target with z3, replaying counterexamples."""
     target = target_from(args.target, args.qapi_dir)
     print(f"qthrottle prove: {bounds(args.timeout_ms)}")
     print(f"\n== {target.name} ({target.monitor_c})")
@@ -24,10 +24,12 @@ def cmd_prove(args: argparse.Namespace) -> int:
 
 def add_command(sub: argparse._SubParsersAction[Any]) -> None:
     command = sub.add_parser(
-        "prove", help="prove the callback invariants of the extracted C with z3",
+        "prove", help="prove invariants 1-7 of the extracted C with z3",
         description=f"TARGET is {TARGET_HELP}. Proves invariants 1, 2, 3, 4 and 7 for every "
-        "valid event, replaying each counterexample against the C. Exit: 0 proved, "
-        "1 falsified, 2 input or tool error, 3 unknown.")
+        "valid event, and 3, 4, 5 and 6 for every timeline (k-induction over one key's "
+        "throttle, built from the queue function and the timer handler), replaying each "
+        "counterexample against the C. Exit: 0 proved, 1 falsified, 2 input or tool error, "
+        "3 unknown.")
     add_target(command)
     add_timeout(command)
     command.set_defaults(func=cmd_prove)

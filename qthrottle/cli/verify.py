@@ -78,7 +78,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             with phases.phase(f"{step}: stateful search, {profile.describe()}"):
                 search = verify_target(target, profile, seed_value, derived)
             with phases.phase(f"{step}: z3 proofs"):
-                proofs = prove_target(target, args.timeout_ms)
+                proofs = prove_target(target, args.timeout_ms, derived=derived)
         except Interrupted as stop:  # what this target had found, before the exit
             found = search or stop.partial
             if isinstance(found, SearchResult):

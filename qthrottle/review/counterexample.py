@@ -64,12 +64,18 @@ class Counterexample:
 
 
 def from_proof(result: ProofResult) -> Optional[Counterexample]:
-    """A falsified proof's concrete events as a timeline; None if it has none."""
+    """A falsified proof's timeline (a run law's own, or one built from its concrete
+    events); None if it has none."""
     build = PROOF_TIMELINES.get(result.replay_kind)
-    if result.status != FALSIFIED or not result.events or build is None:
+    if result.status != FALSIFIED:
         return None
     evidence = (*(f"z3: {fact}" for fact in result.facts),
                 *(f"also: {finding}" for finding in result.findings[1:]))
+    if result.timeline:
+        return Counterexample(result.invariant, result.reason, tuple(result.timeline), "z3",
+                              f"{result.replay_kind}, {result.bound}", evidence)
+    if not result.events or build is None:
+        return None
     return Counterexample(result.invariant, result.reason, tuple(build(result.events)), "z3",
                           result.replay_kind, evidence)
 

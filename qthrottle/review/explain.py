@@ -13,10 +13,13 @@ from typing import Dict, List, Optional
 
 from qthrottle.engines.selfcheck import COUNTEREXAMPLE, PROVED, SelfcheckReport
 from qthrottle.model.invariants import INVARIANTS
+from qthrottle.proofs.induction import MAX_K, RUN_INVARIANTS
+from qthrottle.proofs.transition import CLOCK_LIMIT
 from qthrottle.review.reports import NOT_APPLICABLE, STATEFUL, Z3, TargetResult, VerifyReport
 
 WHAT = {
-    Z3: "z3 proofs: the extracted C's hash, equality and queue decision",
+    Z3: "z3 proofs: the extracted C's hash, equality and queue decision; for 3-6, its queue "
+        "function and timer handler over every timeline of one key (k-induction)",
     STATEFUL: "stateful engine: the compiled C (ASan/UBSan) against the reference model",
     "crosshair": "CrossHair: the reference model's contracts (qthrottle selfcheck)",
 }
@@ -49,8 +52,11 @@ def _crosshair_cell(selfcheck: Optional[SelfcheckReport], number: int) -> str:
 def _engine_cell(result: TargetResult, number: int, engine: str) -> str:
     check = result.invariant(number).check(engine)
     if check.status == NOT_APPLICABLE:
-        return "- (property of runs)"
-    return check.status
+        return "- (property of runs)" if number not in RUN_INVARIANTS else \
+            "- (per-key proof does not apply)"
+    run = next((law for law in check.laws if law.bound and law.status == check.status == PROVED),
+               None)
+    return f"{check.status} ({run.bound})" if run is not None else check.status
 
 
 def explain_lines(report: VerifyReport, result: TargetResult,
@@ -74,7 +80,10 @@ def explain_lines(report: VerifyReport, result: TargetResult,
     lines += [
         "  bounds:",
         f"    {WHAT[Z3]}; every valid event of the schema, strings unbounded, g_str_hash "
-        f"uninterpreted; {report.z3_bounds['solver']}, {report.timeout_ms} ms per query",
+        f"uninterpreted; for 3-6 every timeline (base case: the bounded check from the "
+        f"initial state, up to {MAX_K} steps; the clock below "
+        f"2^{CLOCK_LIMIT.bit_length() - 1} ns); "
+        f"{report.z3_bounds['solver']}, {report.timeout_ms} ms per query",
         f"    {WHAT[STATEFUL]}; profile {stateful['profile']}: up to {stateful['runs']} runs "
         f"x {stateful['steps']} steps per search, seed {stateful['seed']}; "
         f"{result.stateful_events}",

@@ -2,7 +2,7 @@
 
 The z3 proofs run first (seconds): each counterexample they find becomes a
 timeline. The stateful engine then searches for the invariants the proofs
-cannot falsify (5, 6, 8) or did not. Whichever engine found it, a
+cannot falsify (8) or did not. Whichever engine found it, a
 counterexample goes through qthrottle.review.counterexample: replayed against the
 sanitized C and the reference model, printed as one table with the sanitizer
 report and the QMP events, and written as a standalone pytest reproducer.
@@ -19,7 +19,7 @@ from qthrottle.engines.stateful import Subject, search
 from qthrottle.harness.target import Target, resolve
 from qthrottle.model.invariants import INVARIANTS
 from qthrottle.model.policy import Policy
-from qthrottle.proofs.engine import PROVEN_INVARIANTS, prove_target
+from qthrottle.proofs.engine import PROVEN_INVARIANTS, RUN_LAW, prove_target
 from qthrottle.proofs.report import bounds
 from qthrottle.proofs.solve import FALSIFIED, PROVED, UNKNOWN
 from qthrottle.review import html
@@ -61,7 +61,8 @@ def _prove(target: Target, subject: Subject, exploration: Exploration,
            timeout_ms: int) -> None:
     """z3 on the invariants it proves; each counterexample replayed as a timeline."""
     report = prove_target(target, timeout_ms, replay_in_c=False)
-    laws = {r.law: r.status for r in report.results}
+    laws = {r.law if r.law != RUN_LAW else f"{r.law} ({r.invariant})": r.status
+            for r in report.results}
     print(f"   z3 proofs in {report.seconds:.1f} s: "
           + ", ".join(f"{law} {status}" for law, status in laws.items()))
     for number in sorted(exploration.wanted & set(PROVEN_INVARIANTS)):

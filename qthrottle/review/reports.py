@@ -7,8 +7,9 @@ from the report too (``VerifyReport.exit_code``), so every output agrees with it
 
 Per invariant, each engine says what it concluded and within which bounds:
 the stateful engine PASS / FALSIFIED / UNKNOWN (bounds: profile, runs, steps,
-seed), z3 PROVED / FALSIFIED / UNKNOWN or NOT_APPLICABLE for invariants that are
-properties of runs (bounds: solver version, timeout per query). An invariant
+seed), z3 PROVED / FALSIFIED / UNKNOWN or NOT_APPLICABLE for invariant 8, a
+property of runs, and for 3-6 where the per-key proof does not apply (bounds:
+solver version, timeout per query). An invariant
 FALSIFIED by either engine is FALSIFIED; else UNKNOWN if either engine is
 UNKNOWN (never a pass); else it HOLDS.
 """
@@ -52,6 +53,7 @@ class Law:
     reason: str
     seconds: float
     confirmed: Optional[bool]  # did the C replay confirm the counterexample
+    bound: str = ""  # a run law's: "all timelines, k-induction k=1"
 
 
 @dataclass
@@ -248,20 +250,21 @@ def _stateful_check(report: VerifyReport, search: SearchResult, number: int) -> 
 
 
 def _z3_check(report: VerifyReport, proofs: ProofReport, number: int) -> EngineCheck:
-    if number not in PROVEN_INVARIANTS:
-        return EngineCheck(Z3, NOT_APPLICABLE, report.z3_bounds,
-                           reason=NOT_PROVEN.lstrip("- ").strip("()"))
     results = [r for r in proofs.results if r.invariant == number]
+    if number not in PROVEN_INVARIANTS or not results and number in proofs.not_applicable:
+        return EngineCheck(Z3, NOT_APPLICABLE, report.z3_bounds, reason=proofs.not_applicable.get(
+            number, NOT_PROVEN.lstrip("- ").strip("()")))
     status = proofs.status(number) or UNKNOWN
     check = EngineCheck(Z3, status, report.z3_bounds,
                         seconds=sum(r.seconds for r in results),
-                        laws=[Law(r.law, r.status, r.reason, r.seconds, r.confirmed)
+                        laws=[Law(r.law, r.status, r.reason, r.seconds, r.confirmed, r.bound)
                               for r in results])
     if not results:
         check.reason = "no proof ran"
     elif status != PROVED:
         check.reason = "; ".join(f"{r.law}: {r.reason}" for r in results if r.status == status)
-        found = ProofReport(proofs.target, proofs.timeout_ms, results, check.seconds or 0.0)
+        found = ProofReport(proofs.target, proofs.timeout_ms, results, check.seconds or 0.0,
+                            proofs.policy)
         check.counterexample = "\n".join(line for line in details(found) if line)
     return check
 
