@@ -272,14 +272,17 @@ def test_lint_reports_what_each_patch_introduces_or_changes(
 @pytest.mark.real_qemu
 def test_an_intermediate_falsified_patch_is_a_bisectability_finding(
         five: Tuple[build.Repository, Path], five_run: ReviewRun) -> None:
-    """3/5 breaks invariant 4, 5/5 repairs it: exit 0 (the last patch's), and the review
-    says that a bisection can land on a broken throttle."""
+    """3/5 breaks invariant 4 (a stop event is throttled) and with it 5 (the reports of
+    its disk, no longer throttled, go out within the stop event's window), 5/5 repairs
+    both: exit 0 (the last patch's), and the review says that a bisection can land on a
+    broken throttle."""
     assert [p.code for p in five_run.patches] == [0, 0, 1, 1, 0]
     assert five_run.method == "git apply" and five[0].git("status", "--porcelain") == ""
     assert five_run.code == 0
-    (bisect,) = five_run.bisect
-    assert bisect.invariant == 4 and "patch 5/5 repairs it" in bisect.summary
-    assert any(loc.text == build.BROKEN_ACTION for loc in bisect.where)
+    assert [b.invariant for b in five_run.bisect] == [4, 5]
+    assert all(b.summary.startswith("patch 3/5 leaves") and "patch 5/5 repairs it" in b.summary
+               for b in five_run.bisect)
+    assert any(loc.text == build.BROKEN_ACTION for loc in five_run.bisect[0].where)
     assert five_run.whole is not None and five_run.whole.code == 0
     text = "\n".join(review_text(five_run))
     assert "patch 3/5: monitor: move the BLOCK_IO_ERROR stop exemption into a helper" in text
@@ -323,7 +326,7 @@ def test_the_email_is_a_list_reply_to_the_falsified_patch(five_run: ReviewRun) -
         path.parent.rmdir()
     assert [str(r["subject"]) for r in replies] == [
         "Re: [PATCH 0/5] monitor: tidy the stop exemption",
-        "Re: [PATCH 3/5] monitor: move the BLOCK_IO_ERROR stop exemption into a helper"]
+        "Re: [PATCH 3/5] monitor: move the BLOCK_IO_ERROR stop exemption into a helper"], text
     patch3 = next(p.patch for p in five_run.patches if p.patch.number == 3)
     reply = replies[1]
     assert reply["In-Reply-To"] == patch3.mail.message_id
@@ -343,7 +346,7 @@ def test_the_email_is_a_list_reply_to_the_falsified_patch(five_run: ReviewRun) -
     assert "patch 3/5: FALSIFIED: invariant 4" in summary and "Bisectability:" in summary
     markdown = "\n".join(review_markdown(five_run))
     assert "| patch 3/5: monitor: move the BLOCK_IO_ERROR stop exemption into a helper | " \
-        "FALSIFIED: invariant 4 |" in markdown
+        "FALSIFIED: invariant 4, 5 |" in markdown
 
 
 # ------------------------------------------------------------------ git revisions
