@@ -35,6 +35,7 @@ from qthrottle.harness.driver import Driver, DriverError
 from qthrottle.harness.extract import extract
 from qthrottle.harness.mutation import mutants
 from qthrottle.harness.policy_scan import policy_from_extraction
+from qthrottle.harness.protocol import PROTOCOL_VERSION
 from qthrottle.harness.target import resolve
 from qthrottle.model import invariants as inv
 from qthrottle.model.policy import Policy
@@ -510,7 +511,7 @@ FAKE_DRIVER = """#!{python}
 # Greets like a qthrottle driver, then answers every command with bytes that are no JSON.
 import os, sys
 commands, replies = int(sys.argv[1]), int(sys.argv[2])
-os.write(replies, b'{{"ok":true,"driver":"qthrottle","protocol":2,"build":"fake"}}\\n')
+os.write(replies, b'{{"ok":true,"driver":"qthrottle","protocol":{protocol},"build":"fake"}}\\n')
 for line in os.fdopen(commands, "rb"):
     os.write(replies, b"\\xff\\xfe not json\\n")
 """
@@ -518,7 +519,7 @@ for line in os.fdopen(commands, "rb"):
 
 def test_an_undecodable_reply_is_a_harness_failure_with_its_bytes(tmp_path: Path) -> None:
     fake = tmp_path / "driver"
-    fake.write_text(FAKE_DRIVER.format(python=sys.executable))
+    fake.write_text(FAKE_DRIVER.format(python=sys.executable, protocol=PROTOCOL_VERSION))
     fake.chmod(0o755)
     with Driver(fake) as driver:
         crash = driver.run([RTC]).crash
