@@ -36,7 +36,8 @@ DYNAMIC_DIFF = Profile("diff", runs=200, steps=12)
 # qthrottle e2e: timelines on a real QEMU under qtest (each costs ~0.1 s of QEMU time).
 E2E = Profile("e2e", runs=100, steps=12)
 DEFAULT_RATE_NS = 1_000_000_000  # the clock steps of a target with no throttled event
-SEARCH_BATCH = 64  # timelines per round trip to the driver (Driver.run_batch)
+SEARCH_BATCH = 64  # timelines per round trip to the driver (Driver.run_batch), at most
+FIRST_BATCH = 4  # a search's first batch; each next one twice as large
 
 
 def clock_steps(rates: Iterable[int]) -> List[int]:

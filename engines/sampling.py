@@ -22,8 +22,9 @@ schema and every kind of step alike, with none of the rules above.
 """
 from __future__ import annotations
 
+import functools
 from random import Random
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from hypothesis import errors, given, seed
 from hypothesis import strategies as st
@@ -37,35 +38,42 @@ from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Event, Member
 from qthrottle.model.timeline import Advance, AdvanceToNext, EventData, Queue
 
-POOL_EXAMPLES = 3  # hypothesis examples drawn per pool (the first is the simplest)
-POOL_VALUES = 12  # values per member per example
+POOL_EXAMPLES = 2  # hypothesis examples drawn per pool: the simplest, then one at random
+POOL_VALUES = 16  # values per member per example
+
+
+@functools.lru_cache(maxsize=16)
+def member_pools(events: Tuple[Event, ...], seed_value: int) -> Dict[Member, Tuple[Any, ...]]:
+    """Values of every member of @events, drawn by hypothesis from generate.member_value
+    (seeded: a seed gives the same pools; kept for the next search of the process)."""
+    members = sorted({m for e in events for m in e.members}, key=repr)
+    pools: Dict[Member, Tuple[Any, ...]] = {m: () for m in members}
+    strategy = st.fixed_dictionaries({
+        str(i): st.lists(member_value(m), min_size=POOL_VALUES, max_size=POOL_VALUES)
+        for i, m in enumerate(members)})
+
+    def keep(drawn: Dict[str, List[Any]]) -> None:
+        for i, member in enumerate(members):
+            pools[member] += tuple(drawn[str(i)])
+
+    draw = seed(seed_value)(search_settings(POOL_EXAMPLES, shrink=False)(given(strategy)(keep)))
+    try:
+        draw()
+    except errors.Flaky:  # hypothesis's name for an interruption inside a draw
+        check_interrupted()
+        raise
+    return pools
 
 
 class Values:
-    """Event data for @events, from pools of member values drawn once (seeded)."""
+    """Event data for @events from the member pools, put together as generate.event_data
+    does: each member drawn independently, an optional one present or absent alike."""
 
     def __init__(self, events: Sequence[Event], seed_value: int, random: Random) -> None:
         self.random = random
-        members = sorted({m for e in events for m in e.members}, key=repr)
-        self.pools: Dict[Member, List[Any]] = {m: [] for m in members}
-        strategy = st.fixed_dictionaries({
-            str(i): st.lists(member_value(m), min_size=POOL_VALUES, max_size=POOL_VALUES)
-            for i, m in enumerate(members)})
-
-        def keep(drawn: Dict[str, List[Any]]) -> None:
-            for i, member in enumerate(members):
-                self.pools[member] += drawn[str(i)]
-
-        draw = seed(seed_value)(search_settings(POOL_EXAMPLES, shrink=False)(
-            given(strategy)(keep)))
-        try:
-            draw()
-        except errors.Flaky:  # hypothesis's name for an interruption inside a draw
-            check_interrupted()
-            raise
+        self.pools = member_pools(tuple(events), seed_value)
 
     def data(self, event: Event) -> EventData:
-        """Data for @event, as generate.event_data draws it."""
         if not event.members:
             return None
         return {m.name: self.random.choice(self.pools[m]) for m in event.members

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 from qthrottle.core import Interrupted, check_interrupted
-from qthrottle.engines.bounds import SEARCH_BATCH, Profile, quiet_interval
+from qthrottle.engines.bounds import FIRST_BATCH, SEARCH_BATCH, Profile, quiet_interval
 from qthrottle.engines.generate import EventsUnderTest, events_under_test
 from qthrottle.engines.judge import CompareKeys as CompareKeys
 from qthrottle.engines.judge import Counterexample as Counterexample
@@ -152,10 +152,11 @@ def search(subject: Subject, profile: Profile, seed_value: int,
     try:
         try:
             sampler = Sampler(subject.events, subject.policy, profile.steps, seed_value)
-            result.searches, left = 1, profile.runs
+            result.searches, left, batch = 1, profile.runs, FIRST_BATCH
             while left > 0 and searched_for():
-                timelines = [sampler.timeline() for _ in range(min(SEARCH_BATCH, left))]
-                left -= len(timelines)
+                # Batches grow: a bug found in the first runs is found without the rest.
+                timelines = [sampler.timeline() for _ in range(min(batch, left))]
+                left, batch = left - len(timelines), min(2 * batch, SEARCH_BATCH)
                 for steps, run in run_batched(subject, timelines, settle):
                     ignored = frozenset(inv.INVARIANTS) - searched_for()
                     violation, _ = judge_run(subject.policy, subject.catalog, ignored,
