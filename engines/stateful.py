@@ -118,11 +118,14 @@ def minimize(subject: Subject, ignored: FrozenSet[int], invariant: int,
 
 
 def _record(subject: Subject, result: SearchResult, ignored: FrozenSet[int],
-            violation: Violation, steps: List[Step]) -> Optional[int]:
-    """The failing run minimised and replayed for its counterexample, recorded; the
-    invariant, or None when it did not fail again the same way."""
-    shortest = minimize(subject, ignored, violation.invariant, steps)
-    final, replayed = replay(subject, ignored, shortest)
+            violation: Violation, steps: List[Step], judged: Optional[Judge]) -> Optional[int]:
+    """The failing run minimised and replayed for its counterexample (or, @judged, as it
+    was found), recorded; the invariant, or None when it did not fail again the same way."""
+    final: Optional[Violation] = violation
+    replayed = judged
+    if replayed is None:
+        final, replayed = replay(subject, ignored,
+                                 minimize(subject, ignored, violation.invariant, steps))
     if final is None:  # the C did not fail again the same way
         result.unknown = f"invariant {violation.invariant}: the failure did not replay"
         return None
@@ -133,14 +136,16 @@ def _record(subject: Subject, result: SearchResult, ignored: FrozenSet[int],
 
 def search(subject: Subject, profile: Profile, seed_value: int,
            progress: Callable[[str], None] = lambda _: None,
-           set_aside: FrozenSet[int] = frozenset(), stop_at_first: bool = False) -> SearchResult:
+           set_aside: FrozenSet[int] = frozenset(), stop_at_first: bool = False,
+           minimised: bool = True) -> SearchResult:
     """Find a minimal counterexample for every invariant the target breaks.
 
     Invariants in @set_aside are not searched for (found by another engine, or
     not asked for); the search stops when no other invariant is left, or when a
     search has run the profile's runs without finding one.
     @stop_at_first: stop at the first invariant broken (qthrottle mutate needs one
-    counterexample, not all of them).
+    counterexample, not all of them). Not @minimised: a counterexample is the run as
+    found (for detection rates, where only finding counts).
     """
     result = SearchResult(profile, seed_value, events=subject.events.describe())
     start = time.perf_counter()
@@ -159,11 +164,12 @@ def search(subject: Subject, profile: Profile, seed_value: int,
                 left, batch = left - len(timelines), min(2 * batch, SEARCH_BATCH)
                 for steps, run in run_batched(subject, timelines, settle):
                     ignored = frozenset(inv.INVARIANTS) - searched_for()
-                    violation, _ = judge_run(subject.policy, subject.catalog, ignored,
-                                             steps, run)
+                    violation, judge = judge_run(subject.policy, subject.catalog, ignored,
+                                                 steps, run)
                     if violation is None:
                         continue
-                    found = _record(subject, result, ignored, violation, steps)
+                    found = _record(subject, result, ignored, violation, steps,
+                                    None if minimised else judge)
                     if found is None or stop_at_first or not searched_for():
                         return _done(result, start)
                     progress(f"invariant {found} falsified")

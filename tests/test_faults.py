@@ -20,14 +20,15 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
+from hypothesis import strategies as st
 
 from qthrottle import cli
 from qthrottle.cases import SCHEMA_DIR
 from qthrottle.core import Interrupted, check_interrupted, signals_stop_the_command
-from qthrottle.engines import stateful
+from qthrottle.engines import sampling, stateful
 from qthrottle.engines.bounds import PROFILES, Profile
 from qthrottle.engines.stateful import Subject, search, verify_target
 from qthrottle.harness.build import build
@@ -424,32 +425,36 @@ def test_a_signal_stops_a_z3_check_at_once() -> None:
 def test_hypothesis_does_not_turn_an_interruption_into_a_flaky_result(
         cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An Interrupted raised inside a hypothesis run came back as errors.Flaky, which
-    the search reports as UNKNOWN and goes on: the signal is the cause, not the C."""
-    resets = iter(range(1000))
-    reset = Driver.reset
+    the search reported as UNKNOWN and went on: the signal is the cause, not the C.
+    The search's hypothesis run is the one that draws its values."""
+    draws = iter(range(1000))
+    member_value = sampling.member_value
 
-    def interrupting(self: Driver) -> None:
-        if next(resets) == 5:  # in the machine's __init__, inside a hypothesis run
+    def interrupting(member: Any) -> Any:
+        if next(draws) == 5:  # while the strategy is built, inside the hypothesis run
             os.kill(os.getpid(), signal.SIGINT)
-        reset(self)
+        return member_value(member)
 
-    monkeypatch.setattr(Driver, "reset", interrupting)
+    sampling.member_pools.cache_clear()
+    monkeypatch.setattr(sampling, "member_value", lambda m: st.builds(interrupting, st.just(m))
+                        .flatmap(lambda strategy: strategy))
     with signals_stop_the_command(), pytest.raises(Interrupted) as stop:
         verify_target(resolve("stop-irreflexive"), SMALL, SEED)
+    sampling.member_pools.cache_clear()
     assert isinstance(stop.value.partial, stateful.SearchResult)
     assert stop.value.partial.unknown == "interrupted by SIGINT"
 
 
 def test_an_interrupted_verify_prints_what_it_found_first(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    search_once = stateful._search_once
+    record = stateful._record
 
-    def then_interrupted(*args: object) -> Optional[int]:
-        found = search_once(*args)  # type: ignore[arg-type]
-        os.kill(os.getpid(), signal.SIGINT)  # during the second search
+    def then_interrupted(*args: Any) -> Optional[int]:
+        found = record(*args)
+        os.kill(os.getpid(), signal.SIGINT)  # before the second search
         return found
 
-    monkeypatch.setattr(stateful, "_search_once", then_interrupted)
+    monkeypatch.setattr(stateful, "_record", then_interrupted)
     code, out, err = run_cli(capsys, "verify", "stop-irreflexive", "--seed", str(SEED))
     assert code == 130 and err.strip() == "qthrottle: interrupted by SIGINT"
     assert "interrupted: 1 search(es)" in out and "FALSIFIED (" in out
