@@ -209,6 +209,7 @@ class Driver:
         self.operations: List[Operation] = []
         self._steps: Optional[_Process] = None
         self._batches: Optional[_Process] = None
+        self.runs_in_place = 0  # batch runs that started over in the process of the last
         self._steps = self._open(symbolize=True)
 
     def __repr__(self) -> str:
@@ -440,6 +441,7 @@ class Driver:
                         return results
                 reply, output, crash = self._interpret(
                     process, process.channel.receive(self.timeout))
+                self.runs_in_place += bool(reply.get("fresh"))
                 if crash is not None or not reply.get("fresh"):
                     # A fresh process serves what follows ({"reset": true}), or the crash of
                     # the next run's start, which that fresh process will show again.

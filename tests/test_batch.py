@@ -110,6 +110,17 @@ def test_state_a_throttle_keeps_is_never_carried_from_one_run_to_the_next(
         runs = subject.driver.run_batch([[RTC]] * 5)
         assert [len(run.steps[0].emitted) for run in runs] == [1] * 5
         assert_same(subject, [[RTC, RTC, Advance(2 * SECOND)]] * 4)
+        assert subject.driver.runs_in_place == 0  # each run in a fresh fork
+
+
+def test_a_run_starts_over_in_place_when_that_is_a_fresh_process() -> None:
+    with open_subject(resolve("stop-bypass")) as subject:
+        runs = subject.driver.run_batch([[RTC, RTC, Advance(SECOND)]] * 10, settle=2 * SECOND)
+        assert subject.driver.runs_in_place == 10
+        assert all([s.emitted for s in run.steps] == [s.emitted for s in runs[0].steps]
+                   for run in runs)
+        assert all(run.settled and run.steps[-1].table == run.steps[-1].pending_timers == 0
+                   for run in runs)  # ended quiet
 
 
 def test_a_crash_in_a_batch_ends_its_run_only(tmp_path: Path) -> None:

@@ -97,3 +97,11 @@ def test_plain_values_drop_optional_members_and_take_the_filler() -> None:
     [plain] = plain_values(timeline, CATALOG.events, fails)
     assert plain.data == {m.name: filler(m) for m in block.members if not m.optional} | {
         "action": "stop"}
+
+
+def test_shorten_removes_two_steps_that_only_go_together() -> None:
+    def fails(candidate: List[str]) -> bool:  # as many x as y, at least one of each
+        return candidate.count("x") == candidate.count("y") >= 1
+
+    assert minimise(["x", "x", "y", "y"], fails) == ["x", "x", "y", "y"]  # 1-minimal
+    assert shorten(["x", "x", "y", "y"], one_at_a_time(fails)) == ["x", "y"]

@@ -8,17 +8,23 @@ from typing import Dict, Iterator
 import pytest
 
 from qthrottle.cases import EXPECTED, MAY_ALSO_BREAK, SCHEMA_DIR
-from qthrottle.engines.bounds import PROFILES
+from qthrottle.engines.bounds import PROFILES, clock_steps
 from qthrottle.engines.exhaustive import alphabet
 from qthrottle.engines.exhaustive import shortest as exhaustive_shortest
 from qthrottle.engines.sampling import Sampler
-from qthrottle.engines.stateful import SearchResult, open_subject, replay, verify_target
+from qthrottle.engines.stateful import (
+    CompareKeys,
+    SearchResult,
+    open_subject,
+    replay,
+    verify_target,
+)
 from qthrottle.harness.qemu_sources import cached_tree
 from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import is_stop_event
 from qthrottle.model.members import filler
 from qthrottle.model.qapi_schema import load_schema
-from qthrottle.model.timeline import Queue
+from qthrottle.model.timeline import Advance, AdvanceToNext, Queue
 
 SEED = 20261125
 CATALOG = load_schema(SCHEMA_DIR)
@@ -93,6 +99,27 @@ def test_counterexamples_read_plain() -> None:
         event = CATALOG.events[step.event]
         assert step.data == {m.name: filler(m) for m in event.members if not m.optional} | {
             "action": step.data["action"]}
+
+
+def test_the_engine_draws_every_one_of_its_rules() -> None:
+    """What README says a timeline is made of: throttled, unthrottled and BLOCK_IO_ERROR
+    events, an event of a key queued before with other members, clock steps around the
+    rates and to the next deadline, and compare steps."""
+    with open_subject(resolve("per-device")) as subject:
+        sampler = Sampler(subject.events, subject.policy, 12, 1)
+        steps = [s for _ in range(200) for s in sampler.timeline()]
+        policy = subject.policy
+    queued = [s for s in steps if isinstance(s, Queue)]
+    assert {policy.throttled(q.event) for q in queued} == {True, False}
+    assert {q.data["action"] for q in queued if q.event == "BLOCK_IO_ERROR" and q.data} == {
+        "ignore", "report", "stop"}
+    assert any(a.event == b.event and a.data != b.data and policy.throttled(a.event)
+               and policy.key(a.event, a.data) == policy.key(b.event, b.data)
+               for a, b in zip(queued, queued[1:]))
+    assert {s.ns for s in steps if isinstance(s, Advance)} == set(
+        clock_steps(policy.rates.values()))
+    assert any(isinstance(s, AdvanceToNext) for s in steps)
+    assert any(isinstance(s, CompareKeys) for s in steps)
 
 
 def test_a_seed_gives_the_same_timelines() -> None:

@@ -8,7 +8,7 @@ int __sanitizer_install_malloc_and_free_hooks(
     void (*malloc_hook)(const volatile void *, size_t),
     void (*free_hook)(const volatile void *));
 
-#define SLOTS 8192u                 /* open addressing, linear probing */
+#define SLOTS 1024u                 /* open addressing, linear probing */
 #define MOST_TRACKED (SLOTS / 2)    /* beyond: not known */
 #define KEPT_MAX 4096u
 /*
