@@ -1,9 +1,9 @@
-"""Stateful engine figures: time to first counterexample, state-machine steps per second.
+"""Stateful engine figures: time to first counterexample, operations per second.
 
 Run: python bench/stateful_bench.py [--profile quick|ci] [--seeds 5]
 For every buggy case study: the time until the engine reports its first
-falsified invariant (found, shrunk and minimised), median over seeds; and the
-operations per second the engine drives through C and model on a passing case.
+falsified invariant (found and minimised), median over seeds; and the operations
+per second the engine runs on the C and judges (batches), on every case.
 Prints figures only; these machines are shared and noisy.
 """
 from __future__ import annotations
@@ -11,16 +11,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 from qthrottle.cases import EXPECTED
 from qthrottle.engines.bounds import PROFILES
 from qthrottle.engines.stateful import Subject, search
-from qthrottle.harness.driver import Driver, StepResult
+from qthrottle.harness.driver import Command, Driver, RunResult
 from qthrottle.harness.policy_scan import policy_from_extraction
 from qthrottle.harness.target import resolve
 from qthrottle.model.qapi_schema import load_schema
-from qthrottle.model.timeline import Operation
 
 
 def measure(name: str, profile_name: str, seed_value: int) -> Dict[str, float]:
@@ -31,14 +30,16 @@ def measure(name: str, profile_name: str, seed_value: int) -> Dict[str, float]:
     binary = target.build().binary
     with Driver(binary) as driver:
         steps = 0
-        apply = driver.apply
+        run_batch = driver.run_batch
 
-        def counting(op: Operation) -> StepResult:
+        def counting(timelines: Sequence[Sequence[Command]], settle: int = 0
+                     ) -> List[RunResult]:
             nonlocal steps
-            steps += 1
-            return apply(op)
+            runs = run_batch(timelines, settle)
+            steps += sum(len(run.steps) for run in runs)
+            return runs
 
-        driver.apply = counting  # type: ignore[method-assign]
+        driver.run_batch = counting  # type: ignore[method-assign]
         first: List[float] = []
         start = time.perf_counter()
         result = search(Subject.create(driver, policy_from_extraction(extraction), catalog),
@@ -57,7 +58,7 @@ def main() -> None:
     seeds = range(1, args.seeds + 1)
     print(f"{PROFILES[args.profile].describe()}; seeds 1..{args.seeds}; medians")
     print(f"{'case':<18} {'first counterexample':>21} {'whole search':>13} "
-          f"{'steps/s':>8}  invariants found per seed")
+          f"{'ops/s':>8}  invariants found per seed")
     for name, broken in EXPECTED.items():
         runs = [measure(name, args.profile, s) for s in seeds]
         first = (f"{statistics.median(r['first'] for r in runs):.1f}s" if broken
