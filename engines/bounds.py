@@ -38,6 +38,7 @@ E2E = Profile("e2e", runs=100, steps=12)
 DEFAULT_RATE_NS = 1_000_000_000  # the clock steps of a target with no throttled event
 SEARCH_BATCH = 64  # timelines per round trip to the driver (Driver.run_batch), at most
 FIRST_BATCH = 4  # a search's first batch; each next one twice as large
+IN_FLIGHT = 2  # batches a search keeps on the C: one runs while the engine judges another
 
 
 def clock_steps(rates: Iterable[int]) -> List[int]:

@@ -19,12 +19,19 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Deque, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 from qthrottle.core import Interrupted, check_interrupted
-from qthrottle.engines.bounds import FIRST_BATCH, SEARCH_BATCH, Profile, quiet_interval
+from qthrottle.engines.bounds import (
+    FIRST_BATCH,
+    IN_FLIGHT,
+    SEARCH_BATCH,
+    Profile,
+    quiet_interval,
+)
 from qthrottle.engines.generate import EventsUnderTest, events_under_test
 from qthrottle.engines.judge import CompareKeys as CompareKeys
 from qthrottle.engines.judge import Counterexample as Counterexample
@@ -37,7 +44,7 @@ from qthrottle.engines.judge import trace_checks as trace_checks
 from qthrottle.engines.minimise import minimise_batched, plain_values_batched, shorten
 from qthrottle.engines.sampling import Sampler
 from qthrottle.harness.build import build
-from qthrottle.harness.driver import Driver, HarnessFailure, RunResult
+from qthrottle.harness.driver import Batch, Driver, HarnessFailure, RunResult
 from qthrottle.harness.policy_scan import policy_from_extraction
 from qthrottle.harness.target import Target
 from qthrottle.model import invariants as inv
@@ -154,29 +161,51 @@ def search(subject: Subject, profile: Profile, seed_value: int,
     def searched_for() -> FrozenSet[int]:
         return frozenset(inv.INVARIANTS) - set_aside - frozenset(result.falsified)
 
+    # Batches in flight: the C runs the next ones while this process judges one.
+    in_flight: Deque[Tuple[List[List[Step]], Batch]] = deque()
     try:
         try:
             sampler = Sampler(subject.events, subject.policy, profile.steps, seed_value)
-            result.searches, left, batch = 1, profile.runs, FIRST_BATCH
-            while left > 0 and searched_for():
+            result.searches, left, size = 1, profile.runs, FIRST_BATCH
+
+            def start_next() -> None:
+                nonlocal left, size
                 # Batches grow: a bug found in the first runs is found without the rest.
-                timelines = [sampler.timeline() for _ in range(min(batch, left))]
-                left, batch = left - len(timelines), min(2 * batch, SEARCH_BATCH)
-                for steps, run in run_batched(subject, timelines, settle):
+                timelines = [sampler.timeline() for _ in range(min(size, left))]
+                left, size = left - len(timelines), min(2 * size, SEARCH_BATCH)
+                in_flight.append((timelines, subject.driver.start_batch(
+                    [[command(s) for s in t] for t in timelines], settle)))
+
+            while searched_for() and (in_flight or left > 0):
+                while len(in_flight) < IN_FLIGHT and left > 0:
+                    start_next()
+                timelines, batch = in_flight.popleft()
+                runs = subject.driver.finish_batch(batch)
+                if left > 0:
+                    start_next()
+                for steps, run in zip(timelines, runs):
+                    full = [*steps, Advance(settle)] if run.settled else list(steps)
                     ignored = frozenset(inv.INVARIANTS) - searched_for()
                     violation, judge = judge_run(subject.policy, subject.catalog, ignored,
-                                                 steps, run)
+                                                 full, run)
                     if violation is None:
                         continue
-                    found = _record(subject, result, ignored, violation, steps,
+                    found = _record(subject, result, ignored, violation, full,
                                     None if minimised else judge)
                     if found is None or stop_at_first or not searched_for():
-                        return _done(result, start)
+                        break
                     progress(f"invariant {found} falsified")
                     result.searches, left = result.searches + 1, profile.runs
+                else:
+                    continue
+                break
+            for _, batch in in_flight:  # drawn before the search ended: not judged
+                subject.driver.finish_batch(batch)
         except HarnessFailure as failure:
             check_interrupted()  # a signal that arrived is the cause, not the C
             result.unknown = f"the harness could not decide: {failure}"
+            for _, batch in in_flight:
+                subject.driver.cancel_batch(batch)
     except Interrupted as stop:  # what was found so far, for the command to print
         result.unknown = f"interrupted by {stop}"
         stop.partial = _done(result, start)

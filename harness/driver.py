@@ -37,6 +37,8 @@ UNSYMBOLIZED_ENV = {name: value.replace("symbolize=1", "symbolize=0") if name ==
                     for name, value in SANITIZER_ENV.items()}
 # Timelines per batch command: after a crash the rest of a batch is sent again.
 BATCH_TIMELINES = 32
+# Batch processes of a Driver: two batches in flight, and one for whoever waits for one.
+BATCH_PROCESSES = 3
 GREETING_TIMEOUT_S = 30.0  # the driver's first line: ASan's start-up on a loaded machine
 
 
@@ -182,12 +184,25 @@ def _classify(report: str, status: str) -> str:
 
 
 class _Process:
-    """One driver process of a Driver: its channel, and whether its run is fresh (no
-    command served since the run began)."""
+    """One driver process of a Driver: its channel, whether its run is fresh (no command
+    served since the run began), whether it has a batch whose results are not read."""
 
-    def __init__(self, channel: Channel) -> None:
+    def __init__(self, channel: Channel, symbolized: bool) -> None:
         self.channel = channel
+        self.symbolized = symbolized
         self.fresh = True
+        self.busy = False
+
+
+@dataclass
+class Batch:
+    """Timelines on their way through a batch process (Driver.start_batch), read back
+    by Driver.finish_batch."""
+
+    process: _Process
+    timelines: Sequence[Sequence[Command]]
+    settle: int
+    failed: Optional[Exchange]  # the first command could not be sent
 
 
 class Driver:
@@ -195,9 +210,11 @@ class Driver:
 
     Commands one at a time (apply, run, hash, ...) go to a process whose sanitizer
     reports are symbolized (function, file and line of each frame); batches
-    (run_batch) go to a second one, started when first needed, whose reports are not:
+    (run_batch) go to other ones, started when first needed, whose reports are not:
     symbolizing takes a fifth of a second per report, and a search that crashes the C
-    in many runs only needs to know how (the kind of report).
+    in many runs only needs to know how (the kind of report). Up to BATCH_PROCESSES
+    batches run at once (start_batch, finish_batch): the C runs one while Python reads
+    another.
 
     >>> with Driver(build.binary) as d:
     ...     d.queue("RTC_CHANGE", {"offset": 1, "qom-path": "/rtc"})
@@ -208,7 +225,7 @@ class Driver:
         self.timeout = timeout
         self.operations: List[Operation] = []
         self._steps: Optional[_Process] = None
-        self._batches: Optional[_Process] = None
+        self._batches: List[_Process] = []
         self.runs_in_place = 0  # batch runs that started over in the process of the last
         self._steps = self._open(symbolize=True)
 
@@ -250,21 +267,18 @@ class Driver:
             raise DriverError(f"cannot use the driver {self.binary}: {problem}"
                               + (f"\n{output}" if output else ""))
         self.operations = []
-        return _Process(channel)
+        return _Process(channel, symbolize)
 
     def _restart(self, process: _Process) -> None:
         """A fresh process in place of @process, whose state is unknown."""
         process.channel.close()
-        if process is self._batches:
-            self._batches = self._open(symbolize=False)
-        else:
-            self._steps = self._open(symbolize=True)
+        process.channel = self._open(process.symbolized).channel
+        process.fresh, process.busy = True, False
 
     def close(self) -> None:
-        for process in (self._steps, self._batches):
-            if process is not None:
-                process.channel.close()
-        self._steps = self._batches = None
+        for process in [*([self._steps] if self._steps else []), *self._batches]:
+            process.channel.close()
+        self._steps, self._batches = None, []
 
     def _request(self, command: Dict[str, Any]) -> Tuple[Dict[str, Any], str, Optional[Crash]]:
         """Send one command; its reply and what the C printed meanwhile, or a Crash if the
@@ -402,58 +416,87 @@ class Driver:
         the clock advanced by @settle (a last step Advance(settle): RunResult.settled).
         A whole batch per round trip. A run the harness could not finish (a hang, a dead
         driver, a garbled reply) is the last: the timelines after it are not run."""
-        results: List[RunResult] = []
-        while len(results) < len(timelines):
-            results += self._batch(timelines[len(results):len(results) + BATCH_TIMELINES],
-                                   settle)
-            crash = results[-1].crash
-            if crash is not None and crash.kind in CHANNEL_FAILURES:
-                break
-        return results
+        return self.finish_batch(self.start_batch(timelines, settle))
 
-    def _batch(self, timelines: Sequence[Sequence[Command]], settle: int) -> List[RunResult]:
-        """Runs from the start of @timelines up to the first that ends in a fresh process
-        (a crash, or a run that could not start over in place), which is included."""
+    def start_batch(self, timelines: Sequence[Sequence[Command]], settle: int = 0) -> Batch:
+        """run_batch's timelines sent to a batch process of their own; finish_batch reads
+        their results. Until then the process runs them while the caller does other work."""
         check_interrupted()
-        if self._batches is None:
-            self._batches = self._open(symbolize=False)
-        process = self._batches
+        process = next((p for p in self._batches if not p.busy), None)
+        if process is None:
+            assert len(self._batches) < BATCH_PROCESSES, "every batch process is busy"
+            process = self._open(symbolize=False)
+            self._batches.append(process)
+        process.busy = True
+        return Batch(process, timelines, settle, self._send(process, timelines, settle))
+
+    def finish_batch(self, batch: Batch) -> List[RunResult]:
+        """The results of a batch start_batch sent (see run_batch)."""
+        results: List[RunResult] = []
+        failed = batch.failed
+        try:
+            while True:
+                results += self._read(batch, len(results), failed)
+                crash = results[-1].crash if results else None
+                if len(results) == len(batch.timelines) or (
+                        crash is not None and crash.kind in CHANNEL_FAILURES):
+                    return results
+                check_interrupted()
+                failed = self._send(batch.process, batch.timelines[len(results):],
+                                    batch.settle)
+        except DriverError:
+            self._restart(batch.process)  # replies of the batch may still be coming
+            raise
+        finally:
+            batch.process.busy = False
+
+    def cancel_batch(self, batch: Batch) -> None:
+        """A batch whose results nobody will read: its process starts afresh."""
+        if batch.process.busy:
+            self._restart(batch.process)
+
+    def _send(self, process: _Process, timelines: Sequence[Sequence[Command]],
+              settle: int) -> Optional[Exchange]:
+        """The first BATCH_TIMELINES of @timelines as one batch command, from a fresh run."""
         if not process.fresh:
             self._restart(process)
-            process = self._batches
+            process.busy = True
         process.fresh = False
-        failed = process.channel.send(
-            {"op": "batch", "timelines": [[op.to_json() for op in t] for t in timelines],
+        return process.channel.send(
+            {"op": "batch", "timelines": [[op.to_json() for op in t]
+                                          for t in timelines[:BATCH_TIMELINES]],
              "settle": settle, "mark": process.channel.mark}, marked=True)
+
+    def _read(self, batch: Batch, done: int, failed: Optional[Exchange]) -> List[RunResult]:
+        """The results of the batch command sent for @batch's timelines from @done on, up
+        to the first that ends in a fresh process (a crash, or a run that could not start
+        over in place), which is included."""
+        process, settle = batch.process, batch.settle
         results: List[RunResult] = []
-        try:
-            for timeline in timelines:
-                result = RunResult()
-                results.append(result)
-                self.operations = []
-                for operation in timeline:
-                    if not self._batch_step(process, result, operation, failed):
-                        return results
-                last = next((s for s in reversed(result.steps) if s.keys is None), None)
-                if settle and last is not None and (last.table or last.pending_timers):
-                    result.settled = True
-                    if not self._batch_step(process, result, Advance(settle), None):
-                        return results
-                reply, output, crash = self._interpret(
-                    process, process.channel.receive(self.timeout))
-                self.runs_in_place += bool(reply.get("fresh"))
-                if crash is not None or not reply.get("fresh"):
-                    # A fresh process serves what follows ({"reset": true}), or the crash of
-                    # the next run's start, which that fresh process will show again.
-                    if crash is None and not reply.get("reset"):
-                        self._garbled(reply, output, process)  # neither: the protocol broke
-                    process.fresh = True
+        for timeline in batch.timelines[done:done + BATCH_TIMELINES]:
+            result = RunResult()
+            results.append(result)
+            self.operations = []
+            for operation in timeline:
+                if not self._batch_step(process, result, operation, failed):
                     return results
-            process.fresh = True
-            return results
-        except DriverError:
-            self._restart(process)  # replies of the batch are still coming
-            raise
+            last = next((s for s in reversed(result.steps) if s.keys is None), None)
+            if settle and last is not None and (last.table or last.pending_timers):
+                result.settled = True
+                if not self._batch_step(process, result, Advance(settle), None):
+                    return results
+            reply, output, crash = self._interpret(process, process.channel.receive(
+                self.timeout))
+            self.runs_in_place += bool(reply.get("fresh"))
+            if crash is not None or not reply.get("fresh"):
+                # A fresh process serves what follows ({"reset": true}), or the crash of
+                # the next run's start, which that fresh process will show again.
+                if crash is None and not reply.get("reset"):
+                    self._garbled(reply, output, process)  # neither: the protocol broke
+                process.fresh = True
+                return results
+        process.fresh = True
+        return results
 
     def _batch_step(self, process: _Process, result: RunResult, command: Command,
                     failed: Optional[Exchange]) -> bool:
