@@ -62,6 +62,7 @@ from qthrottle.engines.stateful import Subject, minimize, open_subject, run_batc
 from qthrottle.harness.build import BuildError, build_fuzzer
 from qthrottle.harness.driver import (
     SANITIZER_ENV,
+    Batch,
     Command,
     Driver,
     HarnessFailure,
@@ -167,21 +168,25 @@ def stoppable(driver: Driver, deadline: Deadline) -> Iterator[None]:
     """Lets the benchmark end a search: past the deadline the next batch raises
     HarnessFailure, and stateful.search returns what it found (as UNKNOWN: not a
     finding). Counts the operations the C ran in batches meanwhile."""
-    run_batch = driver.run_batch
+    start_batch, finish_batch = driver.start_batch, driver.finish_batch
 
-    def guarded(timelines: Sequence[Sequence[Command]], settle: int = 0) -> List[RunResult]:
+    def guarded(timelines: Sequence[Sequence[Command]], settle: int = 0) -> Batch:
         if time.perf_counter() > deadline.at:
             deadline.reached = True
             raise HarnessFailure(STOPPED)
-        runs = run_batch(timelines, settle)
+        return start_batch(timelines, settle)
+
+    def counted(batch: Batch) -> List[RunResult]:
+        runs = finish_batch(batch)
         deadline.applied += sum(len(r.steps) for r in runs)
         return runs
 
-    driver.run_batch = guarded  # type: ignore[method-assign]
+    driver.start_batch = guarded  # type: ignore[method-assign]
+    driver.finish_batch = counted  # type: ignore[method-assign]
     try:
         yield
     finally:
-        del driver.run_batch
+        del driver.start_batch, driver.finish_batch
 
 
 def stateful_run(subject: Subject, seed: int, wanted: FrozenSet[int], cap: float) -> Run:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List
 
 from qthrottle.cases import EXPECTED
 from qthrottle.engines.bounds import PROFILES
 from qthrottle.engines.stateful import Subject, search
-from qthrottle.harness.driver import Command, Driver, RunResult
+from qthrottle.harness.driver import Batch, Driver, RunResult
 from qthrottle.harness.policy_scan import policy_from_extraction
 from qthrottle.harness.target import resolve
 from qthrottle.model.qapi_schema import load_schema
@@ -30,16 +30,15 @@ def measure(name: str, profile_name: str, seed_value: int) -> Dict[str, float]:
     binary = target.build().binary
     with Driver(binary) as driver:
         steps = 0
-        run_batch = driver.run_batch
+        finish_batch = driver.finish_batch
 
-        def counting(timelines: Sequence[Sequence[Command]], settle: int = 0
-                     ) -> List[RunResult]:
+        def counting(batch: Batch) -> List[RunResult]:
             nonlocal steps
-            runs = run_batch(timelines, settle)
+            runs = finish_batch(batch)
             steps += sum(len(run.steps) for run in runs)
             return runs
 
-        driver.run_batch = counting  # type: ignore[method-assign]
+        driver.finish_batch = counting  # type: ignore[method-assign]
         first: List[float] = []
         start = time.perf_counter()
         result = search(Subject.create(driver, policy_from_extraction(extraction), catalog),

@@ -162,3 +162,16 @@ def test_a_key_check_is_the_callbacks_called_directly() -> None:
                                subject.driver.equal(report, report)))
         assert keys.hash == (subject.driver.hash(*stop), subject.driver.hash(*report))
         assert keys.equal[0][0] is False  # the irreflexive stop
+
+
+def test_batches_in_flight_together_give_what_each_gives_alone() -> None:
+    with open_subject(resolve("stop-irreflexive")) as subject:
+        first, second = timelines_of(subject, 40, seed=1), timelines_of(subject, 40, seed=2)
+        a = subject.driver.start_batch(first, 2 * SECOND)
+        b = subject.driver.start_batch(second, 2 * SECOND)
+        together = subject.driver.finish_batch(a), subject.driver.finish_batch(b)
+        alone = subject.driver.run_batch(first, 2 * SECOND), subject.driver.run_batch(
+            second, 2 * SECOND)
+    for runs, expected in zip(together, alone):
+        assert [[seen(s) for s in r.steps] for r in runs] == [[seen(s) for s in r.steps]
+                                                            for r in expected]
