@@ -241,14 +241,14 @@ def command(step: Step) -> Union[Operation, KeysCheck]:
 
 
 def clean(run: RunResult, policy: Policy, catalog: Catalog, steps: Sequence[Step]) -> bool:
-    """Nothing in @run for a judge to look at: no crash, no finding, every step as the
-    model predicts, and the checks of the whole trace hold (each check holds on a
-    prefix of a trace when it holds on the whole trace). A run that is not clean is
-    judged step by step (``judge_run``)."""
+    """Nothing in @run for a judge to look at: no crash, no finding, no key law broken,
+    and every step exactly as the reference model's (the same emissions, clock and
+    table). The C's trace is then the model's, on which every trace check holds
+    (tests/test_model.py asks it of the reference's traces), so the judge would find
+    nothing. A run that is not clean is judged step by step (``judge_run``)."""
     if run.crash is not None:
         return False
     model = ThrottleModel(policy, catalog)
-    trace: List[inv.TraceStep] = []
     now = 0
     for step, result in zip(steps, run.steps):
         if result.findings:
@@ -261,9 +261,8 @@ def clean(run: RunResult, policy: Policy, catalog: Catalog, steps: Sequence[Step
         c_step = inv.TraceStep(step, now, result.now, result.emitted, result.table)
         if inv.mismatch_invariant(c_step, model_step, policy) is not None:
             return False
-        trace.append(c_step)
         now = result.now
-    return not any(check(trace) for _, check in trace_checks(policy))
+    return True
 
 
 def judge_run(policy: Policy, catalog: Catalog, ignored: FrozenSet[int],
