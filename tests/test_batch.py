@@ -18,7 +18,7 @@ from qthrottle.engines.judge import CompareKeys, command
 from qthrottle.engines.sampling import Sampler
 from qthrottle.engines.stateful import Subject, open_subject
 from qthrottle.harness.build import build
-from qthrottle.harness.driver import Command, Driver, KeysCheck, RunResult, StepResult
+from qthrottle.harness.driver import Command, Driver, DriverError, KeysCheck, RunResult, StepResult
 from qthrottle.harness.extract import extract
 from qthrottle.harness.target import resolve
 from qthrottle.model.timeline import Advance, Queue
@@ -175,3 +175,12 @@ def test_batches_in_flight_together_give_what_each_gives_alone() -> None:
     for runs, expected in zip(together, alone):
         assert [[seen(s) for s in r.steps] for r in runs] == [[seen(s) for s in r.steps]
                                                             for r in expected]
+
+
+def test_a_command_the_driver_refuses_in_a_batch_is_an_input_error_and_the_driver_goes_on(
+        ) -> None:
+    with open_subject(resolve("stop-bypass")) as subject:
+        with pytest.raises(DriverError, match="unknown event"):
+            subject.driver.run_batch([[RTC], [Queue("NO_SUCH_EVENT")], [RTC]])
+        [run] = subject.driver.run_batch([[RTC]])
+        assert run.steps[0].emitted[0].t == 0 and run.crash is None
