@@ -185,22 +185,21 @@ def search(subject: Subject, profile: Profile, seed_value: int,
                     start_next()
                 for steps, run in zip(timelines, runs):
                     full = [*steps, Advance(settle)] if run.settled else list(steps)
-                    ignored = frozenset(inv.INVARIANTS) - searched_for()
-                    violation, judge = judge_run(subject.policy, subject.catalog, ignored,
-                                                 full, run)
-                    if violation is None:
-                        continue
-                    found = _record(subject, result, ignored, violation, full,
-                                    None if minimised else judge)
-                    if found is None or stop_at_first or not searched_for():
-                        break
-                    progress(f"invariant {found} falsified")
-                    result.searches, left = result.searches + 1, profile.runs
-                else:
-                    continue
-                break
-            for _, batch in in_flight:  # drawn before the search ended: not judged
-                subject.driver.finish_batch(batch)
+                    # A run may break several invariants: judged again with each one
+                    # found set aside, until it breaks no other.
+                    while searched_for():
+                        ignored = frozenset(inv.INVARIANTS) - searched_for()
+                        violation, judge = judge_run(subject.policy, subject.catalog,
+                                                     ignored, full, run)
+                        if violation is None:
+                            break
+                        found = _record(subject, result, ignored, violation, full,
+                                        None if minimised else judge)
+                        if found is None or stop_at_first or not searched_for():
+                            return _finish(subject, in_flight, result, start)
+                        progress(f"invariant {found} falsified")
+                        result.searches, left = result.searches + 1, profile.runs
+            return _finish(subject, in_flight, result, start)
         except HarnessFailure as failure:
             check_interrupted()  # a signal that arrived is the cause, not the C
             result.unknown = f"the harness could not decide: {failure}"
@@ -210,6 +209,14 @@ def search(subject: Subject, profile: Profile, seed_value: int,
         result.unknown = f"interrupted by {stop}"
         stop.partial = _done(result, start)
         raise
+    return _done(result, start)
+
+
+def _finish(subject: Subject, in_flight: Deque[Tuple[List[List[Step]], Batch]],
+            result: SearchResult, start: float) -> SearchResult:
+    """The search ended: the batches still in flight (drawn, not judged) read back."""
+    for _, batch in in_flight:
+        subject.driver.finish_batch(batch)
     return _done(result, start)
 
 
