@@ -124,17 +124,19 @@ def minimize(subject: Subject, ignored: FrozenSet[int], invariant: int,
     return plain_values_batched(shortest, subject.catalog.events, first_failing)
 
 
-def _record(subject: Subject, result: SearchResult, ignored: FrozenSet[int],
-            violation: Violation, steps: List[Step], judged: Optional[Judge]) -> Optional[int]:
-    """The failing run minimised and replayed for its counterexample (or, @judged, as it
-    was found), recorded; the invariant, or None when it did not fail again the same way."""
-    final: Optional[Violation] = violation
-    replayed = judged
-    if replayed is None:
-        final, replayed = replay(subject, ignored,
-                                 minimize(subject, ignored, violation.invariant, steps))
+def _record(subject: Subject, result: SearchResult, failure: _Failure,
+            minimised: bool) -> Optional[int]:
+    """A failing run minimised and replayed for its counterexample (or, not @minimised,
+    as it was found), recorded; the invariant, or None when it did not fail again the
+    same way. What was found meanwhile is set aside too."""
+    ignored = failure.ignored | frozenset(result.falsified)
+    final: Optional[Violation] = failure.violation
+    replayed = failure.judge
+    if minimised:
+        final, replayed = replay(subject, ignored, minimize(
+            subject, ignored, failure.violation.invariant, failure.steps))
     if final is None:  # the C did not fail again the same way
-        result.unknown = f"invariant {violation.invariant}: the failure did not replay"
+        result.unknown = f"invariant {failure.violation.invariant}: the failure did not replay"
         return None
     result.falsified[final.invariant] = Counterexample(
         final.invariant, final.message, list(replayed.records), replayed.crash)
@@ -176,29 +178,33 @@ def search(subject: Subject, profile: Profile, seed_value: int,
                 in_flight.append((timelines, subject.driver.start_batch(
                     [[command(s) for s in t] for t in timelines], settle)))
 
-            while searched_for() and (in_flight or left > 0):
+            # Crashes wait to be minimised until no quicker failure is left to look for.
+            postponed: List[_Failure] = []
+
+            def looked_for() -> FrozenSet[int]:
+                return searched_for() - {f.violation.invariant for f in postponed}
+
+            while looked_for() and (in_flight or left > 0):
                 while len(in_flight) < IN_FLIGHT and left > 0:
                     start_next()
                 timelines, batch = in_flight.popleft()
                 runs = subject.driver.finish_batch(batch)
                 if left > 0:
                     start_next()
-                for steps, run in zip(timelines, runs):
-                    full = [*steps, Advance(settle)] if run.settled else list(steps)
-                    # A run may break several invariants: judged again with each one
-                    # found set aside, until it breaks no other.
-                    while searched_for():
-                        ignored = frozenset(inv.INVARIANTS) - searched_for()
-                        violation, judge = judge_run(subject.policy, subject.catalog,
-                                                     ignored, full, run)
-                        if violation is None:
-                            break
-                        found = _record(subject, result, ignored, violation, full,
-                                        None if minimised else judge)
+                for failure in _failures(subject, looked_for(), timelines, runs, settle):
+                    if failure.crashed and not stop_at_first:
+                        postponed.append(failure)
+                    else:
+                        found = _record(subject, result, failure, minimised)
                         if found is None or stop_at_first or not searched_for():
                             return _finish(subject, in_flight, result, start)
                         progress(f"invariant {found} falsified")
-                        result.searches, left = result.searches + 1, profile.runs
+                    result.searches, left = result.searches + 1, profile.runs
+            for failure in postponed:
+                found = _record(subject, result, failure, minimised)
+                if found is None:
+                    break
+                progress(f"invariant {found} falsified")
             return _finish(subject, in_flight, result, start)
         except HarnessFailure as failure:
             check_interrupted()  # a signal that arrived is the cause, not the C
@@ -210,6 +216,45 @@ def search(subject: Subject, profile: Profile, seed_value: int,
         stop.partial = _done(result, start)
         raise
     return _done(result, start)
+
+
+@dataclass
+class _Failure:
+    """A run that broke an invariant, before it is minimised."""
+
+    order: Tuple[int, int, int]  # the quickest to minimise first (see _failures)
+    ignored: FrozenSet[int]
+    violation: Violation
+    steps: List[Step]
+    judge: Judge
+
+    @property
+    def crashed(self) -> bool:
+        return self.judge.crash is not None
+
+
+def _failures(subject: Subject, wanted: FrozenSet[int], timelines: List[List[Step]],
+              runs: List[RunResult], settle: int) -> List[_Failure]:
+    """Each invariant of @wanted a batch's runs break, at its first failing run, the
+    quickest to minimise first: a key law a compare step broke (one step), then the
+    failures without a crash, from the shortest (up to the violation), then the crashes
+    (each candidate that still fails costs a sanitizer report and a fresh process).
+
+    A run may break several: it is judged again with each one it broke set aside."""
+    failures: List[_Failure] = []
+    for steps, run in zip(timelines, runs):
+        full = [*steps, Advance(settle)] if run.settled else list(steps)
+        while True:
+            ignored = frozenset(inv.INVARIANTS) - wanted | {
+                f.violation.invariant for f in failures}
+            violation, judge = judge_run(subject.policy, subject.catalog, ignored, full, run)
+            if violation is None:
+                break
+            kind = (2 if judge.crash is not None
+                    else 0 if isinstance(judge.records[-1].operation, CompareKeys) else 1)
+            failures.append(_Failure((kind, len(judge.records), len(failures)), ignored,
+                                     violation, full, judge))
+    return sorted(failures, key=lambda f: f.order)
 
 
 def _finish(subject: Subject, in_flight: Deque[Tuple[List[List[Step]], Batch]],
