@@ -58,7 +58,7 @@ from qthrottle.engines.bounds import PROFILES, SEARCH_BATCH, quiet_interval
 from qthrottle.engines.exhaustive import Symbol, alphabet, shortest
 from qthrottle.engines.judge import CompareKeys, command, judge_run
 from qthrottle.engines.sampling import Sampler, plain_random
-from qthrottle.engines.stateful import Subject, minimize, open_subject, run_batched, search
+from qthrottle.engines.stateful import Subject, minimize, run_batched, search
 from qthrottle.harness.build import BuildError, build_fuzzer
 from qthrottle.harness.driver import (
     SANITIZER_ENV,
@@ -75,9 +75,10 @@ from qthrottle.model import invariants as inv
 from qthrottle.model.invariants import INVARIANTS
 from qthrottle.model.qapi_schema import load_schema
 from qthrottle.model.timeline import Queue
-from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS, PROVEN_INVARIANTS, ProofReport, prove
+from qthrottle.proofs.engine import PROVEN_INVARIANTS, ProofReport, prove
 from qthrottle.proofs.replay import replay as replay_proof
-from qthrottle.proofs.solve import FALSIFIED
+from qthrottle.proofs.solve import DEFAULT_TIMEOUT_MS, FALSIFIED
+from qthrottle.review.target_policy import open_subject
 
 INF = float("inf")
 PROFILE = PROFILES["quick"]  # the profile `qthrottle verify` uses by default

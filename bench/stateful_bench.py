@@ -17,17 +17,17 @@ from qthrottle.cases import EXPECTED
 from qthrottle.engines.bounds import PROFILES
 from qthrottle.engines.stateful import Subject, search
 from qthrottle.harness.driver import Batch, Driver, RunResult
-from qthrottle.harness.policy_scan import policy_from_extraction
 from qthrottle.harness.target import resolve
 from qthrottle.model.qapi_schema import load_schema
+from qthrottle.review.target_policy import target_policy
 
 
 def measure(name: str, profile_name: str, seed_value: int) -> Dict[str, float]:
     target = resolve(name)
-    extraction = target.extract()
     assert target.qapi_dir is not None
     catalog = load_schema(target.qapi_dir)
     binary = target.build().binary
+    derived = target_policy(target)
     with Driver(binary) as driver:
         steps = 0
         finish_batch = driver.finish_batch
@@ -41,7 +41,7 @@ def measure(name: str, profile_name: str, seed_value: int) -> Dict[str, float]:
         driver.finish_batch = counting  # type: ignore[method-assign]
         first: List[float] = []
         start = time.perf_counter()
-        result = search(Subject.create(driver, policy_from_extraction(extraction), catalog),
+        result = search(Subject.create(driver, derived.policy, catalog, derived.unknown),
                         PROFILES[profile_name], seed_value,
                         progress=lambda _: first.append(time.perf_counter() - start))
         total = time.perf_counter() - start

@@ -9,8 +9,10 @@ the proofs' readable fillers, wherever the timeline still diverges.
 
 An event is drawn from the members of both schemas (a member only one
 version has is generated when that version makes it mandatory); each
-version receives the members its own schema has. Emissions are compared on
-the members both schemas give the event.
+version receives the members its own schema has. An event only NEW's schema
+has (a patch adds it) is queued to NEW alone, OLD's clock standing still, and
+its emissions are not compared: what it can show is a crash. Emissions are
+compared on the members both schemas give the event.
 
 Bounds (printed with every result): timelines tried, operations per
 timeline, the seed; hypothesis generates the timelines (generate.py's event
@@ -41,6 +43,7 @@ from qthrottle.model.invariants import crash_invariant
 from qthrottle.model.members import string_values
 from qthrottle.model.qapi_schema import Catalog, Event
 from qthrottle.model.timeline import (
+    Advance,
     Emission,
     EventData,
     Operation,
@@ -115,9 +118,12 @@ def _project(data: EventData, event: Event) -> EventData:
 
 
 def _projected(operations: Sequence[Operation], catalog: Optional[Catalog]) -> List[Operation]:
+    """The timeline as one version receives it: its own members; an event its schema
+    lacks becomes a step of no time, so that the steps of both versions stay aligned."""
     if catalog is None:
         return list(operations)
-    return [Queue(op.event, _project(op.data, catalog.events[op.event]))
+    return [(Queue(op.event, _project(op.data, catalog.events[op.event]))
+             if op.event in catalog.events else Advance(0))
             if isinstance(op, Queue) else op for op in operations]
 
 
@@ -135,10 +141,11 @@ Observation = Callable[[StepResult], Tuple[Any, ...]]
 
 def monitors_view(old_catalog: Catalog, new_catalog: Catalog) -> Observation:
     """What the QMP monitors see of a step: emissions (on the members both schemas give
-    the event) with their times, and a crash."""
+    the event) with their times, and a crash. Events only NEW's schema has are queued to
+    NEW alone: their emissions are set aside (what they can show is a crash)."""
     def observe(step: StepResult) -> Tuple[Any, ...]:
         emitted = tuple((e.t, e.event, shared(e.event, e.data, old_catalog, new_catalog))
-                        for e in step.emitted)
+                        for e in step.emitted if e.event in old_catalog.events)
         return emitted, step.crash.kind if step.crash is not None else None
     return observe
 
@@ -229,16 +236,17 @@ def dynamic_diff(old: Target, new: Target, old_catalog: Catalog, new_catalog: Ca
     """
     start = time.perf_counter()
     merged = {name: merged_event(old_catalog.events[name], event)
-              for name, event in new_catalog.events.items() if name in old_catalog.events}
+              if name in old_catalog.events else event
+              for name, event in new_catalog.events.items()}
     events = events_under_test(Catalog(merged, {}), [e for e in throttled if e in merged],
-                               extra=[e for e in (*focus, "BLOCK_IO_ERROR") if e in merged],
-                               unthrottled=2).all
-    names = [e.name for e in events]
-    if not events or bounds.profile.runs <= 0:
+                               extra=[e for e in (*focus, "BLOCK_IO_ERROR") if e in merged])
+    names = [e.name for e in events.all]
+    if not names or bounds.profile.runs <= 0:
         return DynamicDiff(bounds, names, 0, None, time.perf_counter() - start)
-    focused = [_one_instance(merged[e]) for e in focus if e in merged] or events
+    focused = [_one_instance(merged[e]) for e in focus if e in merged] or list(events.focus)
 
-    timelines = generate.timelines(events, rates, bounds.profile.steps, focus=focused,
+    timelines = generate.timelines(list(events.focus), rates, bounds.profile.steps,
+                                   focus=focused, unthrottled=events.unthrottled,
                                    to_next_deadline=False)
     with Driver(old.build().binary) as old_driver, Driver(new.build().binary) as new_driver:
         comparison = Comparison(old_driver, new_driver, monitors_view(old_catalog, new_catalog),

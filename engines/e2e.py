@@ -44,8 +44,6 @@ from hypothesis import strategies as st
 from qthrottle.engines.bounds import Profile, clock_steps, search_settings
 from qthrottle.engines.generate import event_data, events_under_test
 from qthrottle.harness.driver import Driver, HarnessFailure, StepResult
-from qthrottle.harness.extract import Extraction
-from qthrottle.harness.policy_scan import policy_from_extraction
 from qthrottle.harness.qemu_machine import (
     DiskIo,
     Guest,
@@ -67,11 +65,6 @@ QEMU_TIMEOUT_S = 10.0
 DRAIN_LIMIT = 1000  # timer deadlines after the last step, at most
 _LONGEST_REPLY = 240  # characters of a QMP reply shown in a transcript
 TRIGGERED = ("RTC_CHANGE", "BLOCK_IO_ERROR", "QUORUM_REPORT_BAD")
-
-
-def policy_for(extraction: Extraction) -> Policy:
-    """The policy the model runs with: what this monitor.c throttles, per which key."""
-    return policy_from_extraction(extraction)
 
 
 @dataclass(frozen=True)
@@ -112,17 +105,17 @@ class Subject:
 
 @contextmanager
 def open_subject(binary: Path, target: Target, steps: int,
-                 policy: Optional[Policy] = None) -> Iterator[Subject]:
-    """Build the harness driver of @target and prepare the machine; @policy: the model's."""
+                 policy: Policy) -> Iterator[Subject]:
+    """Build the harness driver of @target and prepare the machine; @policy: the model's
+    (what this monitor.c throttles, per which key: derived from its code by the caller)."""
     catalog = target.catalog()
-    extraction = target.extract()
     machine = Machine.create(string_values("qom-path"), string_values("node-name"), steps)
     with tempfile.TemporaryDirectory(prefix="qthrottle-e2e-") as scratch:
         bios = Path(scratch) / "bios.bin"
         bios.write_bytes(bytes(64 * 1024))  # never executed under qtest; pc wants 64 KiB x n
         libfaketime = _effective_libfaketime(binary, machine, bios)
         with Driver(target.build().binary) as driver:
-            yield Subject(binary, target, policy or policy_for(extraction), catalog, machine,
+            yield Subject(binary, target, policy, catalog, machine,
                           libfaketime, driver, bios)
 
 
@@ -147,7 +140,7 @@ def realize(machine: Machine, op: Queue) -> Trigger:
     """
     data = op.data or {}
     if op.event == "RTC_CHANGE":
-        return RtcSet(int(data.get("offset", 0)))
+        return RtcSet.of(int(data.get("offset", 0)))
     if op.event == "QUORUM_REPORT_BAD":
         return machine.quorum_read(str(data["node-name"]))
     # QEMU 7.2's BLOCK_IO_ERROR has no qom-path: its device then picks the disk.

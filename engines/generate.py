@@ -1,10 +1,12 @@
-"""Schema-driven event generation for the stateful engine.
+"""Schema-driven event generation for the stateful engine and the dynamic diff.
 
-Every member of an event is drawn independently of the others; optional
-members are sometimes absent; enum members take their schema values. Strings
-come from a small universe per member so that keys collide, plus two distinct
-strings with equal g_str_hash values, so that a hash/equality disagreement can
-surface.
+Every event of the schema can be drawn; every member of an event is drawn
+independently of the others; optional members are present or absent; enum
+members take every value of their enum. Strings come from a small universe per
+member so that keys collide, plus two distinct strings with equal g_str_hash
+values, so that a hash/equality disagreement can surface. Integers range over
+their QAPI type as C reads it (negatives, 0, the bounds), with a few values
+drawn often so that integer keys collide too.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from hypothesis import strategies as st
 
 from qthrottle.engines.bounds import clock_steps
-from qthrottle.model.members import INTEGER_TYPES, string_values
+from qthrottle.model.members import INTEGER_RANGES, string_values
 from qthrottle.model.qapi_schema import Catalog, Event, Member
 from qthrottle.model.timeline import Advance, AdvanceToNext, Operation, Queue
 
@@ -26,8 +28,11 @@ def member_value(member: Member) -> st.SearchStrategy[Any]:
         return st.sampled_from(string_values(member.name))
     if member.type == "bool":
         return st.booleans()
-    if member.type in INTEGER_TYPES:
-        return st.sampled_from([0, 1, 4096])
+    if member.type in INTEGER_RANGES:
+        low, high = INTEGER_RANGES[member.type]
+        bounds = [v for v in (low, low + 1, -1, 0, 1, high - 1, high) if low <= v <= high]
+        return st.one_of(st.sampled_from([v for v in (0, 1) if low <= v <= high]),
+                         st.sampled_from(sorted(set(bounds))), st.integers(low, high))
     if member.type == "number":
         return st.just(0.5)
     return st.just({})  # structs, lists, 'any': the throttle never reads into them
@@ -86,12 +91,20 @@ def queue_operations(events: Sequence[Event]) -> st.SearchStrategy[Queue]:
 
 
 def timelines(events: Sequence[Event], rates: Iterable[int], steps: int,
-              focus: Sequence[Event] = (), to_next_deadline: bool = True
-              ) -> st.SearchStrategy[List[Operation]]:
-    """Timelines of 1 to @steps operations: an event of @events queued (those of @focus
-    also by a rule of their own), the clock stepped around @rates (engines/bounds.py)
-    and, if asked, to the next timer deadline."""
-    choices: List[st.SearchStrategy[Operation]] = [queue_operations(events)]
+              focus: Sequence[Event] = (), unthrottled: Sequence[Event] = (),
+              to_next_deadline: bool = True) -> st.SearchStrategy[List[Operation]]:
+    """Timelines of 1 to @steps operations: an event of @events queued, or one of the
+    @unthrottled ones in a third of those draws (so that the many unthrottled events of
+    a schema do not starve the others), those of @focus also by a rule of their own, the
+    clock stepped around @rates (engines/bounds.py) and, if asked, to the next timer
+    deadline."""
+    queued = queue_operations(events)
+    if unthrottled:
+        # Chosen by flatmap: one_of would flatten the branches into one uniform draw over
+        # every event. Built once: building them in the flatmap costs a strategy per draw.
+        others = queue_operations(unthrottled)
+        queued = st.sampled_from([queued, queued, others]).flatmap(lambda chosen: chosen)
+    choices: List[st.SearchStrategy[Operation]] = [queued]
     if focus:
         choices.append(queue_operations(focus))
     choices.append(st.builds(Advance, st.sampled_from(clock_steps(rates))))

@@ -14,6 +14,11 @@ batches; the short timeline is then replayed once more, one step at a time, for 
 counterexample. To report every broken invariant, not just the first, the search goes
 on with the invariants already found set aside (a violation of one of those ends or
 passes over it, never fails the run), with a new budget of runs: a new search.
+
+The engine takes the target's policy as an argument (derived from the code by
+proofs/policy.py); where the derivation left an event's key UNKNOWN, the
+invariants that judge runs by the policy's keys (5, 6) are UNKNOWN too, never
+judged against a guessed key.
 """
 from __future__ import annotations
 
@@ -22,7 +27,18 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
+from typing import (
+    Callable,
+    Deque,
+    Dict,
+    FrozenSet,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from qthrottle.core import Interrupted, check_interrupted
 from qthrottle.engines.bounds import (
@@ -45,7 +61,6 @@ from qthrottle.engines.minimise import minimise_batched, plain_values_batched, s
 from qthrottle.engines.sampling import Sampler
 from qthrottle.harness.build import build
 from qthrottle.harness.driver import Batch, Driver, HarnessFailure, RunResult
-from qthrottle.harness.policy_scan import policy_from_extraction
 from qthrottle.harness.target import Target
 from qthrottle.model import invariants as inv
 from qthrottle.model.policy import Policy
@@ -61,9 +76,14 @@ class SearchResult:
     seed: int
     falsified: Dict[int, Counterexample] = field(default_factory=dict)
     unknown: Optional[str] = None  # why the search could not finish
+    undecided: Dict[int, str] = field(default_factory=dict)  # invariant -> why not judged
     searches: int = 0
     seconds: float = 0.0
     events: str = ""  # the events it queued (EventsUnderTest.describe): a bound
+
+
+# Invariants judged by the policy's keys: not judged where a key is UNKNOWN.
+KEYED_INVARIANTS = frozenset({5, 6})
 
 
 @dataclass
@@ -74,11 +94,14 @@ class Subject:
     policy: Policy
     catalog: Catalog
     events: EventsUnderTest
+    undecided: Dict[str, str] = field(default_factory=dict)  # event -> why its key is UNKNOWN
 
     @classmethod
-    def create(cls, driver: Driver, policy: Policy, catalog: Catalog) -> Subject:
+    def create(cls, driver: Driver, policy: Policy, catalog: Catalog,
+               undecided: Optional[Mapping[str, str]] = None) -> Subject:
         throttled = [e for e, rate in policy.rates.items() if rate]
-        return cls(driver, policy, catalog, events_under_test(catalog, throttled))
+        return cls(driver, policy, catalog, events_under_test(catalog, throttled),
+                   dict(undecided or {}))
 
 
 def replay(subject: Subject, ignored: FrozenSet[int], operations: Sequence[Step]
@@ -159,6 +182,11 @@ def search(subject: Subject, profile: Profile, seed_value: int,
     result = SearchResult(profile, seed_value, events=subject.events.describe())
     start = time.perf_counter()
     settle = quiet_interval(subject.policy.rates.values())
+    if subject.undecided:
+        why = "; ".join(f"{event}: {reason}" for event, reason in subject.undecided.items())
+        result.undecided = {number: f"the key of the throttle policy is UNKNOWN ({why})"
+                            for number in KEYED_INVARIANTS}
+        set_aside = set_aside | KEYED_INVARIANTS
 
     def searched_for() -> FrozenSet[int]:
         return frozenset(inv.INVARIANTS) - set_aside - frozenset(result.falsified)
@@ -271,19 +299,13 @@ def _done(result: SearchResult, start: float) -> SearchResult:
 
 
 @contextmanager
-def open_subject(target: Target) -> Iterator[Subject]:
+def open_subject(target: Target, policy: Policy,
+                 undecided: Optional[Mapping[str, str]] = None) -> Iterator[Subject]:
     """Build a target's sanitized driver; the subject the engine (and a replay) drives."""
     catalog = target.catalog()
-    extraction = target.extract()
-    built = build(extraction, tuple(catalog.events))
+    built = build(target.extract(), tuple(catalog.events))
     with Driver(built.binary) as driver:
-        yield Subject.create(driver, policy_from_extraction(extraction), catalog)
-
-
-def verify_target(target: Target, profile: Profile, seed_value: int) -> SearchResult:
-    """Build a target's driver and run the stateful search on it."""
-    with open_subject(target) as subject:
-        return search(subject, profile, seed_value)
+        yield Subject.create(driver, policy, catalog, undecided)
 
 
 def format_timeline(example: Counterexample, indent: str = "    ") -> List[str]:

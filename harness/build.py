@@ -7,7 +7,9 @@ from another build is told apart before it runs any command (harness/driver.py).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -33,7 +35,9 @@ PKG_CONFIG_PACKAGES = ("glib-2.0", "json-glib-1.0")
 SANITIZE = ("-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
             "-fno-omit-frame-pointer")
 FUZZ_SANITIZE = ("-fsanitize=fuzzer", *SANITIZE)
-CFLAGS = ("-std=gnu11", "-g", "-O1", "-Wall", "-Wno-unused-function",
+# -fwrapv as QEMU compiles (docs/devel/style.rst): signed arithmetic wraps, as the
+# proofs model it, so UBSan judges what is undefined in QEMU, not more.
+CFLAGS = ("-std=gnu11", "-fwrapv", "-g", "-O1", "-Wall", "-Wno-unused-function",
           "-Wno-unused-variable", "-Wno-unused-but-set-variable")
 UNIT_NAME = "throttle_unit.c"
 
@@ -57,6 +61,7 @@ class Build:
     build_id: str = ""  # the hash of its inputs, which the driver says when it starts
 
 
+@functools.cache
 def _compiler() -> str:
     for candidate in (os.environ.get("CC"), "gcc", "clang"):
         if candidate and shutil.which(candidate):
@@ -64,6 +69,13 @@ def _compiler() -> str:
     raise BuildError("no C compiler found (install gcc; ./dev does)")
 
 
+@functools.cache
+def _version(compiler: str) -> str:
+    return subprocess.run([compiler, "--version"], check=False, capture_output=True,
+                          text=True).stdout
+
+
+@functools.cache
 def _pkg_config() -> Tuple[List[str], List[str]]:
     if not shutil.which("pkg-config"):
         raise BuildError("pkg-config not found (install pkg-config libglib2.0-dev "
@@ -104,9 +116,13 @@ def event_enum(events: Sequence[str]) -> Tuple[str, str]:
 
 
 def trace_header(trace_points: Iterable[str]) -> str:
-    lines = "".join(f"#define {name}(...) ((void)0)\n" for name in trace_points)
+    lines = "".join(f"#define {name}(...) qthrottle_trace_noop(0, ##__VA_ARGS__)\n"
+                    for name in trace_points)
     return ("#ifndef QTHROTTLE_TRACE_NOOP_H\n#define QTHROTTLE_TRACE_NOOP_H\n"
-            f"/* trace_noop: monitor.c's trace points compile to nothing. */\n{lines}#endif\n")
+            "/* trace_noop: monitor.c's trace points do nothing, but their arguments are\n"
+            " * evaluated, as QEMU's static inline trace functions evaluate them. */\n"
+            "static inline void qthrottle_trace_noop(int unused, ...) { (void)unused; }\n"
+            f"{lines}#endif\n")
 
 
 def glue(extraction: Extraction) -> str:
@@ -127,6 +143,11 @@ def glue(extraction: Extraction) -> str:
         f"{{\n    {record} a = {{ .event = event_a, .data = data_a }};\n"
         f"    {record} b = {{ .event = event_b, .data = data_b }};\n"
         f"    return {r['equal']}(&a, &b);\n}}\n")
+
+
+def enum_events(extraction: Extraction, schema_events: Sequence[str]) -> List[str]:
+    """The QAPIEvent enum's order: the schema's events, then those only the code names."""
+    return list(schema_events) + [e for e in extraction.events_named if e not in schema_events]
 
 
 def generated_files(extraction: Extraction, events: Sequence[str]) -> Dict[str, str]:
@@ -182,7 +203,7 @@ def compile_error(extraction: Extraction, schema_events: Sequence[str] = ()) -> 
     Syntax and types only (-fsyntax-only, a tenth of a build), for code that needs
     no driver (qthrottle mutate's mutants that z3 decides).
     """
-    events = _events(extraction, schema_events)
+    events = enum_events(extraction, schema_events)
     cflags, _ = _pkg_config()
     with tempfile.TemporaryDirectory(prefix="qthrottle-check-") as work:
         for name, content in generated_files(extraction, events).items():
@@ -195,18 +216,12 @@ def compile_error(extraction: Extraction, schema_events: Sequence[str] = ()) -> 
     return result.stderr.strip() or f"{_compiler()} exited with {result.returncode}"
 
 
-def _events(extraction: Extraction, schema_events: Sequence[str]) -> List[str]:
-    """The QAPIEvent enum: the schema's events, then those only the code names."""
-    return list(schema_events) + [e for e in extraction.events_named if e not in schema_events]
-
-
 def _build(extraction: Extraction, schema_events: Sequence[str], compiler: str,
            sanitize: Sequence[str], shim_sources: Sequence[str], output: str) -> Build:
-    events = _events(extraction, schema_events)
+    events = enum_events(extraction, schema_events)
     files = generated_files(extraction, events)
     cflags, libs = _pkg_config()
-    version = subprocess.run([compiler, "--version"], check=False, capture_output=True,
-                             text=True).stdout
+    version = _version(compiler)
     digest = hashlib.sha256()
     for text in [version, *cflags, *libs, *sanitize, *CFLAGS, *shim_sources, output]:
         digest.update(text.encode() + b"\0")
@@ -242,3 +257,89 @@ def _build(extraction: Extraction, schema_events: Sequence[str], compiler: str,
             raise cache_error(work, error) from None
         cache.publish(work, entry, inputs, (output,))
     return Build(entry / output, extraction, tuple(events), cached=False, build_id=inputs)
+
+
+RATES_PROGRAM = "rate_table.c"
+RATES_OUTPUT = "rates.json"
+
+
+def rate_program(extraction: Extraction, events: Sequence[str]) -> Dict[str, str]:
+    """A program printing the rate table as JSON, each entry as the compiler evaluated it.
+
+    Only the types and the rate table itself go in: a rate is a constant expression.
+    """
+    wanted = [c for c in extraction.chunks
+              if c.kind == "type" or c.name == extraction.rate_table_name]
+    path = str(extraction.path).replace("\\", "\\\\").replace('"', '\\"')
+    body = "".join(f'#line {c.line} "{path}"\n{c.text}\n' for c in wanted)
+    table = extraction.rate_table_name
+    rows = "".join(
+        f'    printf("{"," if i else ""}\\"{e}\\": %lld", '
+        f"(long long){table}[{c_event_name(e)}].rate);\n" for i, e in enumerate(events))
+    program = ('#include "qthrottle_shim.h"\n#include <stdio.h>\n' + body
+               + '#line 1 "qthrottle-rates.c"\nint main(void)\n{\n    printf("{");\n'
+               + rows + '    printf("}\\n");\n    return 0;\n}\n')
+    header, _ = event_enum(events)
+    return {"qapi_event_enum.h": header, "trace_noop.h": trace_header(()),
+            RATES_PROGRAM: program}
+
+
+def compiled_rates(extraction: Extraction, schema_events: Sequence[str] = ()) -> Dict[str, int]:
+    """Event -> rate in ns (0: unthrottled), as the real compiler evaluates the rate table.
+
+    The numbers the proofs, the model and the lint use: no C expression is
+    re-evaluated in Python. Cached by content like the builds (harness/cache.py).
+    """
+    events = enum_events(extraction, schema_events)
+    files = rate_program(extraction, events)
+    compiler = _compiler()
+    cflags, _ = _pkg_config()
+    digest = hashlib.sha256()
+    for text in [_version(compiler), *cflags, "rates"]:
+        digest.update(text.encode() + b"\0")
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    for shim in sorted(SHIM_DIR.glob("*.h")):
+        digest.update(shim.name.encode() + b"\0" + shim.read_bytes() + b"\0")
+    inputs = digest.hexdigest()
+    entry = cache.entry_dir("builds", inputs)
+    problem = cache.check(entry, inputs, (RATES_OUTPUT,))
+    if problem is not None:
+        if problem != cache.MISSING:
+            cache.discard(entry, problem)
+        _compile_rates(extraction, files, compiler, cflags, entry, inputs)
+    try:
+        rates: Dict[str, int] = json.loads((entry / RATES_OUTPUT).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise cache_error(entry / RATES_OUTPUT, error) from None
+    except ValueError as error:
+        raise BuildError(f"the rate table program of {extraction.path} printed no JSON "
+                         f"({error})") from None
+    return rates
+
+
+def _compile_rates(extraction: Extraction, files: Dict[str, str], compiler: str,
+                   cflags: Sequence[str], entry: Path, inputs: str) -> None:
+    with cache.staging("builds") as work:
+        try:
+            for name, text in files.items():
+                (work / name).write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise cache_error(work, error) from None
+        program = work / "rates"
+        command = [compiler, "-std=gnu11", "-fwrapv", "-w", f"-I{work}", f"-I{SHIM_DIR}",
+                   *cflags, str(work / RATES_PROGRAM), "-o", str(program)]
+        result = subprocess.run(command, check=False, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BuildError(f"cannot compile the rate table of {extraction.path}:\n"
+                             + _explain_failure(result.stderr, extraction))
+        printed = subprocess.run([str(program)], check=False, capture_output=True, text=True)
+        if printed.returncode != 0:
+            raise BuildError(f"the rate table program of {extraction.path} failed "
+                             f"(exit {printed.returncode})")
+        try:
+            (work / RATES_OUTPUT).write_text(printed.stdout, encoding="utf-8")
+            program.unlink()
+        except OSError as error:
+            raise cache_error(work, error) from None
+        cache.publish(work, entry, inputs, (RATES_OUTPUT,))

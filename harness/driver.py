@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -177,9 +178,13 @@ def _classify(report: str, status: str) -> str:
             return match.group(1)
     if "runtime error:" in report:
         return "undefined-behaviour"
-    # assert() (glibc), g_assert() (GLib prints "Bail out!" or "assertion failed")
-    if re.search(r"Assertion .* failed|assertion failed|^Bail out!", report, re.MULTILINE):
+    # assert() (glibc), g_assert() (GLib prints "Bail out!" or "assertion failed"),
+    # g_assert_not_reached() and g_error()
+    if re.search(r"Assertion .* failed|assertion failed|^Bail out!|code should not be reached|"
+                 r"\*\* ERROR \*\*", report, re.MULTILINE):
         return "assertion-failure"
+    if status == f"signal {signal.SIGABRT.value}":  # abort() with nothing printed
+        return "abort"
     return status.replace(" ", "-")
 
 

@@ -28,9 +28,9 @@ SHIMMED = frozenset({"monitor_qapi_event_emit"})
 TABLE_LOOKUPS = frozenset({"g_hash_table_lookup", "g_hash_table_contains",
                            "g_hash_table_lookup_extended"})
 LOOKUPS_AND_EMIT = TABLE_LOOKUPS | SHIMMED
-# Time constants from QEMU's qemu/timer.h, for evaluating the rate table.
-TIME_CONSTANTS = {"SCALE_NS": 1, "SCALE_US": 1000, "SCALE_MS": 1_000_000,
-                  "NANOSECONDS_PER_SECOND": 1_000_000_000}
+# Macros that open a block: `WITH_QEMU_LOCK_GUARD(&lock) { ... }` parses as a call
+# missing its ';' followed by the block, which is no syntax error for the compiler.
+BLOCK_MACROS = frozenset({"WITH_QEMU_LOCK_GUARD"})
 EVENT_PREFIX = "QAPI_EVENT_"
 # The monitor lock and its guards: the driver is single-threaded, so the harness compiles
 # them to nothing (shims/lock_guard_noop.h), as it does trace points (build.trace_header).
@@ -68,7 +68,8 @@ class Extraction:
     record_type: str
     table_variable: str
     rate_table_name: str
-    rates: Dict[str, int]  # event name -> minimum interval in ns
+    rate_entries: Dict[str, int]  # event name -> line of its rate-table entry (the
+    # rates themselves are the compiler's: harness.build.compiled_rates)
     events_named: Tuple[str, ...]  # QAPI events the code mentions
     trace_points: Tuple[str, ...]
     locations: Dict[str, int] = field(default_factory=dict)  # name -> line
@@ -207,54 +208,38 @@ def _calls(node: Node, callee: str) -> List[List[Node]]:
 
 def _first_error(node: Node) -> Optional[Node]:
     for sub in walk(node):
-        if sub.type == "ERROR" or sub.is_missing:
+        if (sub.type == "ERROR" or sub.is_missing) and not _block_macro_call(sub):
             return sub
     return None
 
 
-def _eval_rate(node: Node, path: Path) -> int:
-    kind = node.type
-    if kind == "number_literal":
-        return int(node_text(node).rstrip("uUlL"), 0)
-    if kind == "identifier" and node_text(node) in TIME_CONSTANTS:
-        return TIME_CONSTANTS[node_text(node)]
-    if kind == "parenthesized_expression":
-        return _eval_rate(node.named_children[0], path)
-    if kind == "binary_expression":
-        left = _eval_rate(node.child_by_field_name("left"), path)  # type: ignore[arg-type]
-        right = _eval_rate(node.child_by_field_name("right"), path)  # type: ignore[arg-type]
-        operator = node_text(node.child_by_field_name("operator"))
-        if operator == "*":
-            return left * right
-        if operator == "+":
-            return left + right
-        if operator == "-":
-            return left - right
-        if operator == "/" and right:
-            return left // right
-    raise ExtractionError(
-        f"{path}:{node.start_point[0] + 1}: cannot evaluate the rate '{node_text(node)}'")
+def _block_macro_call(missing: Node) -> bool:
+    """The ';' a BLOCK_MACROS call lacks before its block (not an error)."""
+    statement = missing.parent
+    if not missing.is_missing or statement is None or statement.type != "expression_statement":
+        return False
+    call = statement.named_children[0] if statement.named_children else None
+    following = statement.next_named_sibling
+    return (call is not None and call.type == "call_expression"
+            and node_text(call.child_by_field_name("function")) in BLOCK_MACROS
+            and following is not None and following.type == "compound_statement")
 
 
-def _rate_table(node: Node, path: Path) -> Optional[Dict[str, int]]:
-    """event -> rate from `conf[QAPI_EVENT__MAX] = { [QAPI_EVENT_X] = { rate }, ... }`."""
-    rates: Dict[str, int] = {}
+def _rate_table(node: Node) -> Optional[Dict[str, int]]:
+    """event -> line of each `[QAPI_EVENT_X] = ...` entry of a designated initializer."""
+    entries: Dict[str, int] = {}
     pairs = [n for n in walk(node) if n.type == "initializer_pair"]
     if not pairs:
         return None
     for pair in pairs:
         designator = pair.child_by_field_name("designator")
-        value = pair.child_by_field_name("value")
-        if designator is None or designator.type != "subscript_designator" or value is None:
+        if designator is None or designator.type != "subscript_designator":
             continue
         event = node_text(designator.named_children[0])
         if not event.startswith(EVENT_PREFIX):
             return None
-        inner = value.named_children[0] if value.type == "initializer_list" else value
-        if inner.type == "initializer_pair":  # { .rate = N }
-            inner = inner.child_by_field_name("value")  # type: ignore[assignment]
-        rates[event[len(EVENT_PREFIX):]] = _eval_rate(inner, path)
-    return rates
+        entries[event[len(EVENT_PREFIX):]] = pair.start_point[0] + 1
+    return entries
 
 
 def function_node(extraction: Extraction, name: str) -> Node:
@@ -390,7 +375,7 @@ def extract(path: Path) -> Extraction:
     rate_table_name = ""
     for name in sorted(_references(queue) & wanted):
         if index[name].kind == "variable":
-            rates = _rate_table(index[name].node, path)
+            rates = _rate_table(index[name].node)
             if rates is not None:
                 rate_table_name = name
                 break
@@ -429,5 +414,5 @@ def extract(path: Path) -> Extraction:
     traces = sorted(n for n in calls if re.fullmatch(r"trace_\w+", n))
     return Extraction(path=path, chunks=tuple(chunks), roles=roles, record_type=record_type,
                       table_variable=table_variable, rate_table_name=rate_table_name,
-                      rates=rates, events_named=tuple(events), trace_points=tuple(traces),
+                      rate_entries=rates, events_named=tuple(events), trace_points=tuple(traces),
                       locations=locations)

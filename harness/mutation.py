@@ -9,8 +9,8 @@ branch, and that statement dropped) make one mutant.
 
 Not mutated, by design:
 * trace points and locking (extract.compiles_to_nothing): the harness compiles
-  them to nothing, so a mutant there says nothing about the verification;
-* assertions (ASSERTIONS): left alone, as the z3 translation has left them;
+  them to nothing, and the z3 translation treats them as having no effect
+  (proofs/library.py), so a mutant there says nothing about the verification;
 * declarations: a dropped declaration does not compile;
 * the operands of ==, != and the other commutative operators: swapped, they give
   a mutant equivalent by C's semantics;
@@ -56,7 +56,6 @@ CHANGE_LITERAL = "change a string literal"
 OPERATORS = (NEGATE, DROP_BRANCH, DROP_STATEMENT, NO_REARM, NO_REMOVAL, NO_RELEASE,
              COMPARE_OTHER_MEMBER, HASH_OTHER_MEMBER, SWAP, CHANGE_RATE, CHANGE_LITERAL)
 
-ASSERTIONS = frozenset({"assert", "g_assert"})
 MUTATED_ROLES = ("queue", "handler", "hash", "equal", "init")
 RATE_ROLE = "rates"  # the role of a rate-table mutant
 # Dropping a call statement to one of these is named after what it removes.
@@ -120,9 +119,8 @@ def _arguments(call: Node) -> List[Node]:
 
 
 def _not_mutated(node: Node) -> bool:
-    """A call the operators leave alone (trace point, assertion, lock guard)."""
-    name = _callee(node) if node.type == "call_expression" else ""
-    return bool(name) and (compiles_to_nothing(name) or name in ASSERTIONS)
+    """A call the operators leave alone (trace point, lock)."""
+    return node.type == "call_expression" and compiles_to_nothing(_callee(node))
 
 
 def _body_nodes(function: Node) -> Iterator[Node]:

@@ -41,6 +41,10 @@ from .qemu_process import QemuError, QemuProcess
 
 BASE_DATE = "2000-01-01T00:00:00"  # -rtc base: RTC_CHANGE offsets count from here
 BASE_SECONDS = calendar.timegm(time.strptime(BASE_DATE, "%Y-%m-%dT%H:%M:%S"))
+# The dates the guest sets, 1970-01-01 to 2099-12-31: the CMOS clock's BCD year and
+# century hold them, and they are offsets either side of BASE_DATE.
+RTC_OFFSETS = (calendar.timegm((1970, 1, 1, 0, 0, 0)) - BASE_SECONDS,
+               calendar.timegm((2100, 1, 1, 0, 0, 0)) - BASE_SECONDS - 1)
 IO_ERROR = os.strerror(errno.EIO)  # QEMU's "reason" and "error" members: strerror(EIO)
 PERIPHERAL = "/machine/peripheral/"
 LIBFAKETIME_GLOBS = ("/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1",
@@ -110,6 +114,13 @@ class RtcSet:
     """The guest sets the CMOS clock to BASE_DATE + offset seconds."""
 
     offset: int
+
+    @classmethod
+    def of(cls, offset: int) -> RtcSet:
+        """The guest's setting for an RTC_CHANGE offset the schema allows (any int64):
+        one the guest can set (RTC_OFFSETS) is kept, another is folded into them."""
+        low, high = RTC_OFFSETS
+        return cls(low + (offset - low) % (high - low + 1))
 
     def describe(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(BASE_SECONDS + self.offset))

@@ -63,7 +63,7 @@ class QemuSourceError(QthrottleError):
 
 
 #: Debian release -> QEMU series shipped in it.
-RELEASES: dict[str, str] = {"bookworm": "7.2", "trixie": "10.0"}
+RELEASES: dict[str, str] = {"bullseye": "5.2", "bookworm": "7.2", "trixie": "10.0"}
 
 #: Debian release codenames (and suite aliases) that name Debian's main archive.
 DEBIAN_SUITES = frozenset(

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, Optional, Protocol, TypeVar
 
 from qthrottle.model.ghash import EqualFn, HashFn, matches
 from qthrottle.model.logic import And, Bool, Eq, Implies, Not, Or
+from qthrottle.model.members import member_kind
 from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Catalog
 from qthrottle.model.timeline import Emission, EventData, Operation, Queue, format_event, format_ns
@@ -30,7 +31,7 @@ INVARIANTS: dict[int, str] = {
     4: "BLOCK_IO_ERROR action=stop is never delayed, merged or dropped",
     5: "throttled events keep the rate, newest wins",
     6: "unthrottled events are emitted at once, in order",
-    7: "hash and equality read only mandatory members",
+    7: "hash and equality read present members as their type, no abort",
     8: "no memory error or reference leak",
 }
 
@@ -501,39 +502,70 @@ def advance_sound(held: Mapping[Any, tuple[int, Optional[Queue]]], end: int,
 
 # ------------------------------------------------------------ 7: totality
 
-class ReadViolation(NamedTuple):
+class Failure(NamedTuple):
+    """One way the hash, equality or queue function can abort QEMU on one event, as an
+    engine found it. Kinds: "missing", the code reads the member where its presence is
+    not established on that path (whatever the schema says); "mistyped", it reads the
+    member as @getter where the schema gives it another type; "abort", it reaches an
+    abort (assert, g_assert, abort, a NULL string to strcmp, a division by zero)."""
+
     event: str
-    member: str
+    kind: str
+    member: Optional[str]
+    getter: Optional[str]  # "str", "int" or "bool": the type the member is read as
+    call: str  # the C text
+
+
+class TotalityViolation(NamedTuple):
+    failure: Failure
     why: str
 
+    @property
+    def event(self) -> str:
+        return self.failure.event
+
     def __str__(self) -> str:
-        return f"{self.event}: reads '{self.member}', {self.why}"
+        return f"{self.failure.event}: {self.why}"
 
 
-def reads_only_mandatory(members_read: Mapping[str, set[str]],
-                         catalog: Catalog) -> list[ReadViolation]:
-    """Invariant 7: hash and equality read only members every such event carries."""
+def total(failures: Iterable[Failure], catalog: Catalog) -> list[TotalityViolation]:
+    """Invariant 7: for every valid event of the schema, hash and equality read only
+    members present on that path (mandatory, or optional and tested for presence
+    first), as the type the schema gives them, and reach no abort.
+
+    A "missing" read of a mandatory member is no violation: every valid event
+    carries it. Violations come in the order of @failures.
+    """
     violations = []
-    for event in sorted(members_read):
-        definition = catalog.events.get(event)
-        for member in sorted(members_read[event]):
-            spec = definition.member(member) if definition is not None else None
-            if definition is None:
-                why = "but the schema defines no such event"
-            elif spec is None:
-                why = f"which is not a member of {event} (see {definition.source})"
-            elif spec.optional:
-                why = (f"which is optional ('*{member}' at {definition.source}): "
-                       "an event without it makes the callback abort")
-            else:
-                continue
-            violations.append(ReadViolation(event, member, why))
+    for failure in failures:
+        event = catalog.events.get(failure.event)
+        member = failure.member or ""
+        spec = event.member(member) if event is not None else None
+        if failure.kind == "abort":
+            why = f"reaches `{failure.call}`, which aborts"
+        elif event is None:
+            why = f"reads '{member}', but the schema defines no such event"
+        elif spec is None:
+            why = f"reads '{member}', which is not a member of {event.name} (see {event.source})"
+        elif failure.kind == "missing" and spec.optional:
+            why = (f"reads '{member}', which is optional ('*{member}' at {event.source}), "
+                   "without testing its presence on that path: an event without it makes "
+                   "the callback abort")
+        elif failure.kind == "mistyped" and member_kind(spec) != failure.getter:
+            why = (f"reads '{member}' as {failure.getter} ({failure.call}), but the schema "
+                   f"types it {spec.type} ({event.source}): the read aborts")
+        else:
+            continue
+        violations.append(TotalityViolation(failure, why))
     return violations
 
 
 # ------------------------------------------------------- 8: memory safety
 
-TOTALITY_CRASHES = frozenset({"missing-member", "wrong-member-type"})  # invariant 7
+# Invariant 7: the shims' aborts on a missing or mistyped member, and the code's own
+# aborts (assert, g_assert, abort: SIGABRT with no sanitizer report).
+TOTALITY_CRASHES = frozenset({"missing-member", "wrong-member-type", "assertion-failure",
+                              "abort"})
 # The harness's own failures (harness/protocol.py, harness/driver.py): UNKNOWN, never a
 # verdict. leak-check-failed: LeakSanitizer could not scan (ptrace refused, ...).
 HARNESS_FAILURES = frozenset({"timeout", "driver-died", "protocol-error", "leak-check-failed"})

@@ -8,13 +8,20 @@ counterexample reads alike. ``filler`` is the plainest schema-valid value.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 from qthrottle.model.qapi_schema import Member
 
 KINDS = ("str", "int", "bool")  # the getter families; "other" members are never read
-INTEGER_TYPES = {"int", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
-                 "uint64", "size"}
+# QAPI's integer types, and the values each can carry as C reads them (qdict_get_int
+# returns an int64_t: a uint64 or size beyond INT64_MAX is beyond it).
+INTEGER_RANGES: Dict[str, Tuple[int, int]] = {
+    "int": (-2**63, 2**63 - 1), "int64": (-2**63, 2**63 - 1),
+    "int8": (-2**7, 2**7 - 1), "int16": (-2**15, 2**15 - 1), "int32": (-2**31, 2**31 - 1),
+    "uint8": (0, 2**8 - 1), "uint16": (0, 2**16 - 1), "uint32": (0, 2**32 - 1),
+    "uint64": (0, 2**63 - 1), "size": (0, 2**63 - 1),
+}
+INTEGER_TYPES = frozenset(INTEGER_RANGES)
 
 # g_str_hash is djb2 (h = h * 33 + c): these differ in their last two bytes,
 # which add up to the same hash ('b' * 33 + 'Z' == 'c' * 33 + '9').

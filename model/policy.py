@@ -1,11 +1,10 @@
 """The throttle policy of one implementation: rate per event, key members per event.
 
-A datatype only: where a policy comes from (the C, read by harness/policy_scan.py) is
-another layer's business; the reference model and the invariants read it.
+A datatype only: proofs/policy.py derives it from what the code does (the rate
+table as the compiler evaluates it, the key relation from the translated hash
+and equality); the review layer hands it to the reference model, the lint,
+``qthrottle diff`` and the stateful engine.
 """
-# Optional/Union stay (not "X | None"): hypothesis and CrossHair evaluate annotations
-# with typing.get_type_hints, which cannot evaluate "|" on Python 3.9.
-
 from __future__ import annotations
 
 import json

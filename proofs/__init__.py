@@ -18,5 +18,7 @@ from qthrottle.core import interrupt_with
 # SIGINT is qthrottle's to handle, not z3's (by default z3 takes it during a check and
 # turns it into an UNKNOWN result, and the run goes on); a signal interrupts the check
 # in progress instead, so that the command stops at once (core.signals_stop_the_command).
+# The interruption leaves z3's context cancelled until its next check: an empty check
+# clears it when the command ends, so that a later command of the process can push.
 z3.set_param("ctrl_c", False)
-interrupt_with(lambda: z3.main_ctx().interrupt())
+interrupt_with(lambda: z3.main_ctx().interrupt(), lambda: z3.Solver().check())

@@ -71,9 +71,12 @@ class Callbacks:
         records' schema facts cover every member the calls touched.
         """
         terms = [self.reaches_table(r) for r in in_table]
-        terms += [call.defined() for call in self._calls.values()]
-        terms += [r.valid() for r in self.records.values()]
-        return terms
+        return terms[:len(in_table)] + self.returning() + [r.valid()
+                                                           for r in self.records.values()]
+
+    def returning(self) -> List[Term]:
+        """No translated call aborted."""
+        return [call.defined() for call in self._calls.values()]
 
     def preferences(self) -> List[Tuple[Term, int]]:
         """Soft goals for a readable counterexample (see SymbolicRecord.preferences)."""
@@ -81,9 +84,10 @@ class Callbacks:
         for record in self.records.values():
             goals += record.preferences()
         hashed = self.ctx.hashed
-        # Prefer models where g_str_hash does not collide: the real one rarely does.
-        for i, a in enumerate(hashed):
-            for b in hashed[i + 1:]:
-                goals.append((z3.Implies(self.ctx.str_hash(a) == self.ctx.str_hash(b), a == b),
-                              20))
+        # Prefer models where a hash function does not collide: GLib's rarely do.
+        for i, (name, a) in enumerate(hashed):
+            function = self.ctx.hash_function(name, a.sort())
+            for other, b in hashed[i + 1:]:
+                if other == name and a.sort() == b.sort():
+                    goals.append((z3.Implies(function(a) == function(b), a == b), 20))
         return goals

@@ -1,8 +1,9 @@
 """What changed in the throttle between two versions: rates, keys and, with z3, decisions.
 
 Per event of either schema:
-* rate and key members, old -> new: the rate table (extraction.rates) and the
-  syntactic key scan of model.policy;
+* rate and key members, old -> new: each version's policy as its code implements
+  it (proofs/policy.py: the compiled rate table, the key relation of the
+  translated equality; a key it cannot derive is UNKNOWN);
 * the queue function's decision on that event, compared symbolically. Each
   version's queue function is translated (proofs.translate) on a symbolic
   record of its own schema; the two records stand for one QMP event: the same
@@ -17,8 +18,8 @@ Per event of either schema:
   a timeout or an untranslatable construct is UNKNOWN with the reason;
 * for events both versions throttle, the key relation: whether the equality
   callback can answer differently on two records both versions put through
-  the table (the syntactic key scan can miss a change in how members are
-  compared, e.g. stop-irreflexive's early FALSE).
+  the table (two versions keyed on the same members can still compare them
+  differently, e.g. stop-irreflexive's early FALSE).
 Events only one schema has are described alone ("added"/"removed"); they are
 throttle changes only when that version can throttle them.
 
@@ -28,22 +29,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import z3
 
 from qthrottle.core import Status
 from qthrottle.harness.extract import Extraction
-from qthrottle.harness.policy_scan import policy_from_extraction
 from qthrottle.model.ghash import Record
 from qthrottle.model.members import KINDS, member_kind
-from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Catalog, Event, Member
 from qthrottle.model.timeline import format_ns
 
 from .callbacks import Callbacks
+from .conditions import Facet, Facts, constants, describe_condition, read_by
 from .equivalence import OUTCOMES, THROTTLED, queue_outcome
 from .execution import Unsupported
+from .policy import DerivedPolicy, derive_policy
 from .solve import readable
 from .space import EventSpace, SymbolicRecord
 from .values import NotModelled
@@ -51,7 +52,6 @@ from .values import NotModelled
 Term = Any
 UNCHANGED, CHANGED = "unchanged", "changed"  # and Status.UNKNOWN
 UNKNOWN = Status.UNKNOWN
-PROBE_TIMEOUT_MS = 2_000  # per query that only shapes a readable condition
 
 
 @dataclass
@@ -113,6 +113,7 @@ class EventDiff:
     outcomes: List[Tuple[str, str]] = field(default_factory=list)  # one-sided: (outcome, cond)
     key_relation: Optional[KeyRelation] = None
     reason: str = ""  # why UNKNOWN
+    key_unknown: Tuple[str, str] = ("", "")  # why OLD's, NEW's key could not be derived
 
     @property
     def throttled_somewhere(self) -> bool:
@@ -128,14 +129,15 @@ class EventDiff:
             kind = "added" if self.in_new else "removed"
             rate, key = (self.rate_new, self.key_new) if self.in_new else (self.rate_old,
                                                                            self.key_old)
+            unknown = self.key_unknown[1] if self.in_new else self.key_unknown[0]
             return [Change(e, kind, f"{e} ({'new' if self.in_new else 'removed'} event): "
                                     f"{describe_outcomes(self.outcomes)}; rate "
-                                    f"{rate_text(rate)}, key {key_text(key)}")]
+                                    f"{rate_text(rate)}, key {key_text(key, unknown)}")]
         changes = []
         if self.rate_old != self.rate_new:
             changes.append(Change(e, "rate", f"{e}: rate {rate_text(self.rate_old)} -> "
                                              f"{rate_text(self.rate_new)}"))
-        if self.key_old != self.key_new:
+        if self.key_old != self.key_new and not any(self.key_unknown):
             changes.append(Change(e, "key", f"{e}: key {key_text(self.key_old)} -> "
                                             f"{key_text(self.key_new)}"))
         changes += [Change(e, "decision", c.describe(e)) for c in self.changes]
@@ -151,6 +153,8 @@ class EventDiff:
             found.append(("decision", self.reason))
         if self.key_relation is not None and self.key_relation.status == UNKNOWN:
             found.append(("key relation", self.key_relation.reason))
+        found += [(f"key ({side})", reason)
+                  for side, reason in zip(("old", "new"), self.key_unknown) if reason]
         return found
 
 
@@ -190,9 +194,11 @@ def rate_text(rate: int) -> str:
     return format_ns(rate) if rate else "none"
 
 
-def key_text(key: Optional[Tuple[str, ...]]) -> str:
+def key_text(key: Optional[Tuple[str, ...]], unknown: str = "") -> str:
     if key is None:
         return "-"
+    if unknown:
+        return "UNKNOWN"
     return ", ".join(key) if key else "(event name)"
 
 
@@ -211,12 +217,14 @@ def _truth(value: Optional[bool]) -> str:
 class Side:
     """One version: its extraction, schema, policy and symbolic event space."""
 
-    def __init__(self, label: str, extraction: Extraction, catalog: Catalog) -> None:
+    def __init__(self, label: str, extraction: Extraction, catalog: Catalog,
+                 timeout_ms: int, derived: Optional[DerivedPolicy] = None) -> None:
         self.label = label
         self.extraction = extraction
         self.catalog = catalog
         self.space = EventSpace(catalog, extraction)
-        self.policy: Policy = policy_from_extraction(extraction)
+        self.derived = derived or derive_policy(extraction, catalog, timeout_ms)
+        self.policy = self.derived.policy
 
     def callbacks(self) -> Callbacks:
         """A fresh view of the C: one per question, so that assumptions do not mix."""
@@ -265,170 +273,26 @@ def _link(old: Side, new: Side, old_rec: SymbolicRecord, new_rec: SymbolicRecord
 
 # ------------------------------------------------------------ the solver
 
-class _Facts:
-    """The facts every question of a kind shares (schema validity, domain), and the timeout."""
-
-    def __init__(self, assumptions: Sequence[Term], timeout_ms: int) -> None:
-        self.assumptions = list(assumptions)
-        self.timeout_ms = timeout_ms
-
-    def query(self, scope: Sequence[Term], timeout_ms: Optional[int] = None) -> _Query:
-        return _Query([*self.assumptions, *scope], timeout_ms or self.timeout_ms)
-
-
-class _Query:
-    """One solver over fixed assumptions; scoped probes; unknown answers remembered.
-
-    A fresh solver per scope: z3 answers these string queries far faster on a
-    solver whose first check has no assumptions than with check(assumptions)
-    on one shared solver (measured: 5 s against over 100 s on QEMU 7.2/10.0).
-    """
-
-    def __init__(self, assumptions: Sequence[Term], timeout_ms: int) -> None:
-        self.solver = z3.Solver()
-        self.solver.set("timeout", timeout_ms)
-        self.solver.add(*assumptions)
-        self.timeout_ms = timeout_ms
-        self.unknown: Optional[str] = None
-
-    def sat(self, *terms: Term) -> Optional[bool]:
-        self.solver.push()
-        self.solver.add(*terms)
-        answer = self.solver.check()
-        if answer == z3.unknown and self.unknown is None:
-            self.unknown = (f"timeout: z3 gave up within {self.timeout_ms} ms "
-                            f"({self.solver.reason_unknown()}); raise it with --timeout-ms")
-        self.solver.pop()
-        return None if answer == z3.unknown else answer == z3.sat
-
-
-@dataclass(frozen=True)
-class _Facet:
-    """A member of the event as the condition speaks of it: which record holds it."""
-
-    label: str  # "action" or "a.action"
-    member: Member
-    record: SymbolicRecord
-    linked: Optional[SymbolicRecord] = None  # the other version's record, same member
-
-    def present(self) -> Term:
-        return self.record.present(self.member.name)
-
-    def value(self) -> Optional[Term]:
-        kind = member_kind(self.member)
-        return self.record.value(self.member.name, kind) if kind in KINDS else None
-
-    def constants(self) -> Set[int]:
-        """Ids of the z3 constants standing for this member, on either record."""
-        kind = member_kind(self.member)
-        records = [r for r in (self.record, self.linked) if r is not None]
-        terms = [r.present(self.member.name) for r in records]
-        if kind in KINDS:
-            terms += [r.value(self.member.name, kind) for r in records]
-        return {t.get_id() for t in terms}
-
-
 def _facets(old: Optional[Event], new: Optional[Event], old_rec: Optional[SymbolicRecord],
-            new_rec: Optional[SymbolicRecord], prefix: str = "") -> List[_Facet]:
+            new_rec: Optional[SymbolicRecord], prefix: str = "") -> List[Facet]:
     """Members of the event, on NEW's record where NEW's schema has the member."""
     facets = []
     if new is not None and new_rec is not None:
-        facets += [_Facet(prefix + m.name, m, new_rec,
+        facets += [Facet(prefix + m.name, m, new_rec,
                           old_rec if old is not None and old.member(m.name) else None)
                    for m in new.members]
     if old is not None and old_rec is not None:
-        facets += [_Facet(prefix + m.name, m, old_rec) for m in old.members
+        facets += [Facet(prefix + m.name, m, old_rec) for m in old.members
                    if new is None or new.member(m.name) is None]
     return facets
 
 
-def _read(facets: Sequence[_Facet], read: Set[int]) -> List[_Facet]:
-    """The facets the translated code reads (constants in @read): a member no code
-    reads takes no part in a condition, and asking about it would only cost queries."""
-    return [f for f in facets if f.constants() & read]
-
-
-def _constants(terms: Sequence[Term]) -> Set[int]:
-    """Ids of the uninterpreted constants in @terms (each DAG node visited once)."""
-    seen: Set[int] = set()
-    found: Set[int] = set()
-    stack = list(terms)
-    while stack:
-        term = stack.pop()
-        if term.get_id() in seen:
-            continue
-        seen.add(term.get_id())
-        if z3.is_const(term) and term.decl().kind() == z3.Z3_OP_UNINTERPRETED:
-            found.add(term.get_id())
-        else:
-            stack.extend(term.children())
-    return found
-
-
-def _domain(member: Member) -> Optional[Tuple[Any, ...]]:
-    """The values a condition can enumerate: enum values, or true/false."""
-    values: Optional[Tuple[Any, ...]] = member.enum_values
-    if values is not None:
-        return values
-    return (True, False) if member_kind(member) == "bool" else None
-
-
-def _atom(query: _Query, facet: _Facet) -> Tuple[str, Term]:
-    """What @facet must be for the query's condition: ("", True) when anything goes."""
-    member, present = facet.member, facet.present()
-    absent_ok = member.optional and query.sat(z3.Not(present)) is not False
-    domain = _domain(member)
-    value = facet.value()
-    if domain is None or value is None:
-        present_ok = query.sat(present) is not False
-        if member.optional and present_ok != absent_ok:
-            return (f"{facet.label} {'present' if present_ok else 'absent'}",
-                    present if present_ok else z3.Not(present))
-        return "", z3.BoolVal(True)
-    values = [v for v in domain
-              if query.sat(present, value == _z3_value(v)) is not False]
-    if not values:
-        return f"{facet.label} absent", z3.Not(present)
-    shown = "|".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values)
-    takes = z3.And(present, z3.Or(*(value == _z3_value(v) for v in values)))
-    if len(values) < len(domain):
-        if absent_ok:
-            return f"{facet.label}={shown} or absent", z3.Or(z3.Not(present), takes)
-        return f"{facet.label}={shown}", takes
-    if member.optional and not absent_ok:
-        return f"{facet.label} present", present
-    return "", z3.BoolVal(True)
-
-
-def _z3_value(value: Any) -> Term:
-    return z3.BoolVal(value) if isinstance(value, bool) else z3.StringVal(value)
-
-
-def _condition(facts: _Facts, scope: Sequence[Term], claim: Term,
-               facets: Sequence[_Facet]) -> Tuple[str, bool]:
-    """A readable condition under which @claim holds, and whether it is exact.
-
-    Per member: the enum (bool) values, and the presence, for which @claim is
-    satisfiable; exact when the conjunction of those restrictions implies @claim.
-    The condition only describes a verdict already reached, so its probes get a
-    short timeout; a probe that times out keeps the value and makes it inexact.
-    """
-    timeout_ms = min(facts.timeout_ms, PROBE_TIMEOUT_MS)
-    query = facts.query([*scope, claim], timeout_ms)
-    atoms = [_atom(query, facet) for facet in facets]
-    words = [text for text, _ in atoms if text]
-    terms = [term for text, term in atoms if text]
-    check = facts.query(scope, timeout_ms)
-    exact = check.sat(*terms, z3.Not(claim)) is False and query.unknown is None
-    return " and ".join(words), exact
-
-
-def _witness(facts: _Facts, scope: Sequence[Term], claim: Term,
+def _witness(facts: Facts, scope: Sequence[Term], claim: Term,
              preferences: Sequence[Tuple[Term, int]],
-             facets: Sequence[_Facet]) -> Optional[z3.ModelRef]:
+             facets: Sequence[Facet]) -> Optional[z3.ModelRef]:
     """A readable model; only goals about the event's own members (each goal is a query)."""
     own = {i for f in facets for i in f.constants()}
-    goals = [(goal, weight) for goal, weight in preferences if _constants([goal]) <= own]
+    goals = [(goal, weight) for goal, weight in preferences if constants([goal]) <= own]
     return readable([*facts.assumptions, *scope, claim], goals, facts.timeout_ms)
 
 
@@ -436,16 +300,22 @@ def _witness(facts: _Facts, scope: Sequence[Term], claim: Term,
 
 def diff_throttles(old_extraction: Extraction, old_catalog: Catalog,
                    new_extraction: Extraction, new_catalog: Catalog,
-                   timeout_ms: int) -> ThrottleDiff:
-    """Rates, keys, decisions and key relations of every event, old -> new."""
+                   timeout_ms: int,
+                   policies: Tuple[Optional[DerivedPolicy], Optional[DerivedPolicy]] = (None,
+                                                                                        None)
+                   ) -> ThrottleDiff:
+    """Rates, keys, decisions and key relations of every event, old -> new (@policies:
+    each version's policy if already derived)."""
     start = time.perf_counter()
-    old = Side("old", old_extraction, old_catalog)
-    new = Side("new", new_extraction, new_catalog)
+    old = Side("old", old_extraction, old_catalog, timeout_ms, policies[0])
+    new = Side("new", new_extraction, new_catalog, timeout_ms, policies[1])
     names = list(new_catalog.events) + [e for e in old_catalog.events
                                         if e not in new_catalog.events]
     diffs = [EventDiff(name, name in old_catalog.events, name in new_catalog.events,
                        old.rate(name), new.rate(name), old.key(name), new.key(name),
-                       UNCHANGED) for name in names]
+                       UNCHANGED, key_unknown=(old.derived.unknown.get(name, ""),
+                                               new.derived.unknown.get(name, "")))
+             for name in names]
     decisions = _Decisions(old, new, timeout_ms)
     relations = _Relations(old, new, timeout_ms)
     for event_diff in diffs:
@@ -475,9 +345,9 @@ class _Decisions:
         except (Unsupported, NotModelled, z3.Z3Exception) as error:
             self.failure = _translation_failure(error)
             return
-        self.facts = _Facts([self.old_rec.valid(), self.new_rec.valid()], timeout_ms)
+        self.facts = Facts([self.old_rec.valid(), self.new_rec.valid()], timeout_ms)
         self.preferences = old_cb.preferences() + new_cb.preferences()
-        self.read = _constants([self.old_out, self.new_out])
+        self.read = constants([self.old_out, self.new_out])
 
     def compare(self, diff: EventDiff) -> None:
         if self.failure is not None:
@@ -513,8 +383,8 @@ class _Decisions:
                 claim = z3.And(self.old_out == before, self.new_out == after)
                 if before == after or query.sat(claim) is False:
                     continue
-                condition, exact = _condition(self.facts, scope, claim,
-                                              _read(facets, self.read))
+                condition, exact = describe_condition(self.facts, scope, claim,
+                                                      read_by(facets, self.read))
                 model = _witness(self.facts, scope, claim, self.preferences, facets)
                 witness = {} if model is None else {
                     "old": self.old_rec.concrete(model), "new": self.new_rec.concrete(model)}
@@ -531,11 +401,11 @@ class _Decisions:
         query = self.facts.query(scope)
         possible = [o for o in range(len(OUTCOMES)) if query.sat(out == o) is not False]
         event = side.catalog.events[diff.event]
-        facets = _read(_facets(None, event, None, record), self.read)
+        facets = read_by(_facets(None, event, None, record), self.read)
         for o in possible:
             condition = ""
             if len(possible) > 1:
-                condition, exact = _condition(self.facts, scope, out == o, facets)
+                condition, exact = describe_condition(self.facts, scope, out == o, facets)
                 condition += "" if exact else " (in part)"
             diff.outcomes.append((OUTCOMES[o], condition))
         if query.unknown:
@@ -566,8 +436,8 @@ class _Relations:
         except (Unsupported, NotModelled, z3.Z3Exception) as error:
             self.failure = _translation_failure(error)
             return
-        self.facts = _Facts(domain, timeout_ms)
-        self.read = _constants(code)
+        self.facts = Facts(domain, timeout_ms)
+        self.read = constants(code)
         self.preferences = views["old"].preferences() + views["new"].preferences()
 
     def compare(self, name: str) -> KeyRelation:
@@ -595,7 +465,8 @@ class _Relations:
         old_event, new_event = self.old.catalog.events[name], self.new.catalog.events[name]
         facets = [*_facets(old_event, new_event, r["old", "a"], r["new", "a"], "a."),
                   *_facets(old_event, new_event, r["old", "b"], r["new", "b"], "b.")]
-        condition, exact = _condition(self.facts, scope, claim, _read(facets, self.read))
+        condition, exact = describe_condition(self.facts, scope, claim,
+                                              read_by(facets, self.read))
         model = _witness(self.facts, scope, claim, self.preferences, facets)
         relation = KeyRelation(CHANGED, "", condition, exact)
         if model is not None:

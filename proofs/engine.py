@@ -23,13 +23,12 @@ from qthrottle.model.qapi_schema import Catalog
 from .callbacks import Callbacks
 from .execution import Unsupported
 from .replay import replay
-from .solve import FALSIFIED, PROVED, UNKNOWN, decide
+from .solve import DEFAULT_TIMEOUT_MS, FALSIFIED, PROVED, UNKNOWN, decide
 from .space import EventSpace
 from .theorems import THEOREMS, Obligation
 from .totality import check_totality
 from .values import NotModelled
 
-DEFAULT_TIMEOUT_MS = 10_000  # per solver query
 PROVEN_INVARIANTS = (1, 2, 3, 4, 7)  # 5, 6 and 8 are properties of runs: stateful engine
 
 

@@ -34,17 +34,25 @@ text, named = node_text, named_children  # the names the translation reads best 
 
 @dataclass
 class Abort:
-    """A read that aborts QEMU unless its member is present with the getter's type."""
+    """A place where the C aborts QEMU: a read of a member that is missing or of another
+    type than its getter's, a NULL string passed to strcmp & co, or an abort call
+    (assert, g_assert, abort, ...) whose condition fails."""
 
     role: str
     function: str
     line: int
-    record: Optional[SymbolicRecord]
+    record: Optional[SymbolicRecord]  # the record whose member is read, if a read
     member: Optional[str]
-    reach: Term  # the read executes
-    absent: Term  # ... and aborts: the member (or string) is missing
-    mistyped: Term  # ... and aborts: the schema gives the member another type
+    getter: Optional[str]  # the type the member is read as: "str", "int" or "bool"
+    reach: Term  # the call executes
+    absent: Term  # ... and aborts because the member is missing
+    mistyped: Term  # ... because the schema gives the member another type
+    aborts: Term  # ... for another reason (an assertion fails, an abort is called)
     call: str  # the C text, for reports
+
+    @property
+    def fails(self) -> Term:
+        return disj(self.absent, self.mistyped, self.aborts)
 
 
 def conj(*terms: Term) -> Term:
@@ -79,6 +87,7 @@ def satisfiable(term: Term) -> bool:
 class Variable:
     ctype: CType
     value: Value
+    address_taken: bool = False  # &variable was passed on: it may no longer change
 
 
 class State:
@@ -98,10 +107,12 @@ class State:
     def find(self, name: str) -> Optional[Variable]:
         return next((s[name] for s in reversed(self.scopes) if name in s), None)
 
-    def assign(self, name: str, value: Value) -> None:
+    def assign(self, name: str, value: Value, address_taken: bool = False) -> None:
         for scope in reversed(self.scopes):
             if name in scope:
-                scope[name] = Variable(scope[name].ctype, value)
+                variable = scope[name]
+                scope[name] = Variable(variable.ctype, value,
+                                       variable.address_taken or address_taken)
                 return
 
 
@@ -121,7 +132,8 @@ def merge_states(states: Sequence[State], conditions: Optional[Sequence[Term]] =
         for name, variable in first.items():
             if all(name in s.scopes[level] for s, _ in pairs):
                 scope[name] = Variable(variable.ctype, merge(
-                    [(c, s.scopes[level][name].value) for s, c in pairs]))
+                    [(c, s.scopes[level][name].value) for s, c in pairs]), any(
+                    s.scopes[level][name].address_taken for s, _ in pairs))
         scopes.append(scope)
     return State(pc if pc is not None else disj(*(s.pc for s, _ in pairs)), scopes)
 
@@ -132,4 +144,5 @@ class Frame:
     return_type: CType
     top: bool
     returns: List[Tuple[Term, Value]] = field(default_factory=list)
-    breaks: List[List[State]] = field(default_factory=list)
+    breaks: List[List[State]] = field(default_factory=list)  # per enclosing switch / loop
+    loops: List[int] = field(default_factory=list)  # indices into breaks of the loops

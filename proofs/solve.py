@@ -21,6 +21,7 @@ from qthrottle.core import Status
 
 Term = Any
 PROVED, FALSIFIED, UNKNOWN = Status.PROVED, Status.FALSIFIED, Status.UNKNOWN
+DEFAULT_TIMEOUT_MS = 10_000  # per solver query (proofs, policy derivation)
 CLAIM_PART_WEIGHT = 10  # above every readability goal
 # Per soft goal of a counterexample: z3's resource units (about 0.5 s here), not a wall
 # clock, so that the counterexample is the same on a busy machine as on an idle one.

@@ -11,15 +11,22 @@ functions reading the data (``is_stop_event``) see "not stop".
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import z3
 
+from qthrottle.harness.build import compiled_rates
 from qthrottle.harness.extract import Extraction
 from qthrottle.model.ghash import Record
-from qthrottle.model.members import KINDS, TYPICAL, filler, member_kind, string_values
+from qthrottle.model.members import (
+    INTEGER_RANGES,
+    KINDS,
+    TYPICAL,
+    filler,
+    member_kind,
+    string_values,
+)
 from qthrottle.model.qapi_schema import Catalog, Member
 
 Term = Any  # a z3 expression; z3 ships no type information
@@ -42,15 +49,22 @@ class EventSpace:
         self.names += [e for e in extraction.events_named if e not in catalog.events]
         self.valid_count = len(catalog.events)  # only schema events can be queued
         self.index = {name: i for i, name in enumerate(self.names)}
-        self.rates = {self.index[e]: rate for e, rate in extraction.rates.items()
+        # The rate table as the compiler evaluates it (every event of the enum).
+        self.rate_table = compiled_rates(extraction, tuple(catalog.events))
+        self.rates = {self.index[e]: rate for e, rate in self.rate_table.items()
                       if e in self.index and rate}
+        self._among: Dict[Tuple[int, Tuple[int, ...]], Term] = {}
         self.members: Dict[str, Dict[int, Member]] = {}
         for i, event in enumerate(catalog.events.values()):
             for member in event.members:
                 self.members.setdefault(member.name, {})[i] = member
 
     def among(self, event: Term, indices: Sequence[int]) -> Term:
-        return z3.Or(*(event == i for i in indices)) if indices else z3.BoolVal(False)
+        key = (event.get_id(), tuple(indices))
+        if key not in self._among:  # built once: z3's Python term construction is slow
+            self._among[key] = z3.Or(*(event == i for i in indices)) if indices \
+                else z3.BoolVal(False)
+        return self._among[key]
 
     def events_with(self, member: str, kind: Optional[str] = None,
                     mandatory: bool = False) -> List[int]:
@@ -142,26 +156,13 @@ class SymbolicRecord:
 
     def _range_facts(self, member: str, present: Term, value: Term) -> List[Term]:
         """An integer member holds a value of its QAPI type (read as int64_t)."""
-        by_type: Dict[str, List[int]] = {}
+        by_range: Dict[Tuple[int, int], List[int]] = {}
         for i, m in self.space.members.get(member, {}).items():
             if member_kind(m) == "int":
-                by_type.setdefault(m.type, []).append(i)
-        facts = []
-        for type_name, indices in by_type.items():
-            match = re.fullmatch(r"(u?)int(\d*)", type_name)  # else size: unsigned 64
-            signed = match is not None and not match.group(1)
-            width = int(match.group(2)) if match is not None and match.group(2) else 64
-            if signed and width == 64:
-                continue
-            if signed:
-                fits = value == z3.SignExt(64 - width, z3.Extract(width - 1, 0, value))
-            elif width < 64:
-                fits = z3.Extract(63, width, value) == 0
-            else:
-                fits = value >= 0  # larger uint64 values are beyond qdict_get_int
-            facts.append(z3.Implies(z3.And(present, self.space.among(self.event, indices)),
-                                    fits))
-        return facts
+                by_range.setdefault(INTEGER_RANGES[m.type], []).append(i)
+        return [z3.Implies(z3.And(present, self.space.among(self.event, indices)),
+                           z3.And(value >= low, value <= high))
+                for (low, high), indices in by_range.items() if (low, high) != (-2**63, 2**63 - 1)]
 
     def _enum_facts(self, member: str, present: Term, value: Term) -> List[Term]:
         by_enum: Dict[Tuple[str, ...], List[int]] = {}

@@ -1,24 +1,26 @@
-"""Invariant 7 (totality) from the read obligations of the translated C.
+"""Invariant 7 (totality) from the abort obligations of the translated C.
 
-Every read that aborts QEMU when its member is missing (qdict_get_str & co,
-strcmp on a qdict_get_try_str result) carries its path condition. For each
-one, the solver lists the events that reach it with the member absent, the
-schema's say on that member being set aside: that is the set of members each
-event's code reads without checking. model.invariants.reads_only_mandatory
-then judges those reads against the schema. The hash and equality count for
-records the queue function looks up; the queue function's own reads (before
-its decision) for every valid event, since they abort QEMU just the same.
+Every place where the C can abort QEMU carries its path condition and why it
+aborts (translate.py, library.py): a read of a member that is missing, a read
+as another type than the schema's, or an abort reached (assert & co, a NULL
+string to strcmp, a division by zero). For each one the solver lists the
+events for which it fails, the schema's say on the member's presence set
+aside: those are the Failures that model.invariants.total judges against the
+schema (a "missing" mandatory member is fine: every valid event carries it).
+The hash and equality count for records the queue function looks up; the
+queue function's own aborts (before its decision) for every valid event,
+since they abort QEMU just the same.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import z3
 
 from qthrottle.harness.extract import Extraction
 from qthrottle.model.ghash import Record
-from qthrottle.model.invariants import reads_only_mandatory
+from qthrottle.model.invariants import Failure, total
 
 from .callbacks import Callbacks
 from .execution import Abort, Unsupported
@@ -35,7 +37,9 @@ class Witness:
     role: str
     abort: Abort
     records: Dict[str, SymbolicRecord]
-    constraints: List[Term]
+    constraints: List[Term]  # the abort executes, on valid records
+    fails: Term  # ... and fails this way
+    subject: SymbolicRecord  # the record whose event is reported
     preferences: List[Tuple[Term, int]]
 
 
@@ -49,8 +53,8 @@ class TotalityVerdict:
 
 
 def check_totality(space: EventSpace, extraction: Extraction, timeout_ms: int) -> TotalityVerdict:
-    members_read: Dict[str, Set[str]] = {}
-    witnesses: Dict[Tuple[str, str], Witness] = {}
+    failures: List[Failure] = []
+    witnesses: Dict[Failure, Witness] = {}
     unknown: List[str] = []
     for role, names in ROLES.items():
         cb = Callbacks(space, extraction)
@@ -70,58 +74,59 @@ def check_totality(space: EventSpace, extraction: Extraction, timeout_ms: int) -
                            if answer == z3.unsat else timeout(timeout_ms, solver, role))
             continue
         for abort in call.aborts:
-            base = [*in_table, *(r.valid(free=abort.member if r is abort.record else None)
-                                 for r in records), abort.reach]
-            witness = Witness(role, abort, cb.records, base, cb.preferences())
-            found, problem = _events_reaching(space, witness, abort.absent, timeout_ms)
-            for event in found:
-                members_read.setdefault(event, set()).add(abort.member or "")
-                witnesses.setdefault((event, abort.member or ""), witness)
-            mistyped, mistyped_problem = _events_reaching(space, witness, abort.mistyped,
-                                                          timeout_ms)
-            unknown += [p for p in (problem, mistyped_problem) if p]
-            unknown += [f"{extraction.path}:{abort.line}: {abort.call} reads '{abort.member}' "
-                        f"of {event} with the wrong getter for its schema type (the model's "
-                        "totality invariant judges presence only)" for event in mistyped]
-    violations = reads_only_mandatory(members_read, space.catalog)
+            for kind, fails in (("missing", abort.absent), ("mistyped", abort.mistyped),
+                                ("abort", abort.aborts)):
+                if z3.is_false(z3.simplify(fails)):
+                    continue
+                # A member's presence is left to the solver: the schema judges it.
+                free = abort.member if kind == "missing" else None
+                base = [*in_table, *(r.valid(free=free if r is abort.record else None)
+                                     for r in records), abort.reach]
+                subject = abort.record or records[0]
+                witness = Witness(role, abort, cb.records, base, fails, subject,
+                                  cb.preferences())
+                found, problem = _events_failing(space, witness, timeout_ms)
+                if problem:
+                    unknown.append(problem)
+                for event in found:
+                    failure = Failure(event, kind, abort.member, abort.getter, abort.call)
+                    if failure not in witnesses:
+                        failures.append(failure)
+                        witnesses[failure] = witness
+    violations = total(failures, space.catalog)
     if violations:
         findings = []
         for violation in violations:
-            abort = witnesses[(violation.event, violation.member)].abort
+            abort = witnesses[violation.failure].abort
             findings.append(f"{extraction.path}:{abort.line}: {abort.role} "
                             f"({abort.function}): {abort.call}: {violation}")
-        first = witnesses[(violations[0].event, violations[0].member)]
+        first = witnesses[violations[0].failure]
         index = space.index[violations[0].event]
-        assert first.abort.record is not None
-        model = readable([*first.constraints, first.abort.absent,
-                          first.abort.record.event == index], first.preferences, timeout_ms)
+        model = readable([*first.constraints, first.fails, first.subject.event == index],
+                         first.preferences, timeout_ms)
         events = {name: r.concrete(model) for name, r in first.records.items()} if model else {}
         return TotalityVerdict(FALSIFIED, findings[0], first.role, events, findings)
     if unknown:
         return TotalityVerdict(UNKNOWN, unknown[0], findings=unknown)
-    return TotalityVerdict(PROVED, "every read member is mandatory for every event that "
-                                   "reaches the read (queue, hash and equality functions)")
+    return TotalityVerdict(PROVED, "for every valid event, the queue function (up to its "
+                                   "decision), the hash and the equality read only members "
+                                   "present on their path, as their type, and reach no abort")
 
 
-def _events_reaching(space: EventSpace, witness: Witness, fails: Term,
-                     timeout_ms: int) -> Tuple[List[str], Optional[str]]:
-    """The events for which @witness's read executes and fails as @fails says."""
-    abort = witness.abort
-    if z3.is_false(z3.simplify(fails)):
-        return [], None
+def _events_failing(space: EventSpace, witness: Witness,
+                    timeout_ms: int) -> Tuple[List[str], Optional[str]]:
+    """The events of witness.subject for which the abort executes and fails."""
     solver = z3.Solver()
     solver.set("timeout", timeout_ms)
-    solver.add(*witness.constraints, fails)
+    solver.add(*witness.constraints, witness.fails)
     found: List[str] = []
     while True:
         answer = solver.check()
         if answer == z3.unsat:
             return found, None
         if answer == z3.unknown:
-            return found, timeout(timeout_ms, solver, f"the read {abort.call}")
-        if abort.record is None:
-            return found, (f"{abort.call}: a NULL string whose member is unknown (merged "
-                           "from several reads) can reach it")
-        index = solver.model().eval(abort.record.event, model_completion=True).as_long()
+            return found, timeout(timeout_ms, solver, f"the abort of {witness.abort.call}")
+        event = witness.subject.event
+        index = solver.model().eval(event, model_completion=True).as_long()
         found.append(space.names[index])
-        solver.add(abort.record.event != index)
+        solver.add(event != index)

@@ -7,15 +7,19 @@ if-then-else terms, so the result is one term per function, not one per path.
 ``return`` and ``break`` park the state they leave and continue dead.
 
 What a translation records, besides the returned value:
-* every read that aborts QEMU when the member is absent or of another type
-  (qdict_get_str/int/bool, strcmp & co on a NULL string): its condition is the
-  totality obligation of invariant 7, and the path goes on assuming it passed;
+* every place that aborts QEMU: a read of a member that is absent or of another
+  type (qdict_get_str/int/bool, strcmp & co on a NULL string), an assertion that
+  fails, an abort called, a division by zero, a shift by more than the width:
+  its condition is the totality obligation of invariant 7, and the path goes on
+  assuming it passed;
+* every read of a member, with its path condition (where a policy's key is read);
 * in the queue function, the decision: a path reaching g_hash_table_lookup is
   throttled; a path emitting first is not; a path ending with neither drops the
   event. Execution stops there, so nothing after the decision is translated.
 
-Anything outside the subset raises Unsupported naming the construct at the
-file:line of the user's source (function_node keeps source rows).
+Library calls mean what library.LIBRARY says; static functions of the same file
+are inlined. Anything outside the subset raises Unsupported naming the
+construct at the file:line of the user's source (function_node keeps source rows).
 """
 from __future__ import annotations
 
@@ -56,6 +60,7 @@ from .space import EventSpace, SymbolicRecord
 from .values import (
     ARITHMETIC,
     COMPARISON,
+    INTEGER_CTYPES,
     CBool,
     CInt,
     ConfEntry,
@@ -67,6 +72,7 @@ from .values import (
     NullPtr,
     Opaque,
     Ordering,
+    Pointer,
     RateTable,
     RecordPtr,
     StructValue,
@@ -83,18 +89,40 @@ from .values import (
     truth,
 )
 
-IGNORED_CALLS = frozenset({"assert", "g_assert", "QEMU_LOCK_GUARD"})  # and trace_*
+# Limits of stdint.h, limits.h and GLib that code compares with or passes as defaults.
+LIMITS = {
+    "INT_MAX": (2**31 - 1, 32, True), "INT_MIN": (-2**31, 32, True),
+    "UINT_MAX": (2**32 - 1, 32, False), "INT32_MAX": (2**31 - 1, 32, True),
+    "INT32_MIN": (-2**31, 32, True), "UINT32_MAX": (2**32 - 1, 32, False),
+    "INT64_MAX": (2**63 - 1, 64, True), "INT64_MIN": (-2**63, 64, True),
+    "UINT64_MAX": (2**64 - 1, 64, False), "G_MAXINT": (2**31 - 1, 32, True),
+    "G_MININT": (-2**31, 32, True), "G_MAXUINT": (2**32 - 1, 32, False),
+    "G_MAXINT64": (2**63 - 1, 64, True), "G_MININT64": (-2**63, 64, True),
+    "G_MAXUINT64": (2**64 - 1, 64, False),
+}
+# Types a parenthesised cast may name without the parser knowing them as types.
+CAST_TYPES = frozenset(INTEGER_CTYPES) | {"bool", "_Bool"}
 LOOKUPS = TABLE_LOOKUPS
 MAX_INLINE_DEPTH = 8
 CONSTRUCTS = {
     "for_statement": "a for loop", "while_statement": "a while loop",
-    "do_statement": "a do/while loop", "goto_statement": "goto", "labeled_statement": "a label",
-    "continue_statement": "continue", "sizeof_expression": "sizeof",
+    "goto_statement": "goto", "labeled_statement": "a label",
+    "sizeof_expression": "sizeof",
     "comma_expression": "the comma operator", "compound_literal_expression": "a compound literal",
     "gnu_asm_expression": "inline assembly", "preproc_if": "#if inside a function",
     "preproc_ifdef": "#ifdef inside a function", "preproc_call": "a preprocessor directive",
     "initializer_list": "an initializer list outside a declaration",
 }
+
+
+@dataclass(frozen=True)
+class Access:
+    """A read of a member (any reader, presence tests included) and where it executes."""
+
+    line: int
+    record: SymbolicRecord
+    member: str
+    reach: Term
 
 
 @dataclass
@@ -105,10 +133,11 @@ class Translation:
     value: Optional[Value]
     aborts: List[Abort]
     decisions: Dict[str, Term]  # queue function: lookup / emit / drop -> condition
+    accesses: List[Access]
 
     def defined(self) -> Term:
-        """The call returns (no read aborts)."""
-        return neg(disj(*(conj(a.reach, disj(a.absent, a.mistyped)) for a in self.aborts)))
+        """The call returns (nothing aborts)."""
+        return neg(disj(*(conj(a.reach, a.fails) for a in self.aborts)))
 
 
 class Context:
@@ -117,10 +146,11 @@ class Context:
     def __init__(self, space: EventSpace, extraction: Extraction) -> None:
         self.space = space
         self.extraction = extraction
-        self.str_hash = z3.Function("g_str_hash", z3.StringSort(), z3.BitVecSort(32))
+        self._hashes: Dict[str, Any] = {}
         self._magnitude = z3.Function("strcmp_magnitude", z3.StringSort(), z3.StringSort(),
                                       z3.BitVecSort(32))
-        self.hashed: List[Term] = []  # arguments of g_str_hash, for readable models
+        # (hash function, argument) of every hash call, for readable models
+        self.hashed: List[Tuple[str, Term]] = []
         self.functions = {c.name for c in extraction.chunks if c.kind == "function"}
         self._nodes: Dict[str, Node] = {}
 
@@ -128,6 +158,12 @@ class Context:
         if name not in self._nodes:
             self._nodes[name] = function_node(self.extraction, name)
         return self._nodes[name]
+
+    def hash_function(self, name: str, domain: Any) -> Any:
+        """GLib's hash function @name, uninterpreted: a guint of its argument."""
+        if name not in self._hashes:
+            self._hashes[name] = z3.Function(name, domain, z3.BitVecSort(32))
+        return self._hashes[name]
 
     def where(self, node: Node) -> str:
         return f"{self.extraction.path}:{node.start_point[0] + 1}"
@@ -144,6 +180,7 @@ class Executor:
         self.ctx = ctx
         self.role = role
         self.aborts: List[Abort] = []
+        self.accesses: List[Access] = []
         self.decisions: Dict[str, List[Term]] = {"lookup": [], "emit": [], "drop": []}
         self.frames: List[Frame] = []
 
@@ -152,7 +189,7 @@ class Executor:
     def run(self, name: str, args: Sequence[Value]) -> Translation:
         value, _ = self.call(self.ctx.function(name), args, TRUE)
         decisions = {kind: disj(*terms) for kind, terms in self.decisions.items()}
-        return Translation(name, value, self.aborts, decisions)
+        return Translation(name, value, self.aborts, decisions, self.accesses)
 
     def call(self, node: Node, args: Sequence[Value], pc: Term) -> Tuple[Value, Term]:
         """Execute function @node from path condition @pc: its value and exit condition."""
@@ -235,7 +272,7 @@ class Executor:
 
     def _expression_statement(self, node: Node, state: State) -> State:
         children = named(node)
-        if children and not self.ignored(children[0]):
+        if children:
             self.eval(children[0], state, TRUE)
         return state
 
@@ -314,11 +351,39 @@ class Executor:
         frame.breaks[-1].append(state.copy())
         return state.copy(FALSE)
 
+    def _continue(self, node: Node, state: State) -> State:
+        """In `do { } while (0)`, continue goes to the condition, which ends the loop."""
+        frame = self.frames[-1]
+        if not frame.loops:
+            raise self.unsupported(node, "continue")
+        frame.breaks[frame.loops[-1]].append(state.copy())
+        return state.copy(FALSE)
+
+    def _do(self, node: Node, state: State) -> State:
+        """`do { ... } while (0)`, the macro shape: the body once; break leaves it."""
+        body, condition = node.child_by_field_name("body"), node.child_by_field_name(
+            "condition")
+        assert body is not None and condition is not None
+        frame = self.frames[-1]
+        frame.breaks.append([])
+        frame.loops.append(len(frame.breaks) - 1)
+        current = self.execute(body, state.copy())
+        frame.loops.pop()
+        exits = [current] + [State(b.pc, b.scopes[:len(state.scopes)])
+                             for b in frame.breaks.pop()]
+        end = merge_states(exits)
+        end.scopes = end.scopes[:len(state.scopes)]
+        again = z3.simplify(self.truth(condition, self.eval(condition, end, TRUE)))
+        if not end.dead and not z3.is_false(again) and satisfiable(conj(end.pc, again)):
+            raise self.unsupported(node, "a do/while loop that can run twice (only "
+                                   "`do { } while (0)` is modelled)")
+        return end
+
     _statements: Dict[str, Callable[[Executor, Node, State], State]] = {
         "compound_statement": _compound, "declaration": _declaration,
         "expression_statement": _expression_statement, "if_statement": _if,
         "else_clause": _else, "return_statement": _return, "switch_statement": _switch,
-        "break_statement": _break,
+        "break_statement": _break, "continue_statement": _continue, "do_statement": _do,
     }
 
     # ------------------------------------------------------- expressions
@@ -343,6 +408,9 @@ class Executor:
             "FALSE": CInt(z3.BitVecVal(0, 32), True), "true": CBool(TRUE), "false": CBool(FALSE)}
         if name in constants:
             return constants[name]
+        if name in LIMITS:
+            value, width, signed = LIMITS[name]
+            return CInt(z3.BitVecVal(value, width), signed)
         space, extraction = self.ctx.space, self.ctx.extraction
         if name.startswith(EVENT_PREFIX):
             event = name[len(EVENT_PREFIX):]
@@ -406,20 +474,46 @@ class Executor:
         assert left is not None and right is not None
         a = self.eval(left, state, guard)
         if operator in ("&&", "||"):
-            first = truth(a)
+            first = self.truth(left, a)
             then = first if operator == "&&" else neg(first)
-            second = truth(self.eval(right, state, conj(guard, then)))
+            second = self.truth(right, self.eval(right, state, conj(guard, then)))
             return CBool(conj(first, second) if operator == "&&" else disj(first, second))
         b = self.eval(right, state, guard)
         if isinstance(a, Unreachable) or isinstance(b, Unreachable):
             return Unreachable()
         if operator in COMPARISON:
-            return compare(operator, a, b)
+            compared: CBool = self.value(node, lambda v: compare(operator, v, b), a)
+            return compared
         if operator in ARITHMETIC:
-            if not all(isinstance(v, (CInt, CBool, Ordering)) for v in (a, b)):
-                raise self.unsupported(node, "pointer arithmetic")
-            return arithmetic(operator, a, b)
+            return self.arithmetic(node, operator, a, b, state, guard)
         raise self.unsupported(node, f"the operator '{operator}'")
+
+    def arithmetic(self, node: Node, operator: str, a: Value, b: Value, state: State,
+                   guard: Term) -> Value:
+        """a OP b; a zero divisor or a shift beyond the width aborts (SIGFPE, UBSan)."""
+        if not all(isinstance(v, (CInt, CBool, Ordering)) for v in (a, b)):
+            raise self.unsupported(node, "pointer arithmetic")
+        result = arithmetic(operator, a, b)
+        if operator in ("/", "%"):
+            divisor = to_int(b)
+            self.abort_if(node, state, guard, divisor.term == 0)
+        elif operator in ("<<", ">>"):
+            amount = to_int(b)
+            wide = resize(amount, 64, amount.signed).term
+            too_far = z3.UGE(wide, result.width) if not amount.signed else z3.Or(
+                wide < 0, wide >= result.width)
+            self.abort_if(node, state, guard, too_far)
+        return result
+
+    def abort_if(self, node: Node, state: State, guard: Term, condition: Term) -> None:
+        """QEMU aborts where @condition holds on this path (an obligation of invariant 7)."""
+        condition = z3.simplify(condition)
+        if z3.is_false(condition):
+            return
+        self.aborts.append(Abort(self.role, self.frames[-1].function, node.start_point[0] + 1,
+                                 None, None, None, conj(state.pc, guard), FALSE, FALSE,
+                                 condition, text(node)))
+        state.pc = conj(state.pc, z3.Implies(guard, neg(condition)))
 
     def _conditional(self, node: Node, state: State, guard: Term) -> Value:
         condition = node.child_by_field_name("condition")
@@ -441,7 +535,7 @@ class Executor:
                                    "(only local variables are modelled)")
         value = self.eval(right, state, guard)
         if operator != "=":
-            value = arithmetic(operator[:-1], variable.value, value)
+            value = self.arithmetic(node, operator[:-1], variable.value, value, state, guard)
         return self.store(left, state, guard, variable, value)
 
     def _update(self, node: Node, state: State, guard: Term) -> Value:
@@ -460,6 +554,9 @@ class Executor:
     def store(self, target: Node, state: State, guard: Term, variable: Variable,
               value: Value) -> Value:
         """Assign under @guard: the variable keeps its old value where the guard fails."""
+        if variable.address_taken:
+            raise self.unsupported(target, f"an assignment to '{text(target)}' after its "
+                                   "address was taken (pointers are read at once)")
         value = self.converted(target, value, variable.ctype)
         if not z3.is_true(guard):
             value = merge([(guard, value), (neg(guard), variable.value)])
@@ -493,12 +590,24 @@ class Executor:
     def _pointer(self, node: Node, state: State, guard: Term) -> Value:
         argument = node.child_by_field_name("argument")
         assert argument is not None
-        if text(node.child_by_field_name("operator")) != "&":
-            raise self.unsupported(node, "a pointer dereference")
+        if text(node.child_by_field_name("operator")) == "*":
+            pointer = self.eval(argument, state, guard)
+            if isinstance(pointer, Pointer):
+                return pointer.value
+            raise self.unsupported(node, f"a dereference of {describe(pointer)}")
         if argument.type == "subscript_expression":
             return self.eval(argument, state, guard)
-        if argument.type == "identifier" and state.find(text(argument)) is not None:
-            return self.eval(argument, state, guard)  # &local: the struct it points to
+        variable = state.find(text(argument)) if argument.type == "identifier" else None
+        if variable is not None and isinstance(variable.value, StructValue):
+            return variable.value  # &local struct: the struct it points to
+        if variable is not None:
+            # Read at once by the callee; the variable may not change afterwards (store).
+            state.assign(text(argument), variable.value, address_taken=True)
+            return Pointer(variable.value, variable.ctype)
+        if argument.type == "field_expression":
+            field = self.eval(argument, state, guard)
+            if isinstance(field, CInt):
+                return Pointer(field, CType("int", field.width, field.signed))
         return Opaque(f"the address of '{text(argument)}'")
 
     def _cast(self, node: Node, state: State, guard: Term) -> Value:
@@ -506,29 +615,40 @@ class Executor:
         assert descriptor is not None and value is not None
         pointer = any(c.type == "abstract_pointer_declarator" for c in descriptor.children)
         target = ctype(text(descriptor.child_by_field_name("type")), pointer)
-        return self.converted(node, self.eval(value, state, guard), target)
+        return self.cast(node, self.eval(value, state, guard), target)
+
+    def cast(self, node: Node, value: Value, target: CType) -> Value:
+        if isinstance(value, Pointer) and target.kind == "pointer":
+            pointee = ctype(target.name[:-1].strip(), False)
+            if pointee.kind == "int" and (pointee.width, pointee.signed) != (
+                    value.pointee.width, value.pointee.signed) or pointee.kind == "bool" \
+                    and value.pointee.kind != "bool":
+                raise self.unsupported(node, f"a pointer to {value.pointee.name or 'a value'} "
+                                       f"read as a pointer to {pointee.name}")
+        return self.converted(node, value, target)
 
     def _call(self, node: Node, state: State, guard: Term) -> Value:
         function, arguments = node.child_by_field_name("function"), node.child_by_field_name(
             "arguments")
         assert function is not None and arguments is not None
+        args = named(arguments)
+        if function.type == "parenthesized_expression":  # (guint)(x): a cast the parser
+            inner = named(function)  # cannot tell from a call without the typedefs
+            if len(inner) == 1 and len(args) == 1 and text(inner[0]) in CAST_TYPES:
+                return self.cast(node, self.eval(args[0], state, guard),
+                                 ctype(text(inner[0]), False))
         if function.type != "identifier":
             raise self.unsupported(node, "a call through a function pointer")
-        name, args = text(function), named(arguments)
-        if self.ignored(node):
-            return Opaque(f"the value of {name}()")
+        name = text(function)
         if name in LOOKUPS or name in SHIMMED:
             if self.role != "queue":
                 raise self.unsupported(node, f"{name}() in the {self.role} callback")
             self.decisions["lookup" if name in LOOKUPS else "emit"].append(conj(state.pc, guard))
             state.pc = conj(state.pc, neg(guard))
             return Unreachable()
-        if name == "qobject_to":
-            return library.qobject_to(self, node, args, state, guard)
-        if name in library.ABORTING_READERS or name in library.TRY_READERS or name == "qdict_haskey":
-            return library.read(self, node, name, args, state, guard)
-        if name in library.STRING_FUNCTIONS:
-            return library.string_call(self, node, name, args, state, guard)
+        model = library.model_of(name)
+        if model is not None:
+            return model.apply(self, node, args, state, guard)
         if name in self.ctx.functions:
             values = [self.eval(a, state, guard) for a in args]
             value, exit_pc = self.call(self.ctx.function(name), values, conj(state.pc, guard))
@@ -575,12 +695,10 @@ class Executor:
                                    "an unnamed parameter")
         return text(node), pointer
 
-    def ignored(self, node: Node) -> bool:
-        """trace_*(), assert() and QEMU_LOCK_GUARD(): no effect on the decision."""
-        if node.type != "call_expression":
-            return False
-        name = text(node.child_by_field_name("function"))
-        return name in IGNORED_CALLS or name.startswith("trace_")
+    def accessed(self, node: Node, record: SymbolicRecord, member: str, state: State,
+                 guard: Term) -> None:
+        self.accesses.append(Access(node.start_point[0] + 1, record, member,
+                                    conj(state.pc, guard)))
 
     def member_name(self, node: Node) -> Optional[str]:
         return self.string_literal(node) if node.type == "string_literal" else None

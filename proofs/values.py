@@ -72,6 +72,32 @@ class EventQDict:
     record: SymbolicRecord
 
 
+@dataclass(frozen=True)
+class DataObject:
+    """qdict_get(<the event's QDict>, "data"): a QObject, NULL for events without data."""
+
+    record: SymbolicRecord
+
+
+@dataclass(frozen=True, eq=False)
+class MemberObject:
+    """qdict_get(data, "member"), or qobject_to(QString|QNum|QBool, it) when @kind is set:
+    a QObject that is non-NULL exactly when @live holds."""
+
+    record: SymbolicRecord
+    member: str
+    live: Term
+    kind: Optional[str] = None  # "str", "int" or "bool" after qobject_to
+
+
+@dataclass(frozen=True, eq=False)
+class Pointer:
+    """&local, or the address of a record's field: the value it points to, read at once."""
+
+    value: Value
+    pointee: CType
+
+
 @dataclass(frozen=True, eq=False)
 class ConfEntry:
     """&rate_table[event] (or the entry itself)."""
@@ -112,8 +138,9 @@ class Unreachable:
     """The value of a call after which the path ended (lookup, emit)."""
 
 
-Value = Union[CInt, CBool, CStr, Ordering, RecordPtr, DataDict, EventQDict, ConfEntry,
-              RateTable, NullPtr, StructValue, Opaque, Unreachable]
+Value = Union[CInt, CBool, CStr, Ordering, RecordPtr, DataDict, EventQDict, DataObject,
+              MemberObject, Pointer, ConfEntry, RateTable, NullPtr, StructValue, Opaque,
+              Unreachable]
 
 
 @dataclass(frozen=True)
@@ -171,9 +198,11 @@ def truth(value: Value) -> Term:
         return z3.Not(value.null)
     if isinstance(value, Ordering):
         return z3.Not(value.equal)
-    if isinstance(value, DataDict):
+    if isinstance(value, (DataDict, DataObject)):
         return value.record.has_data()
-    if isinstance(value, (RecordPtr, EventQDict, ConfEntry)):
+    if isinstance(value, MemberObject):
+        return value.live
+    if isinstance(value, (RecordPtr, EventQDict, ConfEntry, Pointer)):
         return z3.BoolVal(True)
     if isinstance(value, (NullPtr, Unreachable)):
         return z3.BoolVal(False)
@@ -228,7 +257,7 @@ def common(a: Value, b: Value) -> Tuple[CInt, CInt]:
             CInt(resize(y, width, y.signed).term, signed))
 
 
-ARITHMETIC = ("+", "-", "*", "^", "&", "|", "<<", ">>")
+ARITHMETIC = ("+", "-", "*", "/", "%", "^", "&", "|", "<<", ">>")
 COMPARISON = ("==", "!=", "<", ">", "<=", ">=")
 
 
@@ -241,9 +270,12 @@ def arithmetic(operator: str, a: Value, b: Value) -> CInt:
         return CInt(left.term >> amount if left.signed else z3.LShR(left.term, amount),
                     left.signed)
     x, y = common(a, b)
+    # C divides towards zero: bvsdiv/bvsrem; a zero divisor is the translator's obligation.
     terms = {"+": lambda: x.term + y.term, "-": lambda: x.term - y.term,
              "*": lambda: x.term * y.term, "^": lambda: x.term ^ y.term,
-             "&": lambda: x.term & y.term, "|": lambda: x.term | y.term}
+             "&": lambda: x.term & y.term, "|": lambda: x.term | y.term,
+             "/": lambda: x.term / y.term if x.signed else z3.UDiv(x.term, y.term),
+             "%": lambda: z3.SRem(x.term, y.term) if x.signed else z3.URem(x.term, y.term)}
     if operator not in terms:
         raise NotModelled(f"the operator '{operator}'")
     return CInt(terms[operator](), x.signed)
@@ -258,7 +290,8 @@ def compare(operator: str, a: Value, b: Value) -> CBool:
         relation = {"==": equal, "!=": z3.Not(equal), "<": less, "<=": z3.Or(less, equal),
                     ">": z3.And(z3.Not(less), z3.Not(equal)), ">=": z3.Not(less)}
         return CBool(relation[operator])
-    pointers = (CStr, RecordPtr, DataDict, EventQDict, ConfEntry, NullPtr)
+    pointers = (CStr, RecordPtr, DataDict, EventQDict, DataObject, MemberObject, Pointer,
+                ConfEntry, NullPtr)
     if isinstance(a, pointers) or isinstance(b, pointers):
         return _compare_pointers(operator, a, b)
     x, y = common(a, b)
@@ -297,7 +330,8 @@ def same(a: Value, b: Value) -> bool:
     """Structurally the same value (z3 terms compared as terms)."""
     if type(a) is not type(b):
         return False
-    if isinstance(a, (CInt, CBool, CStr, Ordering, ConfEntry, StructValue)):
+    if isinstance(a, (CInt, CBool, CStr, Ordering, ConfEntry, StructValue, MemberObject,
+                      Pointer)):
         return a is b or _terms(a) == _terms(b)
     return a == b
 
@@ -316,6 +350,10 @@ def _terms(value: Value) -> List[Any]:
     if isinstance(value, StructValue):
         return [(k, _terms(v) if not isinstance(v, (RecordPtr, DataDict)) else v)
                 for k, v in value.fields]
+    if isinstance(value, MemberObject):
+        return [value.record, value.member, value.live.get_id(), value.kind]
+    if isinstance(value, Pointer):
+        return [_terms(value.value), value.pointee]
     return [value]
 
 
@@ -330,14 +368,15 @@ def merge(pairs: Sequence[Tuple[Term, Value]]) -> Value:
     values = [v for _, v in live]
     if all(isinstance(v, CBool) for v in values):
         return CBool(_ite([(c, v.term) for c, v in live]))  # type: ignore[union-attr]
-    if all(isinstance(v, (CInt, CBool)) for v in values):
+    if all(isinstance(v, (CInt, CBool, Ordering)) for v in values):
         ints = [to_int(v) for v in values]
         width = max(i.width for i in ints)
         signed = all(i.signed for i in ints)
         return CInt(_ite([(c, resize(i, width, i.signed).term)
                           for (c, _), i in zip(live, ints)]), signed)
-    if all(isinstance(v, CStr) for v in values):
-        strings = [v for v in values if isinstance(v, CStr)]
+    if all(isinstance(v, (CStr, NullPtr)) for v in values):  # NULL: a string that is NULL
+        strings = [v if isinstance(v, CStr) else CStr(z3.StringVal(""), z3.BoolVal(True))
+                   for v in values]
         origins = {id(s.origin): s.origin for s in strings}
         return CStr(_ite([(c, s.text) for (c, _), s in zip(live, strings)]),
                     _ite([(c, s.null) for (c, _), s in zip(live, strings)]),
@@ -347,13 +386,26 @@ def merge(pairs: Sequence[Tuple[Term, Value]]) -> Value:
         return Ordering(_ite([(c, o.less) for (c, _), o in zip(live, orders)]),
                         _ite([(c, o.equal) for (c, _), o in zip(live, orders)]),
                         _ite([(c, o.magnitude) for (c, _), o in zip(live, orders)]))
+    objects = [v for v in values if isinstance(v, MemberObject)]
+    if objects and all(isinstance(v, (MemberObject, NullPtr)) for v in values) and all(
+            (o.record, o.member, o.kind) == (objects[0].record, objects[0].member,
+                                             objects[0].kind) for o in objects):
+        return MemberObject(objects[0].record, objects[0].member, _ite(
+            [(c, truth(v)) for c, v in live]), objects[0].kind)
+    pointers = [v for v in values if isinstance(v, Pointer)]
+    if len(pointers) == len(values) and all(p.pointee == pointers[0].pointee
+                                            for p in pointers):
+        return Pointer(merge([(c, p.value) for (c, _), p in zip(live, pointers)]),
+                       pointers[0].pointee)
     return Opaque("a variable that holds different kinds of value on different paths")
 
 
 def describe(value: Value) -> str:
     """What a value is, for messages about unsupported uses."""
     names = {CStr: "a string", RecordPtr: "the throttle record", DataDict: "the data dict",
-             EventQDict: "the event's QDict", ConfEntry: "the rate table entry",
+             EventQDict: "the event's QDict", DataObject: "the event's \"data\" QObject",
+             MemberObject: "a member's QObject", Pointer: "a pointer to a value",
+             ConfEntry: "the rate table entry",
              RateTable: "the rate table", StructValue: "a struct", NullPtr: "NULL",
              CInt: "an integer", CBool: "a boolean", Ordering: "a strcmp result"}
     if isinstance(value, Opaque):
@@ -379,8 +431,14 @@ def same_value(a: Value, b: Value) -> Optional[Term]:
             return None
         parts = [same_value(x, y) for (_, x), (_, y) in zip(a.fields, b.fields)]
         return None if any(p is None for p in parts) else z3.And(True, *parts)
-    if isinstance(a, (RecordPtr, DataDict, EventQDict)) and type(a) is type(b):
+    if isinstance(a, (RecordPtr, DataDict, EventQDict, DataObject)) and type(a) is type(b):
         return z3.BoolVal(a.record is b.record)
+    if isinstance(a, MemberObject) and isinstance(b, MemberObject):
+        if (a.record, a.member, a.kind) != (b.record, b.member, b.kind):
+            return None
+        return a.live == b.live
+    if isinstance(a, Pointer) and isinstance(b, Pointer):
+        return same_value(a.value, b.value) if a.pointee == b.pointee else None
     if isinstance(a, (NullPtr, RateTable, Unreachable)) and type(a) is type(b):
         return z3.BoolVal(True)
     if isinstance(a, Opaque) and isinstance(b, Opaque) and a.what == b.what \

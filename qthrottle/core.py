@@ -139,13 +139,17 @@ class _Signals:
     dropped = False  # the Interrupted it raised was dropped (see _dropped)
     redeliveries: List[threading.Timer] = []  # _dropped's, cancelled when the command ends
     interrupters: List[Callable[[], None]] = []  # see interrupt_with
+    resets: List[Callable[[], None]] = []
 
 
-def interrupt_with(interrupter: Callable[[], None]) -> None:
+def interrupt_with(interrupter: Callable[[], None], reset: Callable[[], None]) -> None:
     """@interrupter stops a computation that holds the main thread in C code (a z3
     check): Python runs a signal's handler only when the main thread is back in
-    Python. It is called from another thread when SIGINT or SIGTERM arrives."""
+    Python. It is called from another thread when SIGINT or SIGTERM arrives. @reset
+    undoes what it leaves behind, when the command that a signal stopped ends (z3's
+    context stays cancelled until its next check: a push before it would fail)."""
     _Signals.interrupters.append(interrupter)
+    _Signals.resets.append(reset)
 
 
 def _wake(signals: int) -> None:
@@ -224,4 +228,7 @@ def signals_stop_the_command() -> Iterator[None]:
         os.close(wake_write)  # the reader sees end of file and returns
         waker.join()
         os.close(wake_read)
+        if _Signals.received is not None:
+            for reset in _Signals.resets:
+                reset()
         _Signals.received, _Signals.dropped = None, False

@@ -42,6 +42,12 @@ def _require_cached(release: str) -> Path:
 
 
 @pytest.fixture(scope="session")
+def qemu_tree_52() -> Path:
+    """Root of Debian bullseye's QEMU 5.2 tree (monitor/, qapi/): locks with qemu_mutex_lock."""
+    return _require_cached("bullseye")
+
+
+@pytest.fixture(scope="session")
 def qemu_tree_72() -> Path:
     """Root of Debian bookworm's QEMU 7.2 tree (monitor/, qapi/)."""
     return _require_cached("bookworm")

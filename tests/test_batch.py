@@ -16,12 +16,13 @@ from qthrottle.cases import EXPECTED, SCHEMA_DIR, case_path
 from qthrottle.engines.bounds import quiet_interval
 from qthrottle.engines.judge import CompareKeys, command
 from qthrottle.engines.sampling import Sampler
-from qthrottle.engines.stateful import Subject, open_subject
+from qthrottle.engines.stateful import Subject
 from qthrottle.harness.build import build
 from qthrottle.harness.driver import Command, Driver, DriverError, KeysCheck, RunResult, StepResult
 from qthrottle.harness.extract import extract
 from qthrottle.harness.target import resolve
 from qthrottle.model.timeline import Advance, Queue
+from qthrottle.review.target_policy import open_subject
 
 SECOND = 1_000_000_000
 RTC = Queue("RTC_CHANGE", {"offset": 1, "qom-path": "/machine/rtc"})

@@ -11,8 +11,9 @@ import pytest
 from qthrottle.cases import EXPECTED, MAY_ALSO_BREAK, SCHEMA_DIR
 from qthrottle.cases.seeded import SEEDED
 from qthrottle.engines.bounds import PROFILES
-from qthrottle.engines.stateful import open_subject, search
+from qthrottle.engines.stateful import search
 from qthrottle.harness.target import Target, resolve
+from qthrottle.review.target_policy import open_subject
 
 SEEDS = range(1, 21)
 DEFAULT = PROFILES["quick"]  # `qthrottle verify`'s

@@ -18,6 +18,7 @@ from qthrottle.engines.bounds import Profile
 from qthrottle.harness.driver import Driver
 from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import INVARIANTS
+from qthrottle.model.qapi_schema import load_schema
 from qthrottle.model.timeline import Advance, Queue
 from qthrottle.review.diff import DiffOptions, DiffRun, report_json, report_text, run_diff
 from qthrottle.review.patches import split_patch
@@ -141,6 +142,8 @@ def test_qemu_72_to_100_lists_the_real_changes_only(
     divergence = report["dynamic"]["divergence"]
     assert divergence is not None
     assert all("BLOCK_IO_ERROR" in step for step in divergence["timeline"])
+    # Every event of NEW's schema is queued, those the patch adds too (to NEW alone).
+    assert set(report["dynamic"]["events"]) == set(load_schema(qemu_tree_100 / "qapi").events)
 
 
 def test_a_patch_that_reintroduces_the_bug_fails_ci(

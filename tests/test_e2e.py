@@ -29,18 +29,25 @@ from qthrottle.engines.e2e import (
     Subject,
     format_transcript,
     open_subject,
-    policy_for,
     realize,
     report_lines,
     search,
 )
 from qthrottle.harness import qemu_build
 from qthrottle.harness.qemu_build import QemuBuild, build_key, cached_build, recipe_digest
-from qthrottle.harness.qemu_machine import DiskIo, Machine, QuorumRead, RtcSet, find_libfaketime
+from qthrottle.harness.qemu_machine import (
+    RTC_OFFSETS,
+    DiskIo,
+    Machine,
+    QuorumRead,
+    RtcSet,
+    find_libfaketime,
+)
 from qthrottle.harness.qemu_process import QemuError, QemuProcess, QemuTimeout
 from qthrottle.harness.target import resolve
 from qthrottle.model.members import g_str_hash
 from qthrottle.model.timeline import Advance, Emission, Queue
+from qthrottle.review.target_policy import target_policy
 
 SEED = 20260315
 UNIVERSE_PATHS = ["/machine/peripheral/disk0", "/machine/peripheral/disk1",
@@ -54,7 +61,8 @@ def _under_ci() -> bool:
 
 @pytest.fixture(scope="module")
 def subject(qemu_build: QemuBuild) -> Iterator[Subject]:
-    with open_subject(qemu_build.binary, resolve(str(qemu_build.tree)), 12) as opened:
+    target = resolve(str(qemu_build.tree))
+    with open_subject(qemu_build.binary, target, 12, target_policy(target).policy) as opened:
         yield opened
 
 
@@ -127,7 +135,7 @@ def test_seeded_wrong_model_rate_is_caught_with_a_readable_transcript(
         qemu_build: QemuBuild) -> None:
     """A model 1 ns off the real rate: QEMU and the harness agree, the model is blamed."""
     target = resolve(str(qemu_build.tree))
-    true = policy_for(target.extract())
+    true = target_policy(target).policy
     wrong = dataclasses.replace(true, rates={**true.rates,
                                              "QUORUM_REPORT_BAD": 1_000_000_000 - 1})
     with open_subject(qemu_build.binary, target, 12, wrong) as seeded:
@@ -261,6 +269,12 @@ def test_generated_events_become_what_a_guest_can_do() -> None:
     ignored = machine.queued(ignore, "/rtc")[0].data
     assert ignored is not None and "nospace" not in ignored
     assert realize(machine, Queue("RTC_CHANGE", {"offset": 4096})) == RtcSet(4096)
+    # The schema's offset is any int64; the guest's CMOS clock holds 1970 to 2099.
+    assert realize(machine, Queue("RTC_CHANGE", {"offset": -1})) == RtcSet(-1)
+    for offset in (-2**63, 2**63 - 1, RTC_OFFSETS[1] + 1):
+        folded = realize(machine, Queue("RTC_CHANGE", {"offset": offset}))
+        assert isinstance(folded, RtcSet) and RTC_OFFSETS[0] <= folded.offset <= RTC_OFFSETS[1]
+        assert folded.describe()[-19:-15] in {str(year) for year in range(1970, 2100)}
     bad = realize(machine, Queue("QUORUM_REPORT_BAD", {"node-name": "node1"}))
     assert bad == QuorumRead("quorum0", "node1", 2)  # sector 0 stays readable
 

@@ -134,10 +134,16 @@ def test_unknown_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert hang in source
     (tmp_path / "monitor.c").write_text(source.replace(hang, hang + " for (;;) {}", 1))
     code, out = explore(capsys, str(tmp_path / "monitor.c"), "--qapi-dir", str(SCHEMA_DIR),
+                        "--invariant", "8", "--output", str(tmp_path / "repro"))
+    assert code == 3
+    assert re.search(r"8 +no memory error .* UNKNOWN", out)
+    assert "UNKNOWN: stateful engine: the harness could not decide: timeout" in out
+    # The loop also leaves the policy's keys underived: 5 is not judged on a guess.
+    code, out = explore(capsys, str(tmp_path / "monitor.c"), "--qapi-dir", str(SCHEMA_DIR),
                         "--invariant", "5", "--output", str(tmp_path / "repro"))
     assert code == 3
-    assert re.search(r"5 +throttled events .* UNKNOWN", out)
-    assert "UNKNOWN: stateful engine: the harness could not decide: timeout" in out
+    assert re.search(r"5 +throttled events .* UNKNOWN \(stateful engine: the key of the "
+                     r"throttle policy is UNKNOWN \(.*a for loop", out)
 
 
 def test_input_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

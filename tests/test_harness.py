@@ -1,4 +1,4 @@
-"""The harness against the real C: every case study and Debian's QEMU 7.2 and 10.0.x."""
+"""The harness against the real C: every case study and Debian's QEMU 5.2, 7.2 and 10.0.x."""
 from __future__ import annotations
 
 import re
@@ -16,10 +16,12 @@ from qthrottle.harness.target import Target, resolve
 from qthrottle.model.timeline import Advance, Emission, Queue
 
 SECOND = 1_000_000_000
-TARGETS = [*EXPECTED, "qemu-7.2", "qemu-10.0"]
+TARGETS = [*EXPECTED, "qemu-5.2", "qemu-7.2", "qemu-10.0"]
 
 
 def _target(name: str, request: pytest.FixtureRequest) -> Target:
+    if name == "qemu-5.2":
+        return resolve(str(request.getfixturevalue("qemu_tree_52")))
     if name == "qemu-7.2":
         return resolve(str(request.getfixturevalue("qemu_tree_72")))
     if name == "qemu-10.0":
@@ -212,3 +214,28 @@ def test_bad_input_gives_one_clear_line_and_exit_2(kind: str, tmp_path: Path,
     assert out == ""
     assert err.count("\n") == 1 and err.startswith("qthrottle: error: ") and expected in err
     assert "Traceback" not in err
+
+
+def test_extract_prints_the_compiled_rates_and_the_derived_keys(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["extract", "stop-irreflexive"]) == 0
+    out = capsys.readouterr().out
+    assert "as the compiler evaluates it), and each event's key, derived from the C:" in out
+    assert re.search(r"\n  BLOCK_IO_ERROR +1 s +per qom-path\n", out)
+    assert re.search(r"\n  WATCHDOG +1 s +per event name\n", out)
+    assert "  assumed: BLOCK_IO_ERROR: the key is derived on the records equal to themselves" \
+        in out
+
+
+def test_signed_arithmetic_wraps_as_in_qemu(tmp_path: Path) -> None:
+    """QEMU compiles with -fwrapv; so does the harness: signed overflow is no UB crash."""
+    source = resolve("stop-bypass").monitor_c.read_text()
+    seed = "unsigned int hash = evstate->event * 255;"
+    assert seed in source
+    (tmp_path / "monitor.c").write_text(source.replace(
+        seed, "int hash = 2147483647;\n    hash += evstate->event + 1;"))
+    built = build(extract(tmp_path / "monitor.c"), resolve("stop-bypass").schema_events())
+    with Driver(built.binary) as driver:
+        # INT_MAX + (event + 1) wraps to INT_MIN + event, returned as an unsigned int
+        assert driver.hash("WATCHDOG", {"action": "reset"}) == \
+            2**31 + built.events.index("WATCHDOG")

@@ -1,7 +1,7 @@
-"""The reference model: logic layer, policy extraction, GLib table, throttle, invariants.
+"""The reference model: logic layer, policy datatype, GLib table, throttle, invariants.
 
 The throttle model is checked against the compiled C (baseline, stop-bypass and,
-when their sources are available, QEMU 7.2 and 10.0.x) step by step, and every
+when their sources are available, QEMU 5.2, 7.2 and 10.0.x) step by step, and every
 invariant is shown to fail on a case that breaks it.
 """
 # Optional stays (not "X | None"): Python 3.9 compatibility, as in model/.
@@ -22,8 +22,6 @@ from qthrottle.engines import generate
 from qthrottle.engines.bounds import quiet_interval
 from qthrottle.engines.judge import trace_checks
 from qthrottle.harness.driver import Driver, StepResult
-from qthrottle.harness.extract import Extraction, extract
-from qthrottle.harness.policy_scan import member_reads, members_read, policy_from_extraction
 from qthrottle.harness.target import Target, resolve
 from qthrottle.model import invariants as inv
 from qthrottle.model.ghash import GHashTableModel, Record, driver_callbacks, glib_hash, matches
@@ -32,12 +30,14 @@ from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Catalog, load_schema
 from qthrottle.model.throttle import ThrottleModel, Window
 from qthrottle.model.timeline import Advance, AdvanceToNext, Emission, Operation, Queue, format_ns
+from qthrottle.proofs.policy import derive_policy
 
 SECOND = 1_000_000_000
 CASES_QAPI = Path(__file__).resolve().parent.parent / "cases" / "qapi"
 
 # The shared fixture of each real QEMU target (it skips with a reason, or fails under CI).
-REAL_QEMU = {"qemu-7.2": "qemu_tree_72", "qemu-10.0": "qemu_tree_100"}
+REAL_QEMU = {"qemu-5.2": "qemu_tree_52", "qemu-7.2": "qemu_tree_72",
+             "qemu-10.0": "qemu_tree_100"}
 
 
 def _target(name: str, request: pytest.FixtureRequest) -> Target:
@@ -60,8 +60,10 @@ def _driver(name: str, request: pytest.FixtureRequest, drivers: dict[str, Driver
     return drivers[name]
 
 
-def _extraction(name: str, request: pytest.FixtureRequest) -> Extraction:
-    return extract(_target(name, request).monitor_c)
+def _policy(name: str, request: pytest.FixtureRequest) -> Policy:
+    """The policy the target's code implements (proofs/policy.py derives it)."""
+    target = _target(name, request)
+    return derive_policy(target.extract(), target.catalog()).policy
 
 
 def _catalog(name: str, request: pytest.FixtureRequest) -> Catalog:
@@ -121,77 +123,6 @@ def test_logic_builds_z3_terms() -> None:
 
 
 # ------------------------------------------------------------------ policy
-
-EXPECTED_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
-    "baseline": {"VSERPORT_CHANGE": ("id",), "QUORUM_REPORT_BAD": ("node-name",),
-                 "MEMORY_DEVICE_SIZE_CHANGE": ("qom-path",)},
-}
-EXPECTED_KEYS["qemu-7.2"] = EXPECTED_KEYS["baseline"]
-for _name in ("per-device", "stop-irreflexive", "stop-bypass", "qemu-10.0"):
-    EXPECTED_KEYS[_name] = {**EXPECTED_KEYS["baseline"], "BLOCK_IO_ERROR": ("qom-path",)}
-EXPECTED_KEYS["optional-key"] = {**EXPECTED_KEYS["baseline"], "BLOCK_IO_ERROR": ("node-name",)}
-
-
-@pytest.mark.parametrize("name", list(EXPECTED_KEYS))
-def test_policy_from_extraction(name: str, request: pytest.FixtureRequest) -> None:
-    extraction = _extraction(name, request)
-    policy = policy_from_extraction(extraction)
-    assert policy.keys == EXPECTED_KEYS[name]
-    assert policy.rates == {e: r for e, r in extraction.rates.items() if r}
-    assert ("BLOCK_IO_ERROR" in policy.rates) == (name not in ("baseline", "qemu-7.2"))
-    reads = members_read(extraction)
-    for event, members in policy.keys.items():
-        assert set(members) <= reads[event]
-
-
-def test_a_member_read_only_to_return_false_is_a_read_not_a_key(
-        request: pytest.FixtureRequest) -> None:
-    extraction = _extraction("stop-irreflexive", request)
-    assert members_read(extraction)["BLOCK_IO_ERROR"] == {"qom-path", "action"}
-    assert policy_from_extraction(extraction).keys["BLOCK_IO_ERROR"] == ("qom-path",)
-    action = [r for r in member_reads(extraction) if r.member == "action"]
-    assert [(r.role, r.side, r.events) for r in action] == [
-        ("equal", 0, frozenset({"BLOCK_IO_ERROR"}))]
-    source = extraction.path.read_text().splitlines()
-    assert '"action"' in source[action[0].line - 1]
-
-
-SWITCH_HASH = """static unsigned int qapi_event_throttle_hash(const void *key)
-{
-    const MonitorQAPIEventState *evstate = key;
-    unsigned int hash = evstate->event * 255 + g_str_hash(qdict_get_str(evstate->data, "x"));
-
-    switch (evstate->event) {
-    case QAPI_EVENT_VSERPORT_CHANGE:
-        hash += g_str_hash(qdict_get_str(evstate->data, "id"));
-        break;
-    case QAPI_EVENT_MEMORY_DEVICE_SIZE_CHANGE:
-    case QAPI_EVENT_BLOCK_IO_ERROR:
-        hash += g_str_hash(qdict_get_str(evstate->data, "qom-path"));
-        break;
-    default:
-        break;
-    }
-    return hash;
-}
-"""
-
-
-def test_policy_scan_follows_switch_cases_and_unconditional_reads(tmp_path: Path) -> None:
-    source = (CASES_QAPI.parent / "stop-bypass.c").read_text()
-    start = source.index("static unsigned int qapi_event_throttle_hash")
-    end = source.index("\n}\n", start) + 3
-    monitor_c = tmp_path / "monitor.c"
-    monitor_c.write_text(source[:start] + SWITCH_HASH + source[end:])
-    extraction = extract(monitor_c)
-    hashed = {r.member: r.events for r in member_reads(extraction) if r.role == "hash"}
-    assert hashed == {"x": frozenset({"*"}), "id": frozenset({"VSERPORT_CHANGE"}),
-                      "qom-path": frozenset({"MEMORY_DEVICE_SIZE_CHANGE", "BLOCK_IO_ERROR"})}
-    keys = policy_from_extraction(extraction).keys
-    assert keys["RTC_CHANGE"] == ("x",)  # an unconditional read keys every throttled event
-    assert keys["BLOCK_IO_ERROR"] == ("qom-path", "x")
-    assert "x" in members_read(extraction)["WATCHDOG"]
-
 
 def test_policy_key() -> None:
     policy = Policy(rates={"VSERPORT_CHANGE": SECOND, "RTC_CHANGE": SECOND},
@@ -326,7 +257,7 @@ STOP_AMID_REPORTS = [block_io_error("report"), Advance(SECOND // 2),
                      Queue("STOP"), Advance(SECOND // 2), Advance(SECOND // 2),
                      block_io_error("report"), Advance(3 * SECOND)]
 TIMELINES = {"burst": BURST, "independent": INDEPENDENT, "stop-amid-reports": STOP_AMID_REPORTS}
-MATCHING = ["baseline", "stop-bypass", "qemu-7.2", "qemu-10.0"]
+MATCHING = ["baseline", "stop-bypass", "qemu-5.2", "qemu-7.2", "qemu-10.0"]
 
 
 @pytest.mark.parametrize("timeline", list(TIMELINES))
@@ -334,9 +265,8 @@ MATCHING = ["baseline", "stop-bypass", "qemu-7.2", "qemu-10.0"]
 def test_model_predicts_the_c(name: str, timeline: str, request: pytest.FixtureRequest,
                               drivers: dict[str, Driver]) -> None:
     ops = TIMELINES[timeline]
-    extraction = _extraction(name, request)
     run = _driver(name, request, drivers).run(ops)
-    policy = policy_from_extraction(extraction)
+    policy = _policy(name, request)
     model = ThrottleModel(policy, _catalog(name, request))
     _assert_same(run.steps, model, ops)
     c_trace = inv.trace_from_steps(run.steps)
@@ -438,8 +368,7 @@ def test_per_device_delays_a_stop_event(request: pytest.FixtureRequest,
     violations = inv.stop_not_delayed(inv.trace_from_steps(run.steps))
     assert len(violations) == 1 and violations[0].startswith("step 2 ")
     assert "delayed to t=1 s" in violations[0]
-    model_trace = ThrottleModel(policy_from_extraction(_extraction("per-device", request))
-                                ).run(ops)
+    model_trace = ThrottleModel(_policy("per-device", request)).run(ops)
     assert inv.stop_not_delayed(model_trace) == []
     assert model_trace[1].emitted == (_emit(stop, 0),)
 
@@ -450,7 +379,7 @@ def test_stop_irreflexive_dangles_then_crashes(request: pytest.FixtureRequest,
     run = driver.run([block_io_error("stop"), Advance(SECOND)])
     assert run.crash is None
     assert inv.no_dangling_entry(run) and "dangling entry" in inv.no_dangling_entry(run)[0]
-    policy = policy_from_extraction(_extraction("stop-irreflexive", request))
+    policy = _policy("stop-irreflexive", request)
     quiet = inv.table_empties_when_quiet(inv.trace_from_steps(
         driver.run([block_io_error("stop"), Advance(2 * SECOND)]).steps), policy)
     assert quiet and quiet[0].startswith("step 2 ")
@@ -459,33 +388,40 @@ def test_stop_irreflexive_dangles_then_crashes(request: pytest.FixtureRequest,
     assert "use-after-free" in inv.no_memory_error(run)[0]
 
 
-def test_optional_key_reads_an_optional_member(request: pytest.FixtureRequest,
-                                               drivers: dict[str, Driver]) -> None:
-    catalog = load_schema(CASES_QAPI)
-    violations = inv.reads_only_mandatory(members_read(_extraction("optional-key", request)),
-                                          catalog)
-    assert [(v.event, v.member) for v in violations] == [("BLOCK_IO_ERROR", "node-name")]
-    assert "optional" in str(violations[0])
-    for name in ("baseline", "per-device", "stop-irreflexive", "stop-bypass"):
-        assert inv.reads_only_mandatory(members_read(_extraction(name, request)), catalog) == []
+def test_optional_key_aborts_in_the_c_on_an_event_without_it(
+        request: pytest.FixtureRequest, drivers: dict[str, Driver]) -> None:
     run = _driver("optional-key", request, drivers).run([block_io_error("report", node_name=None)])
     assert run.crash is not None and inv.crash_invariant(run.crash.kind) == 7
     assert inv.no_memory_error(run) == []
 
 
-@pytest.mark.parametrize("name", ["qemu-7.2", "qemu-10.0"])
-def test_real_qemu_reads_only_mandatory_members(name: str,
-                                                request: pytest.FixtureRequest) -> None:
-    extraction = _extraction(name, request)
-    assert inv.reads_only_mandatory(members_read(extraction), _catalog(name, request)) == []
+def failure(event: str, kind: str, member: Optional[str] = "node-name",
+            getter: Optional[str] = "str") -> inv.Failure:
+    return inv.Failure(event, kind, member, getter, "call(...)")
 
 
-def test_reads_only_mandatory_names_unknown_events_and_members() -> None:
+def test_totality_judges_each_failure_against_the_schema() -> None:
     catalog = load_schema(CASES_QAPI)
-    violations = inv.reads_only_mandatory({"NO_SUCH_EVENT": {"x"}, "VSERPORT_CHANGE": {"idd"}},
-                                          catalog)
-    assert [(v.event, v.member) for v in violations] == [("NO_SUCH_EVENT", "x"),
-                                                         ("VSERPORT_CHANGE", "idd")]
+    # A read whose presence the code does not establish: fine for a mandatory member,
+    # a violation for an optional one.
+    assert inv.total([failure("QUORUM_REPORT_BAD", "missing")], catalog) == []
+    optional = inv.total([failure("BLOCK_IO_ERROR", "missing")], catalog)
+    assert [str(v) for v in optional] == [
+        f"BLOCK_IO_ERROR: reads 'node-name', which is optional ('*node-name' at "
+        f"{catalog.event('BLOCK_IO_ERROR').source}), without testing its presence on that "
+        "path: an event without it makes the callback abort"]
+    # Read as the type the schema gives it, or not.
+    assert inv.total([failure("QUORUM_REPORT_BAD", "mistyped")], catalog) == []
+    wrong = inv.total([failure("QUORUM_REPORT_BAD", "mistyped", getter="int")], catalog)
+    assert "reads 'node-name' as int" in str(wrong[0]) and "types it str" in str(wrong[0])
+    # An abort reached is a violation, whatever the event.
+    reached = inv.total([failure("WATCHDOG", "abort", None, None)], catalog)
+    assert str(reached[0]) == "WATCHDOG: reaches `call(...)`, which aborts"
+    unknown = inv.total([failure("NO_SUCH_EVENT", "missing", "x"),
+                         failure("VSERPORT_CHANGE", "missing", "idd")], catalog)
+    assert [(v.event, v.failure.member) for v in unknown] == [("NO_SUCH_EVENT", "x"),
+                                                              ("VSERPORT_CHANGE", "idd")]
+    assert "no such event" in str(unknown[0]) and "not a member" in str(unknown[1])
 
 
 def test_callback_laws_can_fail() -> None:

@@ -26,7 +26,7 @@ from qthrottle.harness.mutation import (
     Mutant,
 )
 from qthrottle.harness.target import resolve
-from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS
+from qthrottle.proofs.solve import DEFAULT_TIMEOUT_MS
 from qthrottle.review import mutation_report as mr
 from qthrottle.review.mutate import run
 

@@ -9,11 +9,14 @@ import pytest
 
 from qthrottle.cases import SCHEMA_DIR
 from qthrottle.cli import main
+from qthrottle.engines.bounds import Profile
 from qthrottle.harness.target import Target, resolve
 from qthrottle.model.invariants import is_stop_event
 from qthrottle.model.timeline import EventData
 from qthrottle.proofs.engine import ProofReport, ProofResult, prove_target
+from qthrottle.proofs.library import listed
 from qthrottle.proofs.solve import FALSIFIED, PROVED, UNKNOWN
+from qthrottle.review.target_policy import verify_target
 
 _reports: Dict[str, ProofReport] = {}
 
@@ -123,6 +126,14 @@ def test_correct_cases_prove_every_theorem(case: str) -> None:
 # ------------------------------------------------------------- real QEMU
 
 @pytest.mark.real_qemu
+def test_qemu_52_proves_every_theorem(qemu_tree_52: Path) -> None:
+    """5.2 locks with qemu_mutex_lock/unlock: sequential no-ops, as QEMU_LOCK_GUARD."""
+    assert "qemu_mutex_lock(&monitor_lock);" in (
+        qemu_tree_52 / "monitor" / "monitor.c").read_text()
+    assert_all_proved(prove_target(resolve(str(qemu_tree_52))))
+
+
+@pytest.mark.real_qemu
 def test_qemu_72_proves_every_theorem(qemu_tree_72: Path) -> None:
     assert_all_proved(prove_target(resolve(str(qemu_tree_72))))
 
@@ -230,7 +241,8 @@ static unsigned int qapi_event_throttle_hash(const void *key)
 
 
 def test_a_null_from_qdict_get_try_str_is_a_totality_obligation(tmp_path: Path) -> None:
-    guarded = variant(tmp_path, "stop-bypass", "qapi_event_throttle_hash",
+    (tmp_path / "guarded").mkdir()
+    guarded = variant(tmp_path / "guarded", "stop-bypass", "qapi_event_throttle_hash",
                       UNGUARDED_HASH.replace("GUARD", "&& node"))
     assert law(prove_target(guarded, replay_in_c=False), "totality").status == PROVED
     unguarded = variant(tmp_path, "stop-bypass", "qapi_event_throttle_hash",
@@ -253,16 +265,75 @@ def test_hash_of_a_member_equality_ignores_is_replayed(tmp_path: Path) -> None:
     assert result.confirmed is True
 
 
-def test_a_read_with_the_wrong_getter_is_unknown(tmp_path: Path) -> None:
+def test_a_read_with_the_wrong_getter_falsifies_totality(tmp_path: Path) -> None:
     source = resolve("stop-bypass").monitor_c.read_text()
     read = 'hash += g_str_hash(qdict_get_str(evstate->data, "id"));'
     assert read in source
     path = tmp_path / "monitor.c"
     path.write_text(source.replace(read, read + '\n        hash += qdict_get_bool('
                                    'evstate->data, "id");'))
-    result = law(prove_target(Target("bool-id", path, SCHEMA_DIR), replay_in_c=False),
-                 "totality")
-    assert result.status == UNKNOWN and "wrong getter" in result.reason
+    result = law(prove_target(Target("bool-id", path, SCHEMA_DIR)), "totality")
+    assert result.status == FALSIFIED
+    assert "reads 'id' as bool" in result.reason and "types it str" in result.reason
+    assert result.events["a"][0] == "VSERPORT_CHANGE"
+    assert result.confirmed is True and "wrong-member-type" in result.replay[0]
+
+
+ASSERTING_HASH = UNGUARDED_HASH.replace(
+    "    if (evstate->event == QAPI_EVENT_BLOCK_IO_ERROR GUARD) {",
+    "    g_assert(evstate->event != QAPI_EVENT_EVENT);\n"
+    "    if (evstate->event == QAPI_EVENT_BLOCK_IO_ERROR && node) {")
+
+
+def test_a_reachable_g_assert_falsifies_totality_an_unreachable_one_costs_nothing(
+        tmp_path: Path) -> None:
+    # STOP is never throttled, so no STOP record reaches the hash: the assert cannot fire.
+    (tmp_path / "unreachable").mkdir()
+    unreachable = variant(tmp_path / "unreachable", "stop-bypass", "qapi_event_throttle_hash",
+                          ASSERTING_HASH.replace("EVENT_EVENT", "EVENT_STOP"))
+    assert law(prove_target(unreachable, replay_in_c=False), "totality").status == PROVED
+    reachable = variant(tmp_path, "stop-bypass", "qapi_event_throttle_hash",
+                        ASSERTING_HASH.replace("EVENT_EVENT", "EVENT_RTC_CHANGE"))
+    result = law(prove_target(reachable), "totality")
+    assert result.status == FALSIFIED
+    assert "RTC_CHANGE: reaches `g_assert(evstate->event != QAPI_EVENT_RTC_CHANGE)`, which " \
+        "aborts" in result.reason
+    assert result.events["a"][0] == "RTC_CHANGE"
+    assert result.confirmed is True and "assertion-failure" in result.replay[0]
+
+
+KEYED_ON_NODE = """
+static unsigned int qapi_event_throttle_hash(const void *key)
+{
+    const MonitorQAPIEventState *evstate = key;
+    unsigned int hash = evstate->event * 255;
+
+    if (evstate->event == QAPI_EVENT_BLOCK_IO_ERROR GUARD) {
+        hash += g_str_hash(qdict_get_str(evstate->data, "node-name"));
+    }
+    return hash;
+}
+"""
+
+
+def test_a_guarded_optional_read_is_total_unguarded_it_is_not_in_both_engines(
+        tmp_path: Path) -> None:
+    """A read of the optional node-name behind qdict_haskey() never aborts; the same read
+    unguarded aborts on every BLOCK_IO_ERROR without it: z3 and the stateful engine agree."""
+    (tmp_path / "guarded").mkdir()
+    guarded = variant(tmp_path / "guarded", "stop-bypass", "qapi_event_throttle_hash",
+                      KEYED_ON_NODE.replace("GUARD",
+                                            '&&\n        qdict_haskey(evstate->data, "node-name")'))
+    unguarded = variant(tmp_path, "stop-bypass", "qapi_event_throttle_hash",
+                        KEYED_ON_NODE.replace("GUARD", ""))
+    assert law(prove_target(guarded, replay_in_c=False), "totality").status == PROVED
+    result = law(prove_target(unguarded), "totality")
+    assert result.status == FALSIFIED and "'node-name', which is optional" in result.reason
+    assert result.confirmed is True
+    small = Profile("small", runs=100, steps=8)
+    assert 7 not in verify_target(guarded, small, 1).falsified
+    crash = verify_target(unguarded, small, 1).falsified[7].crash
+    assert crash is not None and crash.kind == "missing-member" and "node-name" in crash.report
 
 
 # --------------------------------------------------------------- command
@@ -273,7 +344,8 @@ def test_prove_prints_counterexamples_and_replays_and_exits_1(
     out = capsys.readouterr().out
     assert "solver timeout 20000 ms per query" in out
     assert re.search(r"1  equality is reflexive.* FALSIFIED", out)
-    assert re.search(r"7  hash and equality read only mandatory members +PROVED", out)
+    assert re.search(r"7  hash and equality read present members as their type, no abort +PROVED",
+                     out)
     assert out.count("replay against the C (confirmed by the C)") == 4
     assert '"action": "stop"' in out
 
@@ -306,3 +378,58 @@ def test_prove_unknown_construct_exits_3(tmp_path: Path,
     target = variant(tmp_path, "stop-bypass", "qapi_event_throttle_equal", LOOPING_EQUAL)
     assert main(["prove", str(target.monitor_c), "--qapi-dir", str(SCHEMA_DIR)]) == 3
     assert "unsupported C construct: a for loop" in capsys.readouterr().out
+
+
+# ------------------------------------------------ what README.md promises
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_shows_the_library_model_table() -> None:
+    rows = re.findall(r"^\| `([^`]+)` \| (.*) \|$", (ROOT / "README.md").read_text(), re.M)
+    assert dict(rows) == listed()
+
+
+# README.md: "What still gives UNKNOWN, naming the construct at file:line"
+UNTRANSLATED = {
+    "a for loop": "for (int i = 0; i < 1; i++) {\n        hash += i;\n    }",
+    "a while loop": "while (hash == 0) {\n        hash = 1;\n    }",
+    "goto": "goto out;\nout:",
+    "continue": "continue;",
+    "break outside a switch": "WITH_QEMU_LOCK_GUARD(&monitor_lock) {\n        break;\n    }",
+    "a static or extern local variable": "static int calls;\n    hash += calls;",
+    "an array or function-pointer variable": "int counts[2] = { 0, 0 };\n    hash += counts[0];",
+    "sizeof": "hash += sizeof(hash);",
+    "the comma operator": "hash = (hash, 1);",
+    "a compound literal": "hash += (int){ 1 };",
+    "a call through a function pointer": 'hash += (hash ? g_str_hash : g_str_hash)("x");',
+    "a call to g_random_int()": "hash += g_random_int();",
+    "calls nested deeper than 8": "hash += qapi_event_throttle_hash(key);",
+    "pointer arithmetic": 'hash += *("ab" + 1);',
+    "comparison of two pointers": "if (evstate->data == evstate->data) {\n        hash += 1;\n    }",
+    "after its address was taken": "int64_t x = 1;\n    hash ^= g_int64_hash(&x);\n    x = 2;",
+    "neither a literal nor one of a few literals":
+        "if (evstate->event == QAPI_EVENT_VSERPORT_CHANGE) {\n        hash += g_str_hash("
+        'qdict_get_str(evstate->data, qdict_get_str(evstate->data, "id")));\n    }',
+    "only the event's data dict is modelled": 'hash += qdict_haskey(NULL, "id");',
+}
+
+
+@pytest.mark.parametrize("construct", list(UNTRANSLATED))
+def test_an_untranslated_construct_is_unknown_at_its_line(construct: str,
+                                                          tmp_path: Path) -> None:
+    source = resolve("stop-bypass").monitor_c.read_text()
+    anchor = "    return hash;\n}\n\n/*\n * Two records share a key"
+    assert source.count(anchor) == 1
+    path = tmp_path / "monitor.c"
+    path.write_text(source.replace(anchor, f"    {UNTRANSLATED[construct]}\n{anchor}"))
+    first = source[:source.index(anchor)].count("\n") + 1
+    lines = range(first, first + UNTRANSLATED[construct].count("\n") + 1)
+    report = prove_target(Target("untranslated", path, SCHEMA_DIR), replay_in_c=False)
+    result = law(report, "hash consistent")
+    assert result.status == UNKNOWN, result.reason
+    assert "unsupported C construct" in result.reason and construct in result.reason
+    where = re.match(rf"{re.escape(str(path))}:(\d+): ", result.reason)
+    assert where is not None
+    # A recursion is reported where the function it re-enters starts.
+    assert int(where.group(1)) in lines or construct.startswith("calls nested")

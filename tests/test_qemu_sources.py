@@ -179,6 +179,7 @@ def test_no_debian_archive_is_a_clear_error(tmp_path: Path) -> None:
 def test_deb_src_list_has_one_line_per_release() -> None:
     archive = qs.DebianArchive(uri=ARCHIVE, keyring="/k.gpg")
     assert deb_src_list(archive, RELEASES) == (
+        f"deb-src [signed-by=/k.gpg] {ARCHIVE} bullseye main\n"
         f"deb-src [signed-by=/k.gpg] {ARCHIVE} bookworm main\n"
         f"deb-src [signed-by=/k.gpg] {ARCHIVE} trixie main\n"
     )
@@ -296,7 +297,7 @@ def test_cli_error_is_one_line_exit_2(
 
 @pytest.mark.real_qemu
 def test_cached_debian_trees_hold_the_throttle(qemu_trees: dict[str, Path]) -> None:
-    assert set(qemu_trees) == {"bookworm", "trixie"}
+    assert set(qemu_trees) == {"bullseye", "bookworm", "trixie"}
     for release, tree in qemu_trees.items():
         assert is_qemu_tree(tree), release
         assert (tree / "qapi").is_dir()

@@ -41,6 +41,7 @@ from qthrottle.review.reports import (
     to_json,
     to_junit,
 )
+from qthrottle.review.target_policy import target_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 20261125
@@ -131,8 +132,11 @@ def rebuild(run: Run, case: str, bundled: bool, strict: bool = False,
     """A report of another shape from the recorded engine results of per-device."""
     target = resolve(case)
     report = VerifyReport(SEED, SMALL, 10_000, bundled=bundled, strict=strict)
-    lint = lint_extraction(resolve("per-device").extract(), load_schema(target.qapi_dir or "."))
-    target_result(report, target, search or run.searches[0], proofs or run.proofs[0], lint)
+    derived = target_policy(resolve("per-device"))
+    lint = lint_extraction(resolve("per-device").extract(), load_schema(target.qapi_dir or "."),
+                           derived.policy, derived.key_reads, derived.unknown)
+    target_result(report, target, search or run.searches[0], proofs or run.proofs[0], lint,
+                  derived)
     return report
 
 
@@ -167,6 +171,10 @@ def test_json_report_follows_its_schema(run: Run) -> None:
     assert [i["status"] for n, i in invariants.items() if n != 4] == ["HOLDS"] * 7
     assert [(w["event"], w["rule"]) for w in target["lint"]] == [
         ("RTC_CHANGE", "global-throttle")]
+    policy = target["policy"]  # derived from per-device's C, as the model judged it
+    assert policy["keys"]["BLOCK_IO_ERROR"] == ["qom-path"] and policy["keys"]["WATCHDOG"] == []
+    assert policy["rates_ns"]["BLOCK_IO_ERROR"] == 1_000_000_000
+    assert policy["assumptions"] == [] and policy["unknown"] == {}
 
 
 def test_junit_one_testcase_per_invariant_falsified_is_a_failure(run: Run) -> None:

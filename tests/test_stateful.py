@@ -12,19 +12,14 @@ from qthrottle.engines.bounds import PROFILES, clock_steps
 from qthrottle.engines.exhaustive import alphabet
 from qthrottle.engines.exhaustive import shortest as exhaustive_shortest
 from qthrottle.engines.sampling import Sampler
-from qthrottle.engines.stateful import (
-    CompareKeys,
-    SearchResult,
-    open_subject,
-    replay,
-    verify_target,
-)
+from qthrottle.engines.stateful import CompareKeys, SearchResult, replay
 from qthrottle.harness.qemu_sources import cached_tree
 from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import is_stop_event
 from qthrottle.model.members import filler
 from qthrottle.model.qapi_schema import load_schema
 from qthrottle.model.timeline import Advance, AdvanceToNext, Queue
+from qthrottle.review.target_policy import open_subject, verify_target
 
 SEED = 20261125
 CATALOG = load_schema(SCHEMA_DIR)

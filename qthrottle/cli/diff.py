@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from qthrottle.cli.options import (
-    COUNT,
     TARGET_HELP,
+    add_diff_options,
     add_html,
-    add_seed,
-    add_timeout,
     check_writable,
     seed_of,
 )
@@ -74,10 +72,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         render = review_markdown if form == "markdown" else review_email
         print("\n".join(render(as_review(run, options.command()))))
     if args.html:
-        try:
-            html.write(Path(args.html), html_page(run))
-        except OSError as error:
-            raise QthrottleError(f"cannot write --html {args.html}: {error}") from None
+        html.write(Path(args.html), html_page(run))
     return run.code
 
 
@@ -94,16 +89,7 @@ def add_command(sub: argparse._SubParsersAction[Any]) -> None:
                          help="OLD's QAPI schema directory (default: its tree's qapi/)")
     command.add_argument("--new-qapi-dir", metavar="DIR",
                          help="NEW's QAPI schema directory (default: its tree's qapi/)")
-    add_timeout(command)
-    add_seed(command)
-    command.add_argument("--timelines", type=COUNT, default=DYNAMIC_DIFF.runs, metavar="N",
-                         help=f"dynamic diff: timelines to try, at most (default "
-                         f"{DYNAMIC_DIFF.runs}; 0 skips the dynamic diff)")
-    command.add_argument("--steps", type=COUNT, default=DYNAMIC_DIFF.steps, metavar="N",
-                         help=f"dynamic diff: operations per timeline, at most (default "
-                         f"{DYNAMIC_DIFF.steps})")
-    command.add_argument("--stateful", action="store_true",
-                         help="also run the stateful engine on both versions (slow)")
+    add_diff_options(command, "dynamic diff", "both versions")
     command.add_argument("--format", choices=FORMATS, default="text",
                          help="text (default), markdown (a merge request comment), email "
                          "(a reply for the list) or json")

@@ -25,6 +25,7 @@ from qthrottle.harness.qemu_process import QemuError
 from qthrottle.harness.qemu_sources import is_qemu_tree
 from qthrottle.harness.target import resolve
 from qthrottle.model.timeline import format_ns
+from qthrottle.review.target_policy import target_policy
 
 
 def _source_of(binary: Path) -> Optional[Path]:
@@ -117,8 +118,14 @@ def cmd_e2e(args: argparse.Namespace) -> int:
     seed_value = seed_of(args)
     bounds = Profile(E2E.name, args.runs, args.steps)
     paint, phases = Painter(sys.stdout), Phases(sys.stderr)
+    derived = target_policy(target)
+    if derived.unknown:  # the model would run with a guessed key: no verdict to give
+        print(f"UNKNOWN: the throttle policy of {target.monitor_c} could not be derived "
+              "from the C: " + "; ".join(f"the key of {event}: {why}"
+                                         for event, why in derived.unknown.items()))
+        return EXIT_UNKNOWN
     try:
-        with open_subject(binary, target, bounds.steps) as subject:
+        with open_subject(binary, target, bounds.steps, derived.policy) as subject:
             print("\n".join(_header(subject, name, bounds, seed_value)), flush=True)
             with phases.phase(f"{bounds.describe()} on QEMU, the harness driver and the model"):
                 result = search(subject, bounds, seed_value)

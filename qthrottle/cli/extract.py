@@ -7,8 +7,10 @@ from typing import Any
 
 from qthrottle.cli.options import TARGET_HELP, add_target, target_from
 from qthrottle.core import EXIT_HOLDS
+from qthrottle.harness.build import compiled_rates
 from qthrottle.harness.target import describe
 from qthrottle.model.timeline import format_ns
+from qthrottle.review.target_policy import target_policy
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -19,6 +21,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if args.source:
         print(extraction.c_source(), end="")
         return EXIT_HOLDS
+    table = compiled_rates(extraction, events)
+    rates = {e: table[e] for e in [*extraction.rate_entries, *table] if table.get(e)}
+    derived = target_policy(target) if target.qapi_dir is not None else None
     report = {
         "target": target.name,
         "monitor_c": str(extraction.path),
@@ -28,7 +33,12 @@ def cmd_extract(args: argparse.Namespace) -> int:
         "helpers": {name: extraction.location(name) for name in extraction.helpers},
         "record_type": extraction.record_type,
         "table": extraction.table_variable,
-        "rates_ns": extraction.rates,
+        "rates_ns": rates,
+        "keys": None if derived is None else {
+            event: None if event in derived.unknown else list(derived.policy.keys.get(event, ()))
+            for event in rates if event in derived.policy.rates},
+        "policy_assumptions": [] if derived is None else list(derived.assumptions),
+        "policy_unknown": {} if derived is None else derived.unknown,
     }
     if args.build:
         built = target.build()
@@ -45,9 +55,15 @@ def cmd_extract(args: argparse.Namespace) -> int:
         print(f"  {role:<8} {where}")
     for name in extraction.helpers:
         print(f"  helper   {name} at {extraction.location(name)}")
-    print(f"rate table {extraction.rate_table_name} ({len(extraction.rates)} throttled events):")
-    for event, rate in extraction.rates.items():
-        print(f"  {event:<28} {format_ns(rate)}")
+    print(f"rate table {extraction.rate_table_name} ({len(rates)} throttled events, as the "
+          "compiler evaluates it), and each event's key, derived from the C:")
+    for event, rate in rates.items():
+        key = derived.key_text(event) if derived is not None else "(no schema: not derived)"
+        print(f"  {event:<28} {format_ns(rate):<6} {key}")
+    for note in derived.assumptions if derived is not None else ():
+        print(f"  assumed: {note}")
+    for event, reason in derived.unknown.items() if derived is not None else ():
+        print(f"  key of {event} UNKNOWN: {reason}")
     if args.build:
         print(f"driver:  {report['driver']}" + (" (cached)" if report["driver_cached"] else ""))
     return EXIT_HOLDS

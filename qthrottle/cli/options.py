@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from qthrottle.core import QthrottleError
-from qthrottle.engines.bounds import PROFILES
+from qthrottle.engines.bounds import DYNAMIC_DIFF, PROFILES
 from qthrottle.harness.target import Target, resolve
-from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS
+from qthrottle.proofs.solve import DEFAULT_TIMEOUT_MS
 
 TARGET_HELP = "a QEMU tree, a monitor.c file or a case-study name"
 Z3_TIMEOUT_MAX_MS = 2**32 - 1  # z3 keeps its timeout in an unsigned 32-bit integer
@@ -93,6 +93,21 @@ def add_engine_options(command: argparse.ArgumentParser,
 def seed_of(args: argparse.Namespace) -> int:
     """The seed given, or a fresh one (printed with the result, so a run reproduces)."""
     return args.seed if args.seed is not None else random.randrange(1 << 30)
+
+
+def add_diff_options(command: argparse.ArgumentParser, dynamic: str, stateful_on: str) -> None:
+    """The bounds of a diff (diff itself, and review's diff of each patch): @dynamic
+    names its dynamic diff, @stateful_on what --stateful runs the stateful engine on."""
+    add_timeout(command)
+    add_seed(command)
+    command.add_argument("--timelines", type=COUNT, default=DYNAMIC_DIFF.runs, metavar="N",
+                         help=f"{dynamic}: timelines to try, at most (default "
+                         f"{DYNAMIC_DIFF.runs}; 0 skips the dynamic diff)")
+    command.add_argument("--steps", type=COUNT, default=DYNAMIC_DIFF.steps, metavar="N",
+                         help=f"{dynamic}: operations per timeline, at most (default "
+                         f"{DYNAMIC_DIFF.steps})")
+    command.add_argument("--stateful", action="store_true",
+                         help=f"also run the stateful engine on {stateful_on} (slow)")
 
 
 def add_html(command: argparse.ArgumentParser) -> None:

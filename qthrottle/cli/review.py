@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from qthrottle.cli.options import COUNT, add_html, add_seed, add_timeout, check_writable, seed_of
+from qthrottle.cli.options import add_diff_options, add_html, check_writable, seed_of
 from qthrottle.cli.terminal import Phases
 from qthrottle.core import QthrottleError
 from qthrottle.engines.bounds import DYNAMIC_DIFF, Profile
@@ -71,10 +71,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     else:
         print("\n".join(RENDER[args.format](run)))
     if args.html:
-        try:
-            html.write(Path(args.html), review_html(run))
-        except OSError as error:
-            raise QthrottleError(f"cannot write --html {args.html}: {error}") from None
+        html.write(Path(args.html), review_html(run))
     return run.code
 
 
@@ -91,15 +88,6 @@ def add_command(sub: argparse._SubParsersAction[Any]) -> None:
                          "applies to (default HEAD)")
     command.add_argument("--format", choices=FORMATS, default="text",
                          help="text (default), markdown, email or json")
-    add_timeout(command)
-    add_seed(command)
-    command.add_argument("--timelines", type=COUNT, default=DYNAMIC_DIFF.runs, metavar="N",
-                         help=f"dynamic diff of each patch: timelines to try, at most (default "
-                         f"{DYNAMIC_DIFF.runs}; 0 skips the dynamic diff)")
-    command.add_argument("--steps", type=COUNT, default=DYNAMIC_DIFF.steps, metavar="N",
-                         help=f"dynamic diff: operations per timeline, at most (default "
-                         f"{DYNAMIC_DIFF.steps})")
-    command.add_argument("--stateful", action="store_true",
-                         help="also run the stateful engine on every tree (slow)")
+    add_diff_options(command, "dynamic diff of each patch", "every tree")
     add_html(command)
     command.set_defaults(func=cmd_review)

@@ -23,7 +23,7 @@ from qthrottle.core import Interrupted, QthrottleError
 from qthrottle.engines.bounds import PROFILES
 from qthrottle.engines.selfcheck import DEFAULT_TIMEOUT_S as SELFCHECK_TIMEOUT_S
 from qthrottle.engines.selfcheck import SelfcheckReport, run_selfcheck
-from qthrottle.engines.stateful import SearchResult, verify_target
+from qthrottle.engines.stateful import SearchResult
 from qthrottle.harness.target import bundled_cases
 from qthrottle.proofs.engine import prove_target
 from qthrottle.proofs.report import bounds
@@ -37,6 +37,7 @@ from qthrottle.review.reports import (
     to_json,
     to_junit,
 )
+from qthrottle.review.target_policy import target_policy, verify_target
 from qthrottle.review.workers import cores, worker_pool
 
 
@@ -69,8 +70,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
             crosshair = run_selfcheck(args.crosshair_timeout)
     print(f"qthrottle verify: seed {seed_value}; stateful engine, {profile.describe()}")
     print(f"                  and z3 proofs, {bounds(args.timeout_ms)}")
-    # Several targets: their proofs run in worker processes while the stateful searches
-    # run here, one target after another (its C drivers are processes of their own).
+    # Several targets: their proofs run in worker processes while the policy derivations
+    # and the stateful searches run here, one target after another (its C drivers are
+    # processes of their own).
     with worker_pool(min(len(targets), max(1, cores() - 1))) if len(targets) > 1 \
             else nullcontext() as pool:
         proving = [pool.submit(prove_target, target, args.timeout_ms) if pool else None
@@ -80,8 +82,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             step = f"[{index}/{len(targets)}] {target.name}"
             search: Optional[SearchResult] = None
             try:
+                with phases.phase(f"{step}: the throttle policy, derived from the C"):
+                    derived = target_policy(target, args.timeout_ms)
                 with phases.phase(f"{step}: stateful search, {profile.describe()}"):
-                    search = verify_target(target, profile, seed_value)
+                    search = verify_target(target, profile, seed_value, derived)
                 with phases.phase(f"{step}: z3 proofs"):
                     proofs = (proved.result() if proved is not None
                               else prove_target(target, args.timeout_ms))
@@ -91,9 +95,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     print("\n".join(paint(line) for line in interrupted_lines(found)),
                           flush=True)
                 raise
-            lint = lint_extraction(target.extract(), target.catalog())
+            lint = lint_extraction(target.extract(), target.catalog(), derived.policy,
+                                   derived.key_reads, derived.unknown)
             # Either engine's counterexample breaks an invariant; either's UNKNOWN is no pass.
-            result = target_result(report, target, search, proofs, lint)
+            result = target_result(report, target, search, proofs, lint, derived)
             print("\n".join(paint(line) for line in target_lines(result)), flush=True)
             if args.explain:
                 print("\n" + "\n".join(explain_lines(report, result, crosshair)), flush=True)

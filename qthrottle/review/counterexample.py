@@ -29,6 +29,7 @@ from qthrottle.model.timeline import EventData, Queue
 from qthrottle.proofs.engine import ProofResult
 from qthrottle.proofs.replay import removal_timeline, stop_timeline
 from qthrottle.proofs.solve import FALSIFIED
+from qthrottle.review.target_policy import open_subject
 
 Timeline = Tuple[Step, ...]
 CRASH_INVARIANTS = frozenset({7, 8})  # a crash of the C counts, whatever invariant is replayed
@@ -147,7 +148,7 @@ def replay(subject: Subject, invariant: int, timeline: Sequence[Step]) -> Replay
 def replay_target(spec: str, invariant: int, timeline: Sequence[Step],
                   qapi_dir: Optional[str] = None) -> Replay:
     """Build a target's sanitized driver and replay one timeline on it (reproducers call this)."""
-    with stateful.open_subject(resolve(spec, Path(qapi_dir) if qapi_dir else None)) as subject:
+    with open_subject(resolve(spec, Path(qapi_dir) if qapi_dir else None)) as subject:
         return replay(subject, invariant, timeline)
 
 

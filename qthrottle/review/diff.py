@@ -35,9 +35,8 @@ from qthrottle.engines.divergence import (
     dynamic_diff,
     side_by_side,
 )
-from qthrottle.engines.stateful import SearchResult, verify_target
+from qthrottle.engines.stateful import SearchResult
 from qthrottle.harness.driver import Crash
-from qthrottle.harness.policy_scan import policy_from_extraction
 from qthrottle.harness.target import Target, resolve
 from qthrottle.model.ghash import Record
 from qthrottle.model.invariants import INVARIANTS
@@ -54,8 +53,10 @@ from qthrottle.proofs.decision_diff import (
     listed,
     rate_text,
 )
-from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS, PROVEN_INVARIANTS, ProofReport, prove_target
+from qthrottle.proofs.engine import PROVEN_INVARIANTS, ProofReport, prove_target
+from qthrottle.proofs.policy import DerivedPolicy
 from qthrottle.proofs.report import bounds as proof_bounds
+from qthrottle.proofs.solve import DEFAULT_TIMEOUT_MS
 from qthrottle.review.counterexample import sanitizer_text
 from qthrottle.review.findings import CHANGE, FALSIFIED, LINT, UNKNOWN_FINDING, Finding, find
 from qthrottle.review.lint import LintDelta, lint_delta, lint_extraction
@@ -70,6 +71,7 @@ from qthrottle.review.provenance import AppliedPatch, Lineage, placed
 from qthrottle.review.render_findings import finding_json, finding_lines
 from qthrottle.review.revisions import export, merge_base, resolve_revision, split_range
 from qthrottle.review.series import Series, is_series, read_series
+from qthrottle.review.target_policy import target_policy, verify_target
 from qthrottle.review.timeline_view import Block, Page, Section
 from qthrottle.review.views import divergence_timeline
 
@@ -96,12 +98,16 @@ class DiffOptions:
         for option, value in (("--old-qapi-dir", self.old_qapi_dir),
                               ("--new-qapi-dir", self.new_qapi_dir)):
             words += [option, value] if value else []
-        words += ["--seed", str(self.seed)]
+        return shlex.join(words + self.bound_words())
+
+    def bound_words(self) -> List[str]:
+        """The options that reproduce these bounds (the defaults left out)."""
+        words = ["--seed", str(self.seed)]
         if self.timeout_ms != DEFAULT_TIMEOUT_MS:
             words += ["--timeout-ms", str(self.timeout_ms)]
         if self.dynamic != DYNAMIC_DIFF:
             words += ["--timelines", str(self.dynamic.runs), "--steps", str(self.dynamic.steps)]
-        return shlex.join(words + (["--stateful"] if self.stateful else []))
+        return words + (["--stateful"] if self.stateful else [])
 
 
 @dataclass
@@ -111,7 +117,7 @@ class Version:
     label: str
     target: Target
     catalog: Catalog
-    policy: Policy  # rates and keys read from its C (the lanes of the HTML timeline)
+    derived: DerivedPolicy  # the policy its C implements (the lanes of the HTML timeline)
     proofs: ProofReport
     stateful: Optional[SearchResult] = None
     crashed: Dict[int, Crash] = field(default_factory=dict)  # seen by the dynamic diff
@@ -122,11 +128,16 @@ class Version:
         run = self.stateful
         if invariant in self.crashed or (run is not None and invariant in run.falsified):
             return Status.FALSIFIED
-        if run is not None and run.unknown and proved != Status.FALSIFIED:
+        if run is not None and (run.unknown or invariant in run.undecided) \
+                and proved != Status.FALSIFIED:
             return Status.UNKNOWN
         if proved is not None:
             return proved
         return Status.PASS if run is not None else "-"
+
+    @property
+    def policy(self) -> Policy:
+        return self.derived.policy
 
     @property
     def falsified(self) -> List[int]:
@@ -140,11 +151,11 @@ class Version:
 def analyse(label: str, target: Target, options: DiffOptions) -> Version:
     """One version through the proofs (and the stateful engine if asked)."""
     catalog = target.catalog("pass --old-qapi-dir/--new-qapi-dir")
+    derived = target_policy(target, options.timeout_ms)
     proofs = prove_target(target, options.timeout_ms, replay_in_c=False)
-    stateful = verify_target(target, PROFILES["quick"], options.seed) \
+    stateful = verify_target(target, PROFILES["quick"], options.seed, derived) \
         if options.stateful else None
-    return Version(label, target, catalog, policy_from_extraction(target.extract()), proofs,
-                   stateful)
+    return Version(label, target, catalog, derived, proofs, stateful)
 
 
 @dataclass
@@ -199,13 +210,15 @@ def compare(old: Version, new: Version, options: DiffOptions,
     those need to know where each tree's lines come from (findings.find)."""
     old_extraction, new_extraction = old.target.extract(), new.target.extract()
     throttle = diff_throttles(old_extraction, old.catalog, new_extraction, new.catalog,
-                              options.timeout_ms)
+                              options.timeout_ms, (old.derived, new.derived))
     dynamic = _dynamic(old, new, throttle, Bounds(options.dynamic, options.seed))
     if dynamic is not None:
         old = replace(old, crashed=dynamic.falsified("old"))
         new = replace(new, crashed=dynamic.falsified("new"))
-    lint = lint_delta(lint_extraction(old_extraction, old.catalog),
-                      lint_extraction(new_extraction, new.catalog))
+    lint = lint_delta(*(lint_extraction(extraction, version.catalog, version.policy,
+                                        version.derived.key_reads, version.derived.unknown)
+                        for extraction, version in ((old_extraction, old),
+                                                    (new_extraction, new))))
     return DiffRun(replace(old, label="old"), replace(new, label="new"), throttle, dynamic,
                    list(skipped), options.seed, options.timeout_ms, options.stateful, lint)
 
@@ -325,8 +338,10 @@ def _decision_text(e: EventDiff) -> str:
 def _event_lines(e: EventDiff) -> List[str]:
     rate = _arrow(rate_text(e.rate_old), rate_text(e.rate_new)) if e.in_old and e.in_new \
         else rate_text(e.rate_new if e.in_new else e.rate_old)
-    key = _arrow(key_text(e.key_old), key_text(e.key_new)) if e.in_old and e.in_new \
-        else key_text(e.key_new if e.in_new else e.key_old)
+    old_key, new_key = key_text(e.key_old, e.key_unknown[0]), key_text(e.key_new,
+                                                                        e.key_unknown[1])
+    key = _arrow(old_key, new_key) if e.in_old and e.in_new \
+        else (new_key if e.in_new else old_key)
     lines = [f"  {e.event:<30} {rate:<14} {key:<22} {_decision_text(e)}"]
     for change in e.changes:
         lines.append(f"      {change.describe(e.event)}")
@@ -469,6 +484,7 @@ def _event_json(e: EventDiff) -> Dict[str, Any]:
         "rate_ns": {"old": e.rate_old, "new": e.rate_new},
         "key": {"old": None if e.key_old is None else list(e.key_old),
                 "new": None if e.key_new is None else list(e.key_new)},
+        "key_unknown": {"old": e.key_unknown[0] or None, "new": e.key_unknown[1] or None},
         "decision": e.decision if e.in_old and e.in_new else None,
         "reason": e.reason,
         "changes": [{"old": c.old, "new": c.new, "condition": c.condition, "exact": c.exact,

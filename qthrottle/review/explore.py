@@ -15,7 +15,7 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from qthrottle.core import EXIT_FALSIFIED, EXIT_HOLDS, EXIT_UNKNOWN, QthrottleError
 from qthrottle.engines.bounds import Profile
-from qthrottle.engines.stateful import Subject, open_subject, search
+from qthrottle.engines.stateful import Subject, search
 from qthrottle.harness.target import Target, resolve
 from qthrottle.model.invariants import INVARIANTS
 from qthrottle.model.policy import Policy
@@ -36,6 +36,7 @@ from qthrottle.review.counterexample import (
     sanitizer_text,
     write_reproducer,
 )
+from qthrottle.review.target_policy import open_subject
 from qthrottle.review.timeline_view import Block, Page, Section
 from qthrottle.review.views import replay_timeline
 
@@ -119,6 +120,10 @@ def _search(subject: Subject, exploration: Exploration, profile: Profile,
                 "" if replayed.confirmed else "; not reproduced on replay")
         elif number in exploration.status:  # z3's word stands (PROVED, UNKNOWN, unconfirmed)
             continue
+        elif number in result.undecided:
+            exploration.status[number] = f"UNKNOWN (stateful engine: {result.undecided[number]})"
+            exploration.unknown.append(f"invariant {number} (stateful engine): "
+                                       f"{result.undecided[number]}")
         elif result.unknown:
             exploration.status[number] = "UNKNOWN (stateful engine)"
         else:
@@ -229,24 +234,23 @@ def explore(spec: str, qapi_dir: Optional[str], wanted: FrozenSet[int], profile:
     code = EXIT_FALSIFIED if exploration.falsified else \
         EXIT_UNKNOWN if exploration.unknown else EXIT_HOLDS
     written: Dict[int, Path] = {}
+    write_error = None
     if not unwritable:
         try:
             written = _write(output, spec, qapi_dir, target, exploration, seed_value)
         except OSError as error:
-            unwritable = f"cannot write the reproducers to {output}: {error}"
+            write_error = f"cannot write the reproducers to {output}: {error}"
     if html_file is not None:
         facts = (f"target: {target.name} ({target.monitor_c})",
                  f"seed {seed_value}: rerun with --seed {seed_value} to reproduce",
                  f"z3 proofs first: {bounds(timeout_ms)}",
                  f"then the stateful engine, {profile.describe()}",
                  *(f"UNKNOWN: {reason}" for reason in exploration.unknown))
-        try:
-            html.write(html_file, _page(target, spec, policy, exploration, written, facts,
-                                        f"exit {code}: {VERDICTS[code]}", no_reproducer))
-        except OSError as error:
-            raise QthrottleError(f"cannot write --html {html_file}: {error}") from None
+        html.write(html_file, _page(target, spec, policy, exploration, written, facts,
+                                    f"exit {code}: {VERDICTS[code]}", no_reproducer))
         print(f"HTML timeline: {html_file}")
     if unwritable:
-        raise QthrottleError(unwritable if unwritable.startswith("cannot write") else
-                             f"--output {output}: {unwritable}: no reproducer written")
+        raise QthrottleError(f"--output {output}: {unwritable}: no reproducer written")
+    if write_error:
+        raise QthrottleError(write_error)
     return code

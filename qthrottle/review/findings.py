@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence
 
 from qthrottle.core import QthrottleError, Status
-from qthrottle.engines.stateful import open_subject
 from qthrottle.harness.extract import Extraction
 from qthrottle.model.ghash import Record
 from qthrottle.model.invariants import INVARIANTS
@@ -41,6 +40,7 @@ from qthrottle.review.counterexample import (
 )
 from qthrottle.review.lint import LintWarning, rate_entries
 from qthrottle.review.provenance import Lineage, Location
+from qthrottle.review.target_policy import open_subject
 
 if TYPE_CHECKING:  # diff.py computes the findings of its runs: no import cycle at run time
     from qthrottle.review.diff import DiffRun, Version
@@ -239,7 +239,7 @@ def _replay(version: Version, findings: Sequence[Finding]) -> None:
     if not findings:
         return
     try:
-        with open_subject(version.target) as subject:
+        with open_subject(version.target, version.derived) as subject:
             for finding in findings:
                 assert finding.example is not None and finding.invariant is not None
                 finding.replayed = replay(subject, finding.invariant, finding.example.timeline)

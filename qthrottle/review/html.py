@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
+from qthrottle.core import QthrottleError
 from qthrottle.model.timeline import format_ns
 from qthrottle.review.timeline_view import (
     COMPARED,
@@ -511,14 +512,17 @@ def render(page: Page) -> str:
 
 
 def write(path: Path, page: Page) -> None:
-    """Write the page whole or not at all (a temporary file renamed into place)."""
+    """Write the page whole or not at all (a temporary file renamed into place); a file
+    that cannot be written is a tool error naming it (--html FILE)."""
     text = render(page)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # the umask's mode
     try:
         temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise QthrottleError(f"cannot write --html {path}: {error}") from None
         raise
 
 

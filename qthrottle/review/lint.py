@@ -1,10 +1,12 @@
 """Policy lint: what the QAPI schema says about the throttle policy of an implementation.
 
 The invariants say whether the throttle code is correct for the policy it has;
-the lint says whether the policy suits the events. It compares the extracted
-policy (``policy_from_extraction``: rate per event, key members per event) with
-the schema (``load_schema``: the members of each event and their documentation)
-and returns warnings, never verdicts. The rules:
+the lint says whether the policy suits the events. It compares the policy the
+code implements (derived by proofs/policy.py: rate per event, key members per
+event) with the schema (``load_schema``: the members of each event and their
+documentation) and returns warnings, never verdicts. An event whose key could
+not be derived gets no key warning (its key is UNKNOWN, and reported so). The
+rules:
 
 ``global-throttle``
     A throttled event has a per-instance member (see ``is_instance_member``) but
@@ -12,9 +14,9 @@ and returns warnings, never verdicts. The rules:
     events delay and replace another's (RTC_CHANGE carries ``qom-path`` in QEMU
     7.2 and 10.0.x, yet all RTCs share one throttle).
 ``optional-key``
-    A key member is optional in the schema: events without it share one key, and
-    callbacks that read it unconditionally crash on them (the 2025 VIRTQUEUE_ERROR
-    review). Invariant 7 proves the crash side; the lint explains the policy side.
+    A key member is optional in the schema: events without it share one throttle
+    (the 2025 VIRTQUEUE_ERROR review). Whether the callbacks test its presence
+    before reading it is invariant 7's question, not the lint's.
 ``empty-key``
     A key member's schema documentation says it can be empty (such as
     BLOCK_IO_ERROR's ``device``: "can be empty ("") if the image does not have a
@@ -37,13 +39,12 @@ documentation on the struct and are not read.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from qthrottle.harness.extract import EVENT_PREFIX, Extraction
-from qthrottle.harness.policy_scan import ALL_EVENTS, member_reads, policy_from_extraction
+from qthrottle.harness.extract import Extraction
 from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Catalog, Event
 from qthrottle.model.timeline import format_ns
@@ -93,13 +94,14 @@ def is_instance_member(name: str, doc: str = "") -> bool:
 def lint_policy(catalog: Catalog, policy: Policy,
                 rate_table: Optional[Mapping[str, str]] = None,
                 docs: Optional[Mapping[str, Mapping[str, str]]] = None,
-                key_reads: Optional[Mapping[Tuple[str, str], str]] = None
-                ) -> List[LintWarning]:
+                key_reads: Optional[Mapping[Tuple[str, str], str]] = None,
+                undecided: Collection[str] = ()) -> List[LintWarning]:
     """Warnings for every throttled event of @policy, in rate-table order.
 
     @rate_table: event -> file:line of its rate entry; @docs: event -> member ->
     documentation text; @key_reads: (event, member) -> file:line of a callback's
     read. All three only add places and documentation; missing entries are fine.
+    @undecided: events whose key is unknown, which get no key warning.
     """
     rate_table = rate_table or {}
     docs = docs or {}
@@ -115,6 +117,8 @@ def lint_policy(catalog: Catalog, policy: Policy,
                 name, "not-in-schema", None,
                 f"{name} is throttled (one per {rate}) but not defined in the QAPI schema, so its "
                 "members and key cannot be checked", None, rate_table.get(name)))
+            continue
+        if name in undecided:
             continue
         key = policy.keys.get(name, ())
         where = (event.source, rate_table.get(name))
@@ -143,9 +147,9 @@ def lint_policy(catalog: Catalog, policy: Policy,
                 warnings.append(LintWarning(
                     name, "optional-key", member_name,
                     f"{name} is throttled per {member_name}, which is optional in the schema: "
-                    f"every {name} without it shares one throttle, and a callback that "
-                    "reads it without checking crashes on such an event (invariant 7); "
-                    "key it on a mandatory member", *where, read))
+                    f"every {name} without it shares one throttle (whether the callbacks "
+                    "test its presence before reading it is invariant 7's question); key it "
+                    "on a mandatory member", *where, read))
             elif _MAY_BE_EMPTY.search(doc):
                 warnings.append(LintWarning(
                     name, "empty-key", member_name,
@@ -156,30 +160,19 @@ def lint_policy(catalog: Catalog, policy: Policy,
     return warnings
 
 
-def lint_extraction(extraction: Extraction, catalog: Catalog) -> List[LintWarning]:
-    """The lint of one implementation: its extracted policy against its schema."""
-    policy = policy_from_extraction(extraction)
-    rate_table = rate_entries(extraction)
+def lint_extraction(extraction: Extraction, catalog: Catalog, policy: Policy,
+                    key_reads: Optional[Mapping[Tuple[str, str], str]] = None,
+                    undecided: Collection[str] = ()) -> List[LintWarning]:
+    """The lint of one implementation: the policy its code implements against its schema."""
     docs = {name: member_docs(event) for name, event in catalog.events.items()
             if policy.throttled(name)}
-    key_reads: Dict[Tuple[str, str], str] = {}
-    for read in member_reads(extraction):
-        for event in policy.keys:
-            if event in read.events or ALL_EVENTS in read.events:
-                key_reads.setdefault((event, read.member), f"{extraction.path}:{read.line}")
-    return lint_policy(catalog, policy, rate_table, docs, key_reads)
+    return lint_policy(catalog, policy, rate_entries(extraction), docs, key_reads, undecided)
 
 
 def rate_entries(extraction: Extraction) -> Dict[str, str]:
     """Event -> file:line of its ``[QAPI_EVENT_X] = ...`` entry in the rate table."""
-    chunk = next((c for c in extraction.chunks if c.name == extraction.rate_table_name), None)
-    if chunk is None:
-        return {}
-    entries: Dict[str, str] = {}
-    for offset, line in enumerate(chunk.text.splitlines()):
-        for match in re.finditer(r"\[\s*" + EVENT_PREFIX + r"(\w+)\s*\]", line):
-            entries.setdefault(match.group(1), f"{extraction.path}:{chunk.line + offset}")
-    return entries
+    return {event: f"{extraction.path}:{line}"
+            for event, line in extraction.rate_entries.items()}
 
 
 def member_docs(event: Event) -> Dict[str, str]:

@@ -53,10 +53,10 @@ from qthrottle.harness.build import Build, BuildError, build, compile_error
 from qthrottle.harness.driver import Driver, HarnessFailure, StepResult
 from qthrottle.harness.extract import LOOKUPS_AND_EMIT, ExtractionError, extract
 from qthrottle.harness.mutation import Mutant, Point, mutants
-from qthrottle.harness.policy_scan import policy_from_extraction
 from qthrottle.harness.target import Target
 from qthrottle.proofs.engine import ProofReport, ProofResult, prove, replay_counterexamples
 from qthrottle.proofs.equivalence import decision_unchanged, equivalent, translated_nodes
+from qthrottle.proofs.policy import derive_policy
 from qthrottle.proofs.solve import FALSIFIED, UNKNOWN
 from qthrottle.review.mutation_report import (
     EQUIVALENT,
@@ -92,7 +92,8 @@ class _Original:
     def __init__(self, path: Path, qapi_dir: Path) -> None:
         self.catalog = Target(str(path), path, qapi_dir).catalog()
         self.extraction = extract(path)
-        self.policy = policy_from_extraction(self.extraction)
+        derived = derive_policy(self.extraction, self.catalog)
+        self.policy, self.undecided = derived.policy, derived.unknown
         self.source = path.read_bytes()
         self.events = tuple(self.catalog.events)
         self._build: Optional[Build] = None
@@ -112,8 +113,8 @@ class _Original:
         """The stateful engine on a build, against the original's policy, to the first
         broken invariant."""
         with Driver(binary) as driver:
-            return search(Subject.create(driver, self.policy, self.catalog), profile,
-                          seed_value, stop_at_first=True)
+            return search(Subject.create(driver, self.policy, self.catalog, self.undecided),
+                          profile, seed_value, stop_at_first=True)
 
 
 _originals: Dict[Tuple[Path, Path], _Original] = {}
@@ -263,7 +264,7 @@ def observed_difference(original: _Original, mutated: Path, profile: Profile,
     """The first step of a generated timeline where the two C builds differ, if any."""
     events = events_under_test(original.catalog, list(original.policy.rates))
     timelines = generate.timelines(list(events.focus), original.policy.rates.values(),
-                                   profile.steps, focus=events.unthrottled)
+                                   profile.steps, unthrottled=events.unthrottled)
     with Driver(original.build().binary) as reference, Driver(mutated) as driver:
         comparison = Comparison(reference, driver, _observable)
         try:
@@ -291,6 +292,9 @@ def check_original(job: Job) -> Optional[str]:
     if report.unknown:
         return "a z3 proof is UNKNOWN: " + str(next(r.reason for r in report.results
                                                     if r.status == UNKNOWN))
+    if original.undecided:  # invariants 5 and 6 would not be judged on any mutant
+        return "the throttle policy's key is UNKNOWN: " + "; ".join(
+            f"{event}: {why}" for event, why in original.undecided.items())
     found = original.search(original.build().binary, job.profile, job.seed)
     if found.unknown:
         return f"the stateful engine could not decide: {found.unknown}"

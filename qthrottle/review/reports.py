@@ -30,6 +30,7 @@ from qthrottle.engines.stateful import CompareKeys, Counterexample, SearchResult
 from qthrottle.harness.target import Target
 from qthrottle.model.invariants import INVARIANTS
 from qthrottle.proofs.engine import PROVEN_INVARIANTS, ProofReport
+from qthrottle.proofs.policy import DerivedPolicy
 from qthrottle.proofs.report import NOT_PROVEN, bounds, details, summary
 from qthrottle.review.lint import LintWarning
 
@@ -114,6 +115,7 @@ class TargetResult:
     stateful_unknown: Optional[str]  # why the stateful search could not finish
     proof_seconds: float
     proof_lines: List[str]  # the z3 engine's own table and details, as printed
+    policy: DerivedPolicy  # the throttle policy the code implements, judging 5 and 6
     must_break: Optional[FrozenSet[int]] = None  # bundled demo only
     may_also_break: FrozenSet[int] = frozenset()
 
@@ -179,7 +181,8 @@ class VerifyReport:
 
 
 def target_result(report: VerifyReport, target: Target, search: SearchResult,
-                  proofs: ProofReport, lint: List[LintWarning]) -> TargetResult:
+                  proofs: ProofReport, lint: List[LintWarning],
+                  policy: DerivedPolicy) -> TargetResult:
     """One target's results from both engines, and its lint; appended to @report."""
     must_break = target.expected_broken if report.bundled else None
     may_also = MAY_ALSO_BREAK.get(target.name, frozenset()) if must_break is not None \
@@ -199,7 +202,7 @@ def target_result(report: VerifyReport, target: Target, search: SearchResult,
         lint=lint, searches=search.searches, stateful_events=search.events,
         stateful_seconds=search.seconds,
         stateful_unknown=search.unknown, proof_seconds=proofs.seconds,
-        proof_lines=summary(proofs) + details(proofs), must_break=must_break,
+        proof_lines=summary(proofs) + details(proofs), policy=policy, must_break=must_break,
         may_also_break=may_also)
     report.targets.append(result)
     return result
@@ -239,6 +242,8 @@ def _stateful_check(report: VerifyReport, search: SearchResult, number: int) -> 
         check.counterexample = "\n".join(counterexample_lines(example))
     elif search.unknown:
         check.status, check.reason = UNKNOWN, search.unknown
+    elif number in search.undecided:
+        check.status, check.reason = UNKNOWN, search.undecided[number]
     return check
 
 
@@ -280,6 +285,7 @@ def target_lines(result: TargetResult) -> List[str]:
                          f"operation(s)): {check.reason}")
             lines.append(check.counterexample or "")
     lines.append("\n" + "\n".join(result.proof_lines))
+    lines += policy_lines(result.policy)
     lines += lint_lines(result.lint)
     if result.must_break is not None:
         meant = f"{sorted(result.must_break) or 'none'}"
@@ -287,6 +293,18 @@ def target_lines(result: TargetResult) -> List[str]:
             meant += f" (may also break {sorted(result.may_also_break)})"
         lines.append(f"   meant to break: {meant}; broke: {sorted(result.broken) or 'none'} -> "
                      + ("as expected" if result.as_expected else "NOT AS EXPECTED"))
+    return lines
+
+
+def policy_lines(derived: DerivedPolicy) -> List[str]:
+    """What the policy derivation assumed, and the keys it could not derive."""
+    throttled = [e for e in derived.policy.rates if derived.policy.throttled(e)]
+    keyed = [f"{e} {derived.key_text(e)}" for e in throttled
+             if derived.policy.keys.get(e) or e in derived.unknown]
+    lines = ["", f"   throttle policy, derived from the C: {len(throttled)} throttled event(s)"
+             + (f"; {', '.join(keyed)}" if keyed else "") + "; the others per event name"]
+    lines += [f"  assumed: {note}" for note in derived.assumptions]
+    lines += [f"  key of {event} UNKNOWN: {reason}" for event, reason in derived.unknown.items()]
     return lines
 
 
@@ -332,6 +350,13 @@ def _target_json(result: TargetResult) -> Dict[str, Any]:
         "z3": {"seconds": round(result.proof_seconds, 3)},
         "broken": sorted(result.broken),
         "undecided": result.undecided,
+        "policy": {
+            "rates_ns": dict(result.policy.policy.rates),
+            "keys": {event: None if event in result.policy.unknown
+                     else list(result.policy.policy.keys.get(event, ()))
+                     for event in result.policy.policy.rates},
+            "assumptions": list(result.policy.assumptions),
+            "unknown": dict(result.policy.unknown)},
         "expected": None if result.must_break is None else {
             "must_break": sorted(result.must_break),
             "may_also_break": sorted(result.may_also_break),

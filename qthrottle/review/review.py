@@ -36,7 +36,7 @@ from qthrottle.core import EXIT_FALSIFIED, EXIT_HOLDS, EXIT_UNKNOWN, Status
 from qthrottle.engines.bounds import DYNAMIC_DIFF, Profile
 from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import INVARIANTS
-from qthrottle.proofs.engine import DEFAULT_TIMEOUT_MS
+from qthrottle.proofs.solve import DEFAULT_TIMEOUT_MS
 from qthrottle.review.diff import DiffOptions, DiffRun, Side, Version, analyse, compare
 from qthrottle.review.findings import BISECT, Finding, find
 from qthrottle.review.patches import GIT_APPLY, PATCH, apply_sections, copy_throttle_dirs
@@ -72,12 +72,7 @@ class ReviewOptions:
             words += ["--git", self.git] + (["--base", self.base] if self.base != "HEAD" else [])
         elif self.tree is not None:
             words += ["--tree", self.tree]
-        words += ["--seed", str(self.seed)]
-        if self.timeout_ms != DEFAULT_TIMEOUT_MS:
-            words += ["--timeout-ms", str(self.timeout_ms)]
-        if self.dynamic != DYNAMIC_DIFF:
-            words += ["--timelines", str(self.dynamic.runs), "--steps", str(self.dynamic.steps)]
-        return shlex.join(words + (["--stateful"] if self.stateful else []))
+        return shlex.join(words + self.analysis().bound_words())
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from qthrottle.core import EXIT_FALSIFIED, EXIT_HOLDS, EXIT_UNKNOWN
 from qthrottle.model.invariants import INVARIANTS
 from qthrottle.proofs.report import bounds as proof_bounds
-from qthrottle.review.counterexample import qmp_events
+from qthrottle.review.counterexample import qmp_events, replay_verdict
 from qthrottle.review.diff import DiffRun, html_section, report_json
 from qthrottle.review.findings import (
     BISECT,
@@ -152,16 +152,7 @@ def _evidence_lines(finding: Finding, indent: str) -> List[str]:
 
 
 def _replay_verdict(finding: Finding) -> str:
-    replayed = finding.replayed
-    if replayed is None:
-        return "not replayed"
-    if replayed.confirmed:
-        return "the C breaks it"
-    if replayed.undecided:
-        return "UNKNOWN, the harness could not decide"
-    if replayed.violation is not None:
-        return f"the C breaks invariant {replayed.violation.invariant} first"
-    return "NOT reproduced by the C"
+    return "not replayed" if finding.replayed is None else replay_verdict(finding.replayed)
 
 
 def _header_lines(run: ReviewRun) -> List[str]:
