@@ -642,6 +642,10 @@ config = {config}
 def test(value):
     assert value != 12345
 test()
+# Whether hypothesis writes its caches during a run is chance (it draws local constants
+# 5% of the time, then caches them): ask it to write one where it would.
+from hypothesis.configuration import storage_directory
+storage_directory("constants").create_if_missing()
 """
 
 
