@@ -39,6 +39,10 @@ DEFAULT_RATE_NS = 1_000_000_000  # the clock steps of a target with no throttled
 SEARCH_BATCH = 64  # timelines per round trip to the driver (Driver.run_batch), at most
 FIRST_BATCH = 4  # a search's first batch; each next one twice as large
 IN_FLIGHT = 2  # batches a search keeps on the C: one runs while the engine judges another
+# Runs a crash found by a search waits before it is minimised (each candidate of its
+# minimisation that still fails costs a sanitizer report and a fresh process), so that
+# quicker failures found meanwhile come first.
+CRASH_WAIT = 32
 
 
 def clock_steps(rates: Iterable[int]) -> List[int]:

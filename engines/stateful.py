@@ -42,6 +42,7 @@ from typing import (
 
 from qthrottle.core import Interrupted, check_interrupted
 from qthrottle.engines.bounds import (
+    CRASH_WAIT,
     FIRST_BATCH,
     IN_FLIGHT,
     SEARCH_BATCH,
@@ -206,29 +207,41 @@ def search(subject: Subject, profile: Profile, seed_value: int,
                 in_flight.append((timelines, subject.driver.start_batch(
                     [[command(s) for s in t] for t in timelines], settle)))
 
-            # Crashes wait to be minimised until no quicker failure is left to look for.
-            postponed: List[_Failure] = []
+            # Crashes wait to be minimised while quicker failures may still come: until
+            # no other invariant is left to look for, or CRASH_WAIT runs have gone by.
+            postponed: List[Tuple[int, _Failure]] = []  # (runs judged when found, failure)
+            judged = 0
 
             def looked_for() -> FrozenSet[int]:
-                return searched_for() - {f.violation.invariant for f in postponed}
+                return searched_for() - {f.violation.invariant for _, f in postponed}
+
+            def recorded(failure: _Failure) -> bool:
+                """@failure recorded; whether the search goes on."""
+                nonlocal left
+                found = _record(subject, result, failure, minimised)
+                if found is None or stop_at_first or not searched_for():
+                    return False
+                progress(f"invariant {found} falsified")
+                result.searches, left = result.searches + 1, profile.runs
+                return True
 
             while looked_for() and (in_flight or left > 0):
                 while len(in_flight) < IN_FLIGHT and left > 0:
                     start_next()
                 timelines, batch = in_flight.popleft()
                 runs = subject.driver.finish_batch(batch)
+                judged += len(runs)
                 if left > 0:
                     start_next()
                 for failure in _failures(subject, looked_for(), timelines, runs, settle):
                     if failure.crashed and not stop_at_first:
-                        postponed.append(failure)
-                    else:
-                        found = _record(subject, result, failure, minimised)
-                        if found is None or stop_at_first or not searched_for():
-                            return _finish(subject, in_flight, result, start)
-                        progress(f"invariant {found} falsified")
-                    result.searches, left = result.searches + 1, profile.runs
-            for failure in postponed:
+                        postponed.append((judged, failure))
+                    elif not recorded(failure):
+                        return _finish(subject, in_flight, result, start)
+                while postponed and judged - postponed[0][0] >= CRASH_WAIT:
+                    if not recorded(postponed.pop(0)[1]):
+                        return _finish(subject, in_flight, result, start)
+            for _, failure in postponed:
                 found = _record(subject, result, failure, minimised)
                 if found is None:
                     break
