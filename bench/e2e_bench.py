@@ -19,6 +19,7 @@ from qthrottle.engines.e2e import open_subject, search
 from qthrottle.harness.qemu_build import cached_build
 from qthrottle.harness.qemu_machine import Guest, find_libfaketime
 from qthrottle.harness.target import resolve
+from qthrottle.review.target_policy import target_policy
 
 STARTS = 20
 
@@ -39,7 +40,8 @@ def main() -> int:
     if build is not None and args.qemu is None:
         print(f"build: QEMU {build.version}, configure + ninja "
               f"{build.info.get('build_seconds')} s ({build.root})")
-    with open_subject(binary, resolve(str(tree)), 12) as subject:
+    target = resolve(str(tree))
+    with open_subject(binary, target, 12, target_policy(target).policy) as subject:
         with tempfile.TemporaryDirectory() as scratch:
             bios = Path(scratch) / "bios.bin"
             bios.write_bytes(bytes(64 * 1024))

@@ -1,28 +1,36 @@
-"""Engines compared: time to first counterexample and its length, per buggy case study.
+"""Engines compared: time to the first (minimal) counterexample and its length, per buggy
+case study; operations per second; the detection rate over seeds.
 
-Run: python bench/engines_bench.py [--cap S] [--repeats N] [--max-length L] [--quick]
+Run: python bench/engines_bench.py [--cap S] [--repeats N] [--max-length L] [--seeds N]
+                                   [--quick] [--case C] [--json FILE]
 
 For every buggy case study (cases/__init__.py: EXPECTED, and MAY_ALSO_BREAK marked
-"may") and every invariant it is meant to break, four engines, each capped at
---cap seconds per run, --repeats runs (seeds 1..N), medians:
-  proofs     qthrottle's z3 proofs (proofs.engine.prove: every theorem, fixed order);
-  stateful   qthrottle's stateful engine (stateful.search, profile quick);
-  random     plain random timelines: the stateful engine's own rules and generators,
-             drawn with a seeded PRNG (no search, no shrinking), checked by the same
-             state machine, so by the same oracle;
-  libFuzzer  a libFuzzer target over the same driver (harness/shims/fuzz_entry.c),
-             whose oracle is what a fuzzer has: sanitizer reports and shim aborts.
-An exhaustive search over every timeline of a small alphabet, up to --max-length
-operations, gives the shortest counterexample to compare lengths with. For
-Debian's QEMU 7.2 and 10.0.x trees (when cached): proof time, full `qthrottle
-verify` time and driver throughput. Prints one table, figures only: these machines
-are shared and noisy. Progress goes to stderr.
+"may") and every invariant it is meant to break, five engines, each capped at --cap
+seconds per run, --repeats runs (seeds 1..N), medians:
+  proofs      qthrottle's z3 proofs (proofs.engine.prove: every theorem, fixed order);
+  stateful    qthrottle's stateful engine (stateful.search, profile quick): the time to
+              each invariant's counterexample, minimised and replayed;
+  random      plain random timelines (sampling.plain_random: any event of the schema, any
+              clock step, alike), run in the same batches and judged by the same oracle
+              (engines/judge.py), not minimised;
+  random+min  the same timelines, each failure minimised by the same minimiser
+              (stateful.minimize): the time to a minimal counterexample;
+  libFuzzer   a libFuzzer target over the same driver (harness/shims/fuzz_entry.c),
+              whose oracle is what a fuzzer has: sanitizer reports and shim aborts.
+An exhaustive search over every timeline of a small alphabet (engines/exhaustive.py),
+up to --max-length operations, gives the shortest counterexample to compare lengths
+with. Operations per second: the stateful engine's (operations the C ran and the
+oracle judged, per second of search) against the driver's (one command at a time, and
+the same in batches, not judged). Detection: per buggy case and seeded bug
+(cases/seeded.py), the seeds of 1..--seeds in which the stateful engine finds it
+(profile quick). For Debian's QEMU 7.2 and 10.0.x trees (when cached): proof time,
+full `qthrottle verify` time and driver throughput. --json FILE writes one row per
+case, invariant and engine. Prints figures only: these machines are shared and noisy.
+Progress goes to stderr.
 """
 from __future__ import annotations
 
 import argparse
-import inspect
-import itertools
 import json
 import os
 import platform
@@ -37,38 +45,36 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from random import Random
-from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 import harness_bench
 import hypothesis
 import proofs_bench
 import z3
-from hypothesis import find
-from hypothesis.control import BuildContext
-from hypothesis.internal.conjecture.data import ConjectureData
-from hypothesis.stateful import RULE_MARKER, RuleBasedStateMachine
 
-from qthrottle.cases import EXPECTED, MAY_ALSO_BREAK
-from qthrottle.engines.bounds import PROFILES, search_settings
-from qthrottle.engines.generate import event_data
-from qthrottle.engines.stateful import (
-    CompareKeys,
-    Subject,
-    Violation,
-    make_machine,
-    replay,
-    search,
-)
+from qthrottle.cases import EXPECTED, MAY_ALSO_BREAK, SCHEMA_DIR
+from qthrottle.cases.seeded import SEEDED
+from qthrottle.engines.bounds import PROFILES, SEARCH_BATCH, quiet_interval
+from qthrottle.engines.exhaustive import Symbol, alphabet, shortest
+from qthrottle.engines.judge import CompareKeys, command, judge_run
+from qthrottle.engines.sampling import Sampler, plain_random
+from qthrottle.engines.stateful import Subject, minimize, run_batched, search
 from qthrottle.harness.build import BuildError, build_fuzzer
-from qthrottle.harness.driver import SANITIZER_ENV, Driver, HarnessFailure, RunResult, _classify
+from qthrottle.harness.driver import (
+    SANITIZER_ENV,
+    Batch,
+    Command,
+    Driver,
+    HarnessFailure,
+    RunResult,
+    _classify,
+)
 from qthrottle.harness.qemu_sources import RELEASES, QemuSourceError, cached_tree
 from qthrottle.harness.target import Target, resolve
 from qthrottle.model import invariants as inv
 from qthrottle.model.invariants import INVARIANTS
-from qthrottle.model.members import string_values
 from qthrottle.model.qapi_schema import load_schema
-from qthrottle.model.timeline import Advance, AdvanceToNext, Operation, Queue, format_ns
+from qthrottle.model.timeline import Queue
 from qthrottle.proofs.engine import PROVEN_INVARIANTS, ProofReport, prove
 from qthrottle.proofs.replay import replay as replay_proof
 from qthrottle.proofs.solve import DEFAULT_TIMEOUT_MS, FALSIFIED
@@ -76,7 +82,7 @@ from qthrottle.review.target_policy import open_subject
 
 INF = float("inf")
 PROFILE = PROFILES["quick"]  # the profile `qthrottle verify` uses by default
-ENGINES = ("proofs", "stateful", "random", "libFuzzer")
+ENGINES = ("proofs", "stateful", "random", "random+min", "libFuzzer")
 STOPPED = "stopped by the benchmark"
 CELL = 18  # width of one engine's cell: time, k/n, length
 LABEL = 27  # width of the case / invariant column
@@ -94,14 +100,6 @@ class Run:
 
 
 @dataclass
-class Symbol:
-    """One letter of the exhaustive search's alphabet."""
-
-    label: str
-    operation: Any  # an Operation, or CompareKeys (the stateful engine's compare step)
-
-
-@dataclass
 class CaseResult:
     name: str
     wanted: List[int]
@@ -113,72 +111,6 @@ class CaseResult:
 
 def progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# ------------------------------------------------------------------ alphabet
-
-FIND_SETTINGS = search_settings(5000)  # shrinks: find() gives the simplest such event
-
-
-def alphabet(subject: Subject) -> List[Symbol]:
-    """The operations the exhaustive search enumerates (the fuzzer's, without the compares).
-
-    BLOCK_IO_ERROR events: report and stop for one device (report also without its
-    optional members), and for the two devices whose names have equal g_str_hash;
-    another throttled event; clock steps of half and one interval, and to the next
-    deadline; two compare steps. Each event is the simplest the stateful engine's
-    generator (generate.event_data) draws with those values.
-    """
-    block = subject.catalog.events[inv.STOP_EVENT]
-    paths = string_values("qom-path")
-    device, twin_a, twin_b = paths[0], paths[-2], paths[-1]
-
-    def block_io_error(path: str, action: str, optional: bool) -> Tuple[str, Any]:
-        def wanted(data: Any) -> bool:
-            return (data["qom-path"] == path and data["action"] == action and all(
-                (m.name in data) == optional for m in block.members if m.optional))
-        return block.name, find(event_data(block), wanted, settings=FIND_SETTINGS,
-                                random=Random(0))
-
-    report, stop = block_io_error(device, "report", True), block_io_error(device, "stop", True)
-    twin_report = block_io_error(twin_a, "report", True)
-    twin_stop = block_io_error(twin_b, "stop", True)
-    other = next(e for e in subject.events.focus
-                 if subject.policy.throttled(e.name) and e.name != block.name)
-    rate = max(subject.policy.rates.values())
-    return [
-        Symbol("report", Queue(*report)),
-        Symbol("stop", Queue(*stop)),
-        Symbol("report-bare", Queue(*block_io_error(device, "report", False))),
-        Symbol("report-twinA", Queue(*twin_report)),
-        Symbol("stop-twinB", Queue(*twin_stop)),
-        Symbol(other.name, Queue(other.name, find(event_data(other), lambda _: True,
-                                                  settings=FIND_SETTINGS, random=Random(0)))),
-        Symbol(f"+{format_ns(rate // 2)}", Advance(rate // 2)),
-        Symbol(f"+{format_ns(rate)}", Advance(rate)),
-        Symbol("next", AdvanceToNext()),
-        Symbol("cmp(stop,report)", CompareKeys(stop, report)),
-        Symbol("cmp(twinA,twinB)", CompareKeys(twin_report, twin_stop)),
-    ]
-
-
-def shortest(subject: Subject, symbols: List[Symbol], invariant: int, max_length: int
-             ) -> Tuple[Optional[List[Symbol]], int, float]:
-    """The first timeline, in order of length, that breaks @invariant; timelines tried; s.
-
-    Checked by stateful.replay, the stateful engine's machine, with every other
-    invariant set aside as a search sets aside the ones it already found.
-    """
-    ignored = frozenset(INVARIANTS) - {invariant}
-    start, tried = time.perf_counter(), 0
-    for length in range(1, max_length + 1):
-        for timeline in itertools.product(symbols, repeat=length):
-            tried += 1
-            violation, _ = replay(subject, ignored, [s.operation for s in timeline])
-            if violation is not None:
-                assert violation.invariant == invariant
-                return list(timeline), tried, time.perf_counter() - start
-    return None, tried, time.perf_counter() - start
 
 
 # ------------------------------------------------------------------ proofs
@@ -224,7 +156,7 @@ def proof_lengths(report: ProofReport, binary: Path) -> Tuple[Dict[int, int], Li
 # ------------------------------------------------------------------ stateful
 
 class Deadline:
-    """When the benchmark ends a search, whether it did, and the operations applied."""
+    """When the benchmark ends a run, whether it did, and the operations run meanwhile."""
 
     def __init__(self, at: float = INF) -> None:
         self.at = at
@@ -234,32 +166,28 @@ class Deadline:
 
 @contextmanager
 def stoppable(driver: Driver, deadline: Deadline) -> Iterator[None]:
-    """Lets the benchmark end a search: past the deadline the next driver call raises
-    HarnessFailure, and stateful.search returns what it found (as UNKNOWN, or as flaky
-    when hypothesis was replaying an example: either way, not a finding).
-    Counts the timeline operations applied to the C meanwhile."""
-    apply, reset = driver.apply, driver.reset
+    """Lets the benchmark end a search: past the deadline the next batch raises
+    HarnessFailure, and stateful.search returns what it found (as UNKNOWN: not a
+    finding). Counts the operations the C ran in batches meanwhile."""
+    start_batch, finish_batch = driver.start_batch, driver.finish_batch
 
-    def guard() -> None:
+    def guarded(timelines: Sequence[Sequence[Command]], settle: int = 0) -> Batch:
         if time.perf_counter() > deadline.at:
             deadline.reached = True
             raise HarnessFailure(STOPPED)
+        return start_batch(timelines, settle)
 
-    def guarded_apply(op: Operation) -> Any:
-        guard()
-        deadline.applied += 1
-        return apply(op)
+    def counted(batch: Batch) -> List[RunResult]:
+        runs = finish_batch(batch)
+        deadline.applied += sum(len(r.steps) for r in runs)
+        return runs
 
-    def guarded_reset() -> None:
-        guard()
-        reset()
-
-    driver.apply = guarded_apply  # type: ignore[method-assign]
-    driver.reset = guarded_reset  # type: ignore[method-assign]
+    driver.start_batch = guarded  # type: ignore[method-assign]
+    driver.finish_batch = counted  # type: ignore[method-assign]
     try:
         yield
     finally:
-        del driver.apply, driver.reset
+        del driver.start_batch, driver.finish_batch
 
 
 def stateful_run(subject: Subject, seed: int, wanted: FrozenSet[int], cap: float) -> Run:
@@ -272,9 +200,12 @@ def stateful_run(subject: Subject, seed: int, wanted: FrozenSet[int], cap: float
             assert match is not None, message
             times[int(match.group(1))] = time.perf_counter() - start
             if wanted <= times.keys():
-                deadline.at = 0  # nothing left to time: end the search at its next step
+                deadline.at = 0  # nothing left to time: end the search at its next batch
 
         result = search(subject, PROFILE, seed, progress=found)
+        if result.falsified.keys() - times.keys():  # the last one found, reported on return
+            times.update({k: time.perf_counter() - start
+                          for k in result.falsified.keys() - times.keys()})
     elapsed = time.perf_counter() - start
     run = Run({k: (t, len(result.falsified[k].steps)) for k, t in times.items()},
               rate=deadline.applied / elapsed)
@@ -285,46 +216,30 @@ def stateful_run(subject: Subject, seed: int, wanted: FrozenSet[int], cap: float
 
 # ------------------------------------------------------------------ random
 
-def machine_rules(machine: type[RuleBasedStateMachine]) -> List[Any]:
-    """The rules of a state machine, each with its argument strategies, as hypothesis
-    records them on the rule methods."""
-    return [getattr(member, RULE_MARKER) for _, member in inspect.getmembers(machine)
-            if getattr(member, RULE_MARKER, None) is not None]
-
-
-def random_run(subject: Subject, seed: int, wanted: FrozenSet[int], cap: float) -> Run:
-    """Timelines of PROFILE.steps rules, each rule and its arguments drawn at random.
-
-    The strategies are drawn from with a seeded PRNG through hypothesis's
-    ConjectureData: there is no public API for that, and these internals are those
-    of the hypothesis release the venv installs (printed in the header). As in a
-    search, an invariant found is set aside and the search goes on.
-    """
-    rng = Random(seed)
+def random_run(subject: Subject, seed: int, wanted: FrozenSet[int], cap: float,
+               minimised: bool) -> Run:
+    """Plain random timelines in batches, judged as the engine judges; an invariant found
+    is set aside and the search goes on, as the engine's does. @minimised: each failure
+    minimised by the engine's minimiser before it counts."""
+    draw = plain_random(subject.events, subject.policy, PROFILE.steps, seed)
+    settle = quiet_interval(subject.policy.rates.values())
     run, counted = Run(), Deadline()
-    ignored: FrozenSet[int] = frozenset()
-    machine = make_machine(subject, ignored)
-    rules = machine_rules(machine)
     start = time.perf_counter()
     with stoppable(subject.driver, counted):
-        while time.perf_counter() - start < cap and not wanted <= run.found.keys():
-            state = machine()
-            data = ConjectureData(random=rng)
-            try:
-                with BuildContext(data, wrapped_test=None):  # type: ignore[arg-type]
-                    for _ in range(PROFILE.steps):
-                        rule = rng.choice(rules)
-                        rule.function(state, **{name: data.draw(strategy)
-                                                for name, strategy in rule.arguments.items()})
-            except Violation as violation:
-                run.found[violation.invariant] = (time.perf_counter() - start,
-                                                  len(state.records))  # type: ignore[attr-defined]
-                ignored |= {violation.invariant}
-                machine = make_machine(subject, ignored)
-                rules = machine_rules(machine)
-            except HarnessFailure as failure:
-                run.note = f"UNKNOWN: {failure}"
-                break
+        try:
+            while time.perf_counter() - start < cap and not wanted <= run.found.keys():
+                for steps, result in run_batched(subject, [draw() for _ in range(SEARCH_BATCH)],
+                                                 settle):
+                    ignored = frozenset(run.found)
+                    violation, judge = judge_run(subject.policy, subject.catalog, ignored,
+                                                 steps, result)
+                    if violation is None:
+                        continue
+                    length = (len(minimize(subject, ignored, violation.invariant, steps))
+                              if minimised else len(judge.records))
+                    run.found[violation.invariant] = (time.perf_counter() - start, length)
+        except HarnessFailure as failure:
+            run.note = f"UNKNOWN: {failure}"
     run.rate = counted.applied / (time.perf_counter() - start)
     return run
 
@@ -367,10 +282,30 @@ def fuzz_run(binary: Path, commands: Path, seed: int, cap: float, work: Path) ->
 
 
 def fuzz_commands(symbols: List[Symbol], path: Path) -> Path:
-    commands = [s.operation.to_json() for s in symbols
-                if not isinstance(s.operation, CompareKeys)]
+    commands = [s.step.to_json() for s in symbols if not isinstance(s.step, CompareKeys)]
     path.write_text(json.dumps(commands, indent=1))
     return path
+
+
+# ------------------------------------------------------------------ detection
+
+def detected(subject: Subject, breaks: FrozenSet[int], seeds: int) -> Tuple[int, float]:
+    """Seeds of 1..@seeds in which the engine finds an invariant of @breaks; seconds."""
+    start = time.perf_counter()
+    hits = sum(bool(set(search(subject, PROFILE, seed, stop_at_first=True,
+                               minimised=False).falsified) & breaks)
+               for seed in range(1, seeds + 1))
+    return hits, time.perf_counter() - start
+
+
+def seeded_targets(work: Path) -> List[Tuple[str, Target, FrozenSet[int]]]:
+    targets = []
+    for name, bug in SEEDED.items():
+        path = work / "seeded" / name / "monitor.c"
+        path.parent.mkdir(parents=True)
+        path.write_text(bug.source())
+        targets.append((name, resolve(str(path), SCHEMA_DIR), bug.breaks))
+    return targets
 
 
 # ------------------------------------------------------------------ one case
@@ -398,7 +333,11 @@ def bench_case(name: str, args: argparse.Namespace, work: Path) -> CaseResult:
             progress(f"{name}: stateful engine, seed {seed}")
             runs["stateful"].append(stateful_run(subject, seed, frozenset(wanted), args.cap))
             progress(f"{name}: random timelines, seed {seed}")
-            runs["random"].append(random_run(subject, seed, frozenset(wanted), args.cap))
+            runs["random"].append(random_run(subject, seed, frozenset(wanted), args.cap,
+                                             minimised=False))
+            progress(f"{name}: random timelines and the minimiser, seed {seed}")
+            runs["random+min"].append(random_run(subject, seed, frozenset(wanted), args.cap,
+                                                 minimised=True))
     try:
         fuzzer = build_fuzzer(extraction, tuple(catalog.events)).binary
     except BuildError as error:
@@ -411,6 +350,37 @@ def bench_case(name: str, args: argparse.Namespace, work: Path) -> CaseResult:
             progress(f"{name}: libFuzzer, seed {seed}")
             runs["libFuzzer"].append(fuzz_run(fuzzer, commands, seed, args.cap, fuzz_work))
     return CaseResult(name, wanted, runs, found, symbols, notes)
+
+
+# ------------------------------------------------------------ operations per second
+
+def throughput(repeats: int) -> List[str]:
+    """The engine's operations per second against the driver's, on the case that holds
+    (baseline: every search runs its whole budget)."""
+    with open_subject(resolve("baseline")) as subject:
+        settle = quiet_interval(subject.policy.rates.values())
+        sampler = Sampler(subject.events, subject.policy, PROFILE.steps, 1)
+        batch: List[List[Command]] = [[command(s) for s in sampler.timeline()]
+                                      for _ in range(2000)]
+        single = driver_ops_per_s(subject.driver.binary, repeats)
+
+        def batched() -> float:
+            start = time.perf_counter()
+            runs = subject.driver.run_batch(batch, settle)
+            return sum(len(r.steps) for r in runs) / (time.perf_counter() - start)
+
+        def engine() -> float:
+            deadline = Deadline()
+            with stoppable(subject.driver, deadline):
+                start = time.perf_counter()
+                search(subject, PROFILE, 1)
+                return deadline.applied / (time.perf_counter() - start)
+
+        return [f"stateful engine: {harness_bench.median_of(repeats, engine):,.0f} operations/s "
+                f"(baseline, {PROFILE.describe()}: C, oracle and model, one process each)",
+                f"driver alone: {harness_bench.median_of(repeats, batched):,.0f} operations/s in "
+                f"batches of drawn timelines, {single:,.0f} one command at a time "
+                "(harness_bench's timeline)"]
 
 
 # ------------------------------------------------------------------ real QEMU
@@ -472,6 +442,12 @@ def median(values: List[float]) -> float:
     return statistics.median(values) if values else INF
 
 
+def firsts(runs: List[Run], invariants: List[int]) -> List[Tuple[float, int]]:
+    """Per run: the time and length of its first counterexample of any of @invariants."""
+    return [min((r.found[k] for k in invariants if k in r.found), default=(INF, 0))
+            for r in runs]
+
+
 def cell(runs: List[Run], invariants: List[int], cap: float, scope: FrozenSet[int]
          ) -> Tuple[str, float]:
     """time, found k/n and median length for the first counterexample of any of @invariants."""
@@ -479,12 +455,11 @@ def cell(runs: List[Run], invariants: List[int], cap: float, scope: FrozenSet[in
         return f"{'not run':^{CELL}}", INF
     if not scope & set(invariants):
         return f"{'(not its subject)':^{CELL}}", INF
-    firsts = [min((r.found[k] for k in invariants if k in r.found), default=(INF, 0))
-              for r in runs]
-    t = median([s for s, _ in firsts])
-    lengths = [n for s, n in firsts if s < INF]
-    shown = f">{cap:.0f}s" if t == INF else f"{t:.1f}s"
-    found = sum(1 for s, _ in firsts if s < INF)
+    first = firsts(runs, invariants)
+    t = median([s for s, _ in first])
+    lengths = [n for s, n in first if s < INF]
+    shown = f">{cap:.0f}s" if t == INF else f"{t:.2f}s" if t < 10 else f"{t:.1f}s"
+    found = sum(1 for s, _ in first if s < INF)
     length = f"{statistics.median(lengths):g}" if lengths else "-"
     return f"{shown:>7} {f'{found}/{len(runs)}':>5} {length:>4}", t
 
@@ -497,25 +472,54 @@ def ratio(slow: float, fast: float, cap: float) -> str:
     return (">" if slow == INF else "") + shown
 
 
+def groups(result: CaseResult) -> List[Tuple[str, List[int]]]:
+    labelled: List[Tuple[str, List[int]]] = []
+    if len(result.wanted) > 1:
+        labelled.append(("any", result.wanted))
+    return labelled + [(f"{k}" + (" (may)" if k not in EXPECTED[result.name] else ""), [k])
+                       for k in result.wanted]
+
+
+def exhaustive(result: CaseResult, invariants: List[int]) -> Optional[int]:
+    mins = [result.shortest[k][0] for k in invariants]
+    return min((len(m) for m in mins if m is not None), default=None)
+
+
 def rows_of(result: CaseResult, cap: float) -> List[str]:
     lines = []
-    groups: List[Tuple[str, List[int]]] = []
-    if len(result.wanted) > 1:
-        groups.append(("any", result.wanted))
-    groups += [(f"{k}" + (" (may)" if k not in EXPECTED[result.name] else ""), [k])
-               for k in result.wanted]
-    for label, invariants in groups:
+    for label, invariants in groups(result):
         cells = {e: cell(result.runs[e], invariants, cap, SCOPE.get(e, ALL)) for e in ENGINES}
-        mins = [result.shortest[k][0] for k in invariants]
-        best = min((len(m) for m in mins if m is not None), default=None)
-        exhaustive = str(best) if best is not None else "none"
+        best = exhaustive(result, invariants)
         # qthrottle: the first of its two engines to produce the counterexample.
         qthrottle = min(cells["proofs"][1], cells["stateful"][1])
         lines.append(f"{result.name + ' / ' + label:<{LABEL}} "
                      + " | ".join(cells[e][0] for e in ENGINES)
-                     + f" | {exhaustive:>8} | {ratio(cells['random'][1], qthrottle, cap):>9} "
+                     + f" | {str(best) if best is not None else 'none':>8} | "
+                     f"{ratio(cells['random+min'][1], qthrottle, cap):>9} "
                      f"{ratio(cells['libFuzzer'][1], qthrottle, cap):>9}")
     return lines
+
+
+def json_rows(results: List[CaseResult]) -> List[Dict[str, Any]]:
+    """One row per case, invariant and engine (--json)."""
+    rows = []
+    for result in results:
+        for label, invariants in groups(result):
+            for engine in ENGINES:
+                runs = result.runs[engine]
+                first = firsts(runs, invariants)
+                times = [s for s, _ in first if s < INF]
+                rows.append({
+                    "case": result.name, "invariant": label, "engine": engine,
+                    "median_seconds": median([s for s, _ in first]) if runs else None,
+                    "found": len(times), "runs": len(runs),
+                    "median_length": statistics.median([n for s, n in first if s < INF])
+                    if times else None,
+                    "exhaustive_minimum": exhaustive(result, invariants)})
+    for row in rows:
+        if row["median_seconds"] == INF:
+            row["median_seconds"] = None  # not found in most runs: JSON has no infinity
+    return rows
 
 
 def found_at_all(result: CaseResult) -> str:
@@ -539,15 +543,15 @@ def details(result: CaseResult) -> List[str]:
         shown = " ; ".join(s.label for s in timeline) if timeline else "none found"
         lines.append(f"  {result.name} / {k}: shortest: {shown}  ({tried} timelines, "
                      f"{seconds:.1f}s)")
-    for engine in ("stateful", "random", "libFuzzer"):
+    for engine in ("stateful", "random", "random+min", "libFuzzer"):
         runs = result.runs[engine]
         if not runs:
             continue
         extra = sorted({k for r in runs for k in r.found} - set(result.wanted))
         notes = sorted({r.note for r in runs if r.note})
         unit = ("executions/s (inputs)" if engine == "libFuzzer"
-                else "operations/s applied to the C driver")
-        line = (f"  {result.name}: {engine}: {median([r.rate for r in runs]):.0f} {unit}")
+                else "operations/s run on the C and judged")
+        line = (f"  {result.name}: {engine}: {median([r.rate for r in runs]):,.0f} {unit}")
         if notes:
             line += f"; {'; '.join(notes)}"
         if extra:
@@ -560,10 +564,11 @@ def details(result: CaseResult) -> List[str]:
 def legend(symbols: List[Symbol]) -> List[str]:
     """One line per symbol; events of the first symbol's kind as their difference from it."""
     first = symbols[0]
-    lines = [f"  {first.label:<17} {first.operation.describe()}"]
+    lines = [f"  {first.label:<17} {first.step.describe()}"]
     for symbol in symbols[1:]:
-        op, base = symbol.operation, first.operation
-        if isinstance(op, Queue) and op.event == base.event and op.data and base.data:
+        op, base = symbol.step, first.step
+        if isinstance(op, Queue) and isinstance(base, Queue) and op.event == base.event \
+                and op.data and base.data:
             changed = {k: v for k, v in op.data.items() if base.data.get(k) != v}
             dropped = [k for k in base.data if k not in op.data]
             text = f"as {first.label}" + (f", but {json.dumps(changed)}" if changed else "") + (
@@ -588,14 +593,15 @@ def header(args: argparse.Namespace) -> List[str]:
         f"Python {platform.python_version()}, hypothesis {hypothesis.__version__}, "
         f"z3 {z3.get_version_string()}, {clang[0] if clang else 'no clang'}",
         f"bounds: cap {args.cap:g} s per run; {args.repeats} run(s), seeds 1..{args.repeats}; "
-        f"stateful: {PROFILE.describe()}; random: timelines of {PROFILE.steps} steps; "
+        f"stateful: {PROFILE.describe()}; random: timelines of up to {PROFILE.steps} steps; "
         f"z3: {DEFAULT_TIMEOUT_MS} ms per query; exhaustive: every timeline of up to "
-        f"{args.max_length} operations over the alphabet below",
+        f"{args.max_length} operations over the alphabet below; detection: seeds "
+        f"1..{args.seeds}",
     ]
 
 
 def report(args: argparse.Namespace, head: List[str], results: List[CaseResult],
-           qemu: List[str]) -> str:
+           detection: List[str], rates: List[str], qemu: List[str]) -> str:
     n = args.repeats
     lines = head + [
         "",
@@ -606,16 +612,16 @@ def report(args: argparse.Namespace, head: List[str], results: List[CaseResult],
         "median length (operations; a compare step is one).",
         "proofs: from the start of prove() to the invariant's first FALSIFIED law; length of "
         "its replay against the C.",
-        "random: no shrinking. libFuzzer: wall time to its first crash, which counts for the "
-        "invariant the crash breaks (7 or 8);",
-        "length: the commands its crashing input ran, including the clock run out at the end "
-        "of every input.",
+        "stateful and random+min: to the minimal counterexample. random: not minimised. "
+        "libFuzzer: wall time to its first crash,",
+        "which counts for the invariant the crash breaks (7 or 8); length: the commands its "
+        "crashing input ran, with the clock run out.",
         "shortest: exhaustive minimum over the alphabet. Ratios: engine time / qthrottle time "
         "(the faster of proofs and stateful).",
         "",
         f"{'case / invariant':<{LABEL}} " + " | ".join(f"{e:^{CELL}}" for e in ENGINES)
-        + f" | {'shortest':>8} | {'random /':>9} {'fuzzer /':>9}",
-        f"{'':<{LABEL}} " + " | ".join([f"{'time':>7} {'k/n':>5} {'len':>4}"] * 4)
+        + f" | {'shortest':>8} | {'rnd+min /':>9} {'fuzzer /':>9}",
+        f"{'':<{LABEL}} " + " | ".join([f"{'time':>7} {'k/n':>5} {'len':>4}"] * len(ENGINES))
         + f" | {'len':>8} | {'qthrottle':>9} {'qthrottle':>9}",
     ]
     for result in results:
@@ -623,6 +629,9 @@ def report(args: argparse.Namespace, head: List[str], results: List[CaseResult],
     lines += ["", "Bug found at all (any invariant the case is meant to break, within the cap; "
               "qthrottle: proofs or stateful engine):"]
     lines += [found_at_all(result) for result in results]
+    lines += ["", f"Detection over seeds 1..{args.seeds} (stateful engine, {PROFILE.describe()}; "
+              "found: an invariant the bug breaks):", *detection]
+    lines += ["", "Operations per second (medians of " + str(n) + "):", *[f"  {r}" for r in rates]]
     if results:
         lines += ["", "alphabet (libFuzzer's: the same without the compare steps):"]
         lines += legend(results[0].symbols) + [""]
@@ -644,19 +653,35 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="runs per engine (seeds 1..N)")
     parser.add_argument("--max-length", type=int, default=4,
                         help="longest timeline of the exhaustive search")
+    parser.add_argument("--seeds", type=int, default=20,
+                        help="seeds of the detection rates (1..N)")
     parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: --cap 5 --repeats 1 --max-length 3")
+                        help="a smoke run: --cap 5 --repeats 1 --max-length 3 --seeds 2")
     parser.add_argument("--case", action="append", choices=[c for c, b in EXPECTED.items() if b],
-                        help="only this buggy case (repeatable); real QEMU is then skipped")
+                        help="only this buggy case (repeatable); seeded bugs and real QEMU "
+                        "are then skipped")
+    parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = parser.parse_args()
     if args.quick:
-        args.cap, args.repeats, args.max_length = 5.0, 1, 3
+        args.cap, args.repeats, args.max_length, args.seeds = 5.0, 1, 3, 2
     head = header(args)
     cases = args.case or [name for name, broken in EXPECTED.items() if broken]
     with tempfile.TemporaryDirectory(prefix="engines-bench-") as work:
         results = [bench_case(name, args, Path(work)) for name in cases]
+        detection = []
+        targets = [(name, resolve(name), EXPECTED[name] | MAY_ALSO_BREAK.get(name, frozenset()))
+                   for name in cases] + ([] if args.case else seeded_targets(Path(work)))
+        for name, target, breaks in targets:
+            progress(f"{name}: detection over {args.seeds} seeds")
+            with open_subject(target) as subject:
+                hits, seconds = detected(subject, breaks, args.seeds)
+            detection.append(f"  {name:<22} {hits}/{args.seeds}  ({seconds:.1f} s in all)")
+    progress("operations per second")
+    rates = throughput(args.repeats)
     qemu = [] if args.case else bench_qemu(args)
-    print(report(args, head, results, qemu))
+    print(report(args, head, results, detection, rates, qemu))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": json_rows(results)}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
-"""Stateful engine figures: time to first counterexample, state-machine steps per second.
+"""Stateful engine figures: time to first counterexample, operations per second.
 
 Run: python bench/stateful_bench.py [--profile quick|ci] [--seeds 5]
 For every buggy case study: the time until the engine reports its first
-falsified invariant (found, shrunk and minimised), median over seeds; and the
-operations per second the engine drives through C and model on a passing case.
+falsified invariant (found and minimised), median over seeds; and the operations
+per second the engine runs on the C and judges (batches), on every case.
 Prints figures only; these machines are shared and noisy.
 """
 from __future__ import annotations
@@ -16,10 +16,9 @@ from typing import Dict, List
 from qthrottle.cases import EXPECTED
 from qthrottle.engines.bounds import PROFILES
 from qthrottle.engines.stateful import Subject, search
-from qthrottle.harness.driver import Driver, StepResult
+from qthrottle.harness.driver import Batch, Driver, RunResult
 from qthrottle.harness.target import resolve
 from qthrottle.model.qapi_schema import load_schema
-from qthrottle.model.timeline import Operation
 from qthrottle.review.target_policy import target_policy
 
 
@@ -28,19 +27,21 @@ def measure(name: str, profile_name: str, seed_value: int) -> Dict[str, float]:
     assert target.qapi_dir is not None
     catalog = load_schema(target.qapi_dir)
     binary = target.build().binary
+    derived = target_policy(target)
     with Driver(binary) as driver:
         steps = 0
-        apply = driver.apply
+        finish_batch = driver.finish_batch
 
-        def counting(op: Operation) -> StepResult:
+        def counting(batch: Batch) -> List[RunResult]:
             nonlocal steps
-            steps += 1
-            return apply(op)
+            runs = finish_batch(batch)
+            steps += sum(len(run.steps) for run in runs)
+            return runs
 
-        driver.apply = counting  # type: ignore[method-assign]
+        driver.finish_batch = counting  # type: ignore[method-assign]
         first: List[float] = []
         start = time.perf_counter()
-        result = search(Subject.create(driver, target_policy(target).policy, catalog),
+        result = search(Subject.create(driver, derived.policy, catalog, derived.unknown),
                         PROFILES[profile_name], seed_value,
                         progress=lambda _: first.append(time.perf_counter() - start))
         total = time.perf_counter() - start
@@ -56,7 +57,7 @@ def main() -> None:
     seeds = range(1, args.seeds + 1)
     print(f"{PROFILES[args.profile].describe()}; seeds 1..{args.seeds}; medians")
     print(f"{'case':<18} {'first counterexample':>21} {'whole search':>13} "
-          f"{'steps/s':>8}  invariants found per seed")
+          f"{'ops/s':>8}  invariants found per seed")
     for name, broken in EXPECTED.items():
         runs = [measure(name, args.profile, s) for s in seeds]
         first = (f"{statistics.median(r['first'] for r in runs):.1f}s" if broken

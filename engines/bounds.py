@@ -36,6 +36,13 @@ DYNAMIC_DIFF = Profile("diff", runs=200, steps=12)
 # qthrottle e2e: timelines on a real QEMU under qtest (each costs ~0.1 s of QEMU time).
 E2E = Profile("e2e", runs=100, steps=12)
 DEFAULT_RATE_NS = 1_000_000_000  # the clock steps of a target with no throttled event
+SEARCH_BATCH = 64  # timelines per round trip to the driver (Driver.run_batch), at most
+FIRST_BATCH = 4  # a search's first batch; each next one twice as large
+IN_FLIGHT = 2  # batches a search keeps on the C: one runs while the engine judges another
+# Runs a crash found by a search waits before it is minimised (each candidate of its
+# minimisation that still fails costs a sanitizer report and a fresh process), so that
+# quicker failures found meanwhile come first.
+CRASH_WAIT = 32
 
 
 def clock_steps(rates: Iterable[int]) -> List[int]:
@@ -44,6 +51,12 @@ def clock_steps(rates: Iterable[int]) -> List[int]:
     positive = sorted({r for r in rates if r}) or [DEFAULT_RATE_NS]
     return sorted({1, *(r // 2 for r in positive), *(r - 1 for r in positive), *positive,
                    *(r + 1 for r in positive), *(2 * r for r in positive)})
+
+
+def quiet_interval(rates: Iterable[int]) -> int:
+    """How far the clock runs after a timeline to end it quiet: two intervals of the
+    longest rate (a burst keeps a window open that long)."""
+    return 2 * max(rates, default=0) or max(clock_steps(()))
 
 
 def search_settings(runs: int, steps: int = 0, shrink: bool = True) -> settings:

@@ -165,15 +165,21 @@ class Comparison:
     def observed(self, step: Optional[StepResult]) -> Tuple[Any, ...]:
         return ("no step (the run ended)",) if step is None else self.observe(step)
 
-    def run(self, operations: Sequence[Operation]
+    def run(self, operations: Sequence[Operation], shown: bool = False
             ) -> Tuple[RunResult, RunResult, Optional[int]]:
         """Both sides on @operations; the index of the first differing step, if any.
+        Each side's run is a batch of one (Driver.run_batch); a run @shown to people goes
+        one step at a time, so that a crash's report is symbolized.
 
         HarnessFailure when either side's harness could not decide (a hang).
         """
         self.runs += 1
-        old = self.old.run(_projected(operations, self.old_catalog))
-        new = self.new.run(_projected(operations, self.new_catalog))
+
+        def on(driver: Driver, operations: List[Operation]) -> RunResult:
+            return driver.run(operations) if shown else driver.run_batch([operations])[0]
+
+        old = on(self.old, _projected(operations, self.old_catalog))
+        new = on(self.new, _projected(operations, self.new_catalog))
         for run in (old, new):
             crash = run.crash
             if crash is not None and crash_invariant(crash.kind) is None:
@@ -255,7 +261,7 @@ def dynamic_diff(old: Target, new: Target, old_catalog: Catalog, new_catalog: Ca
                 shortest = plain_values(
                     minimise(found[0], comparison.diverges, keep_one=True), merged,
                     comparison.diverges)
-                old_run, new_run, index = comparison.run(shortest)
+                old_run, new_run, index = comparison.run(shortest, shown=True)
                 assert index is not None  # the minimiser keeps only diverging timelines
                 result.divergence = Divergence(
                     shortest, _projected(shortest, old_catalog),

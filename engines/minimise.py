@@ -1,47 +1,127 @@
-"""The one minimiser: a failing timeline made 1-minimal, then made plain.
+"""The one minimiser: a failing timeline made 1-minimal and short, then made plain.
 
-``minimise`` drops operations one at a time, from the first, while the failure
-still reproduces: the result is 1-minimal (no single operation can be removed).
-``plain_values`` then rewrites event data towards the schema's plainest values
-(optional members dropped, model/members.py's filler values) wherever the
-failure still reproduces, so a counterexample reads like the proofs' ones.
-Every engine that shrinks a timeline (the stateful engine, the dynamic diff,
-mutate) calls these with its own notion of "still fails".
+``minimise`` is delta debugging (ddmin: Zeller and Hildebrandt, "Simplifying and
+Isolating Failure-Inducing Input", 2002) over the operations: it drops halves, then
+quarters, ... of the timeline while the failure reproduces, and ends by dropping
+single operations until none can go, so the result is 1-minimal (no single operation
+can be removed). ``shorten`` then tries what removing one operation cannot: two clock
+steps merged into one, a clock step to the next deadline instead of a fixed step,
+two operations removed together. ``plain_values`` rewrites event data towards the
+schema's plainest values (optional members dropped, model/members.py's filler values:
+the first string of a member's universe, the typical or first enum value, 0, false)
+wherever the failure still reproduces, so a counterexample reads like the proofs' ones.
+
+Every check is a question about several candidates at once, "the first that still
+fails" (FirstFailing), so that an engine can replay a whole round of candidates on
+the C in one batch; ``one_at_a_time`` turns a plain "does it still fail" into one.
+Every engine that shrinks a timeline (the stateful engine, the dynamic diff, mutate)
+calls these with its own notion of "still fails".
 """
 from __future__ import annotations
 
-from typing import Any, Callable, List, Mapping, Sequence, TypeVar
+from typing import Any, Callable, List, Mapping, Optional, Sequence, TypeVar
 
 from qthrottle.model.members import filler
 from qthrottle.model.qapi_schema import Event, Member
-from qthrottle.model.timeline import Queue
+from qthrottle.model.timeline import Advance, AdvanceToNext, Queue
 
 T = TypeVar("T")
+FirstFailing = Callable[[Sequence[List[Any]]], Optional[int]]
+
+
+def one_at_a_time(fails: Callable[[List[Any]], bool]) -> FirstFailing:
+    """Candidates checked in order, up to the first that fails."""
+    def first(candidates: Sequence[List[Any]]) -> Optional[int]:
+        return next((i for i, c in enumerate(candidates) if fails(c)), None)
+    return first
+
+
+def _chunks(items: List[T], count: int) -> List[List[T]]:
+    size, extra = divmod(len(items), count)
+    bounds = [i * size + min(i, extra) for i in range(count + 1)]
+    return [items[bounds[i]:bounds[i + 1]] for i in range(count)]
 
 
 def minimise(items: Sequence[T], fails: Callable[[List[T]], bool],
              keep_one: bool = False) -> List[T]:
-    """@items without every item whose removal keeps @fails true, one at a time.
+    """@items made 1-minimal for @fails, one check at a time (see ``minimise_batched``)."""
+    return minimise_batched(items, one_at_a_time(fails), keep_one)
+
+
+def minimise_batched(items: Sequence[T], first_failing: FirstFailing,
+                     keep_one: bool = False) -> List[T]:
+    """@items with every part whose removal keeps the failure removed (ddmin), then
+    single items until none can go: 1-minimal.
 
     @keep_one: never try the empty list (a failure that needs no operation at all).
     """
     current = list(items)
-    changed = True
-    while changed:
-        changed = False
-        for index in range(len(current)):
-            candidate = current[:index] + current[index + 1:]
-            if (candidate or not keep_one) and fails(candidate):
-                current, changed = candidate, True
-                break
+    allowed = 1 if keep_one else 0
+    granularity = 2
+    while len(current) >= 2:
+        chunks = _chunks(current, min(granularity, len(current)))
+        complements = [[x for j, chunk in enumerate(chunks) if j != i for x in chunk]
+                       for i in range(len(chunks))] if len(chunks) > 2 else []
+        found = first_failing(chunks + complements)
+        if found is not None and found < len(chunks):  # a part alone still fails
+            current, granularity = chunks[found], 2
+            continue
+        if found is not None:  # all but a part still fails
+            current, granularity = complements[found - len(chunks)], max(granularity - 1, 2)
+            continue
+        if granularity >= len(current):
+            break
+        granularity = min(2 * granularity, len(current))
+    while len(current) > allowed:
+        candidates = [current[:i] + current[i + 1:] for i in range(len(current))]
+        found = first_failing(candidates)
+        if found is None:
+            break
+        current = candidates[found]
     return current
+
+
+def _clock(op: Any) -> bool:
+    return isinstance(op, (Advance, AdvanceToNext))
+
+
+def shorten(operations: Sequence[Any], first_failing: FirstFailing) -> List[Any]:
+    """A 1-minimal failing timeline made shorter where single removals cannot: adjacent
+    clock steps merged (two fixed steps into their sum, or either into a step to the
+    next deadline), then any two operations removed together; each rewrite kept if
+    the failure still reproduces, until none applies."""
+    current = list(operations)
+    while True:
+        candidates: List[List[Any]] = []
+        for i in range(len(current) - 1):
+            first, second = current[i], current[i + 1]
+            if not (_clock(first) and _clock(second)):
+                continue
+            merged: List[Any] = [AdvanceToNext()]
+            if isinstance(first, Advance) and isinstance(second, Advance):
+                merged.insert(0, Advance(first.ns + second.ns))
+            candidates += [current[:i] + [m] + current[i + 2:] for m in merged]
+        candidates += [current[:i] + current[i + 1:j] + current[j + 1:]
+                       for i in range(len(current)) for j in range(i + 1, len(current))
+                       if len(current) > 2]
+        found = first_failing(candidates) if candidates else None
+        if found is None:
+            return current
+        current = candidates[found]
 
 
 def plain_values(operations: Sequence[Any], events: Mapping[str, Event],
                  fails: Callable[[List[Any]], bool]) -> List[Any]:
+    """``plain_values_batched``, one check at a time."""
+    return plain_values_batched(operations, events, one_at_a_time(fails))
+
+
+def plain_values_batched(operations: Sequence[Any], events: Mapping[str, Event],
+                         first_failing: FirstFailing) -> List[Any]:
     """The timeline with optional members dropped and plain values, wherever it still
     fails. A value is replaced everywhere the member has it, so that events sharing a
-    key keep sharing it."""
+    key keep sharing it. Each round tries every remaining rewrite at once and keeps the
+    first that still fails."""
     current = list(operations)
 
     def rewrite(op: Any, member: Member, value: Any) -> Any:
@@ -52,15 +132,20 @@ def plain_values(operations: Sequence[Any], events: Mapping[str, Event],
                                 for k, v in op.data.items()
                                 if k != member.name or not member.optional})
 
-    for op in list(current):
-        if not isinstance(op, Queue) or op.data is None:
-            continue
-        for member in events[op.event].members:
-            value = op.data.get(member.name)
-            if member.name not in op.data or (not member.optional
-                                              and value == filler(member)):
+    while True:
+        candidates: List[List[Any]] = []
+        for op in current:
+            if not isinstance(op, Queue) or op.data is None:
                 continue
-            candidate = [rewrite(other, member, value) for other in current]
-            if candidate != current and fails(candidate):
-                current = candidate
-    return current
+            for member in events[op.event].members:
+                value = op.data.get(member.name)
+                if member.name not in op.data or (not member.optional
+                                                  and value == filler(member)):
+                    continue
+                candidate = [rewrite(other, member, value) for other in current]
+                if candidate != current and candidate not in candidates:
+                    candidates.append(candidate)
+        found = first_failing(candidates) if candidates else None
+        if found is None:
+            return current
+        current = candidates[found]

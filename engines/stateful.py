@@ -1,12 +1,19 @@
-"""The stateful engine: hypothesis drives the compiled C and the model side by side.
+"""The stateful engine: the compiled C and the reference model, side by side, on
+timelines drawn from the schema.
 
-Every step goes to both; after each step the engine checks the invariants of
-model/invariants.py on the C's trace, then compares the C with the model (a
-difference is charged to the invariant it breaks: mismatch_invariant). Every run
-ends quiet (the clock run past the last window), so that leaks are looked for in
-every run. A failure shrinks to a short timeline. To report every broken invariant, not
-just the first, the search is repeated with the invariants already found set
-aside (a violation of one of those restarts the run instead of failing it).
+Timelines come from engines/sampling.py (the engine's rules, values from the
+schema's strategies); they go to the C in batches (Driver.run_batch: a whole batch
+per round trip, results per step, a crash costs one run) and every run ends quiet
+(the clock run past the last window), so that leaks are looked for in every run.
+Each run is judged by engines/judge.py: after each step, the invariants of
+model/invariants.py on the C's trace, then the C against the model (a difference is
+charged to the invariant it breaks: mismatch_invariant). A failure is made short by
+the project's own minimiser (engines/minimise.py: delta debugging over the
+operations, merged clock steps, plain values), replaying the candidates on the C in
+batches; the short timeline is then replayed once more, one step at a time, for the
+counterexample. To report every broken invariant, not just the first, the search goes
+on with the invariants already found set aside (a violation of one of those ends or
+passes over it, never fails the run), with a new budget of runs: a new search.
 
 The engine takes the target's policy as an argument (derived from the code by
 proofs/policy.py); where the derivation left an event's key UNKNOWN, the
@@ -17,108 +24,49 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import (
-    Any,
     Callable,
+    Deque,
     Dict,
     FrozenSet,
     Iterator,
     List,
     Mapping,
     Optional,
+    Sequence,
     Tuple,
-    Type,
-    Union,
 )
-
-from hypothesis import errors, seed, settings
-from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, rule, run_state_machine_as_test
 
 from qthrottle.core import Interrupted, check_interrupted
-from qthrottle.engines.bounds import Profile, clock_steps, search_settings
-from qthrottle.engines.generate import (
-    EventsUnderTest,
-    event_data,
-    events_under_test,
-    queue_operations,
+from qthrottle.engines.bounds import (
+    CRASH_WAIT,
+    FIRST_BATCH,
+    IN_FLIGHT,
+    SEARCH_BATCH,
+    Profile,
+    quiet_interval,
 )
-from qthrottle.engines.minimise import minimise
+from qthrottle.engines.generate import EventsUnderTest, events_under_test
+from qthrottle.engines.judge import CompareKeys as CompareKeys
+from qthrottle.engines.judge import Counterexample as Counterexample
+from qthrottle.engines.judge import Judge as Judge
+from qthrottle.engines.judge import Step as Step
+from qthrottle.engines.judge import StepRecord as StepRecord
+from qthrottle.engines.judge import Violation as Violation
+from qthrottle.engines.judge import command, judge_run
+from qthrottle.engines.judge import trace_checks as trace_checks
+from qthrottle.engines.minimise import minimise_batched, plain_values_batched, shorten
+from qthrottle.engines.sampling import Sampler
 from qthrottle.harness.build import build
-from qthrottle.harness.driver import Crash, Driver, HarnessFailure, StepResult
+from qthrottle.harness.driver import Batch, Driver, HarnessFailure, RunResult
 from qthrottle.harness.target import Target
 from qthrottle.model import invariants as inv
-from qthrottle.model.ghash import CallbackCrashed, driver_callbacks
 from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Catalog
-from qthrottle.model.throttle import ThrottleModel
-from qthrottle.model.timeline import (
-    Advance,
-    AdvanceToNext,
-    Emission,
-    EventData,
-    Operation,
-    Queue,
-    format_event,
-    format_ns,
-)
-
-
-class Violation(AssertionError):
-    """An invariant broken at the current step."""
-
-    def __init__(self, invariant: int, message: str) -> None:
-        super().__init__(f"invariant {invariant}: {message}")
-        self.invariant = invariant
-        self.message = message
-
-
-@dataclass(frozen=True)
-class CompareKeys:
-    """Not a timeline step: the callbacks called directly on two records (three for
-    transitivity, which only a proof's counterexample asks for)."""
-
-    a: Tuple[str, Any]
-    b: Tuple[str, Any]
-    c: Optional[Tuple[str, Any]] = None
-
-    def describe(self) -> str:
-        third = "" if self.c is None else f", c = {format_event(*self.c)}"
-        return (f"compare keys a = {format_event(*self.a)}, b = {format_event(*self.b)}"
-                f"{third} (equal and hash callbacks called directly)")
-
-
-Step = Union[Operation, CompareKeys]  # a line of a timeline
-
-
-@dataclass
-class StepRecord:
-    """One line of a counterexample timeline."""
-
-    operation: Step
-    before: int
-    c_emitted: Tuple[Emission, ...]
-    model_emitted: Tuple[Emission, ...]
-    c_table: Optional[int]
-    model_table: int
-    note: str = ""
-    after: Optional[int] = None  # the C's clock after the step
-    model_compared: bool = True  # False once the model stopped predicting the C
-    c_output: str = ""  # what the C printed on stdout and stderr during the step
-
-
-@dataclass
-class Counterexample:
-    invariant: int
-    message: str
-    steps: List[StepRecord]
-    crash: Optional[Crash] = None
-
-    @property
-    def operations(self) -> List[Step]:
-        return [s.operation for s in self.steps]
+from qthrottle.model.timeline import Advance, Emission, Queue, format_event, format_ns
 
 
 @dataclass
@@ -157,297 +105,208 @@ class Subject:
                    dict(undecided or {}))
 
 
-TraceCheck = Callable[[inv.Trace], List[str]]
-
-
-def trace_checks(policy: Policy) -> Tuple[Tuple[int, TraceCheck], ...]:
-    """The invariants judged on a trace, in the order the engine checks them after
-    every step: (number, check), a check returning the violations it finds."""
-    return ((4, inv.stop_not_delayed),
-            (5, lambda t: inv.rate_respected(t, policy)),
-            (6, lambda t: inv.unthrottled_immediate(t, policy)),
-            (3, lambda t: inv.table_empties_when_quiet(t, policy)))
-
-
-def make_machine(subject: Subject, ignored: FrozenSet[int]) -> Type[RuleBasedStateMachine]:
-    """A state machine class for one target; violations of @ignored restart the run."""
-    steps = clock_steps(subject.policy.rates.values())
-    quiet_interval = 2 * max(subject.policy.rates.values(), default=0) or max(steps)
-    focus = list(subject.events.focus) or subject.events.all
-    queue_ops = queue_operations(focus)
-    unthrottled_ops = (queue_operations(subject.events.unthrottled)
-                       if subject.events.unthrottled else queue_ops)
-    stop_events = [e for e in focus if e.name == inv.STOP_EVENT]
-    hash_of, equal = driver_callbacks(subject.driver)
-    redrawn = {e.name: event_data(e) for e in subject.events.all}
-
-    def same_key(op: Queue, fresh: EventData) -> EventData:
-        """@fresh with @op's key members (present or absent as in @op)."""
-        if fresh is None:  # an event without data
-            return None
-        key = subject.policy.keys.get(op.event, ())
-        return {**{m: v for m, v in fresh.items() if m not in key},
-                **{m: v for m, v in (op.data or {}).items() if m in key}}
-
-    # Invariants 1 and 2 are about the keys the table holds: those of the focus events.
-    pairs = st.sampled_from(focus).flatmap(
-        lambda e: st.tuples(st.just(e.name), event_data(e), event_data(e)))
-
-    class ThrottleMachine(RuleBasedStateMachine):
-        latest: Optional[ThrottleMachine] = None
-        queued = Bundle("queued")
-
-        def __init__(self) -> None:
-            super().__init__()
-            type(self).latest = self
-            self.records: List[StepRecord] = []
-            self.failed = False
-            self._restart()
-
-        def teardown(self) -> None:
-            """Every run ends quiet: the clock runs two intervals past the last event, so
-            that what the run leaked (invariant 8) and what its table kept (3) are
-            checked at a quiet point, whatever its last step was."""
-            if not self.failed and not self.c_quiet:
-                self._step(Advance(quiet_interval))
-
-        def _restart(self) -> None:
-            subject.driver.reset()
-            self.model = ThrottleModel(subject.policy, subject.catalog)
-            self.model_trusted = True
-            self.c_now = 0  # the C's clock: the model's stops being right once untrusted
-            self.c_trace: List[inv.TraceStep] = []
-            self.c_quiet = True  # the C's table is empty and no timer is pending
-
-        def _fail(self, invariant: int, message: str, crash: Optional[Crash] = None) -> None:
-            if invariant in ignored:
-                # Already reported: keep exploring. After a crash the C run is over;
-                # otherwise the C goes on but the model no longer predicts it.
-                if crash is not None:
-                    self._restart()
-                else:
-                    self.model_trusted = False
-                return
-            if self.records:
-                self.records[-1].note = f"invariant {invariant}: {message}"
-            self.crash = crash
-            self.failed = True
-            raise Violation(invariant, message)
-
-        def _step(self, op: Operation) -> None:
-            before = self.c_now
-            result = subject.driver.apply(op)
-            model_step = self.model.step(op)
-            record = StepRecord(op, before, result.emitted, model_step.emitted,
-                                None if result.crash else result.table, model_step.table or 0,
-                                after=None if result.crash else result.now,
-                                model_compared=self.model_trusted,
-                                # a crash's output is its report, shown with it
-                                c_output="" if result.crash else result.output)
-            self.records.append(record)
-            self.c_quiet = (result.crash is not None
-                            or result.table == result.pending_timers == 0)
-            self._check(result, model_step)
-
-        def _check(self, result: StepResult, model_step: inv.TraceStep) -> None:
-            if result.crash is not None:
-                number = inv.crash_invariant(result.crash.kind)
-                if number is None:
-                    self.failed = True
-                    raise HarnessFailure(result.crash.summary())
-                self._fail(number, inv.no_memory_error(result)[0] if number == 8
-                           else result.crash.summary(), result.crash)
-                return
-            for finding in inv.no_dangling_entry(result):
-                self._fail(3, finding)
-            for finding in inv.no_memory_error(result):
-                self._fail(8, finding)
-            c_step = inv.TraceStep(model_step.operation, self.c_now, result.now,
-                                   result.emitted, result.table)
-            self.c_trace.append(c_step)
-            self.c_now = result.now
-            for number, check in trace_checks(subject.policy):
-                violations = check(self.c_trace)
-                if violations:
-                    self._fail(number, violations[0])  # returns only if set aside
-            mismatch = inv.mismatch_invariant(c_step, model_step, subject.policy)
-            if self.model_trusted and mismatch is not None:
-                op = model_step.operation
-                if isinstance(op, Queue) and inv.is_stop_event(op.event, op.data):
-                    # The C throttles stop events and the model never does: from here on
-                    # only stop_not_delayed (invariant 4) judges the difference.
-                    self.records[-1].note = ("the C throttles this stop event; the reference "
-                                             "model never does, so it is not compared further")
-                    self.model_trusted = False
-                    return
-                self._fail(mismatch, "the C and the reference model disagree (see the "
-                           "timeline)")
-
-        @rule(target=queued, op=queue_ops)
-        def queue(self, op: Queue) -> Queue:
-            self._step(op)
-            return op
-
-        # Invariant 6 on every unthrottled event of the schema, in a rule of its own.
-        @rule(op=unthrottled_ops)
-        def queue_unthrottled(self, op: Queue) -> None:
-            self._step(op)
-
-        # Invariant 4 is about BLOCK_IO_ERROR: a rule of its own makes it frequent.
-        @rule(target=queued, op=queue_operations(stop_events) if stop_events else queue_ops)
-        def queue_block_io_error(self, op: Queue) -> Queue:
-            self._step(op)
-            return op
-
-        # An event queued before, again with the same key and its other members drawn
-        # anew: a burst, what a throttle is for (its rate; which of the burst is newest;
-        # a stop event of a key that is reporting).
-        @rule(op=queued, data=st.data())
-        def queue_again(self, op: Queue, data: st.DataObject) -> None:
-            self._step(Queue(op.event, same_key(op, data.draw(redrawn[op.event]))))
-
-        @rule(ns=st.sampled_from(steps))
-        def advance(self, ns: int) -> None:
-            self._step(Advance(ns))
-
-        @rule()
-        def advance_to_next(self) -> None:
-            self._step(AdvanceToNext())
-
-        @rule(pair=pairs)
-        def compare(self, pair: Tuple[str, Any, Any]) -> None:
-            name, a_data, b_data = pair
-            self.compare_keys(CompareKeys((name, a_data), (name, b_data)))
-
-        def compare_keys(self, keys: CompareKeys) -> None:
-            """Invariants 1 and 2 on two (or three) records, as GLib calls them.
-
-            Each law is checked even when an earlier one broke an invariant set aside.
-            """
-            a, b, c = keys.a, keys.b, keys.c
-            self.records.append(StepRecord(keys, self.c_now, (), (), None,
-                                           self.model.table_size))
-            try:
-                if not inv.reflexive(equal, a):
-                    self._fail(1, f"equal(a, a) is false for a = {format_event(*a)}")
-                if not inv.symmetric(equal, a, b):
-                    self._fail(1, f"equal(a, b) = {equal(a, b)} but equal(b, a) = "
-                                  f"{equal(b, a)}")
-                if c is not None and not inv.transitive(equal, a, b, c):
-                    self._fail(1, f"equal(a, b) = {equal(a, b)} and equal(b, c) = "
-                                  f"{equal(b, c)} but equal(a, c) = {equal(a, c)}")
-                if not inv.hash_consistent(hash_of, equal, a, b):
-                    self._fail(2, f"equal(a, b) but hash(a) = {hash_of(a)}, "
-                                  f"hash(b) = {hash_of(b)}")
-            except CallbackCrashed as crashed:
-                crash = crashed.crash
-                assert isinstance(crash, Crash)
-                number = inv.crash_invariant(crash.kind)
-                if number is None:
-                    self.failed = True
-                    raise HarnessFailure(crash.summary()) from None
-                self._fail(number, crash.summary(), crash)
-
-    return ThrottleMachine
-
-
-def replay(subject: Subject, ignored: FrozenSet[int], operations: List[Any]
-           ) -> Tuple[Optional[Violation], RuleBasedStateMachine]:
-    """Run one timeline through a fresh machine; the violation it raises, if any."""
-    machine = make_machine(subject, ignored)()
+def replay(subject: Subject, ignored: FrozenSet[int], operations: Sequence[Step]
+           ) -> Tuple[Optional[Violation], Judge]:
+    """One timeline on a fresh run, one step at a time (sanitizer reports symbolized):
+    the violation it raises, if any, and the judge with its records."""
+    judge = Judge(subject.policy, subject.catalog, ignored)
+    subject.driver.reset()
     try:
-        for op in operations:
-            if isinstance(op, CompareKeys):
-                machine.compare_keys(op)  # type: ignore[attr-defined]
-            else:
-                machine._step(op)  # type: ignore[attr-defined]
+        for step in operations:
+            judge.take(step, subject.driver.keys(step.check()) if isinstance(step, CompareKeys)
+                       else subject.driver.apply(step))
+            if judge.c_ended:  # a crash set aside ends the run, as in a batch
+                break
     except Violation as violation:
-        return violation, machine
-    return None, machine
+        return violation, judge
+    return None, judge
+
+
+def run_batched(subject: Subject, timelines: Sequence[List[Step]], settle: int = 0
+                ) -> Iterator[Tuple[List[Step], RunResult]]:
+    """Each timeline run on the C, in batches, in order: the steps run (with the settling
+    clock step, if any) and the run."""
+    for start in range(0, len(timelines), SEARCH_BATCH):
+        chunk = timelines[start:start + SEARCH_BATCH]
+        runs = subject.driver.run_batch([[command(s) for s in t] for t in chunk], settle)
+        for steps, run in zip(chunk, runs):
+            yield ([*steps, Advance(settle)] if run.settled else list(steps)), run
 
 
 def minimize(subject: Subject, ignored: FrozenSet[int], invariant: int,
-             operations: List[Any]) -> List[Any]:
-    """The timeline made 1-minimal (engines/minimise.py) for the same broken invariant.
+             operations: Sequence[Step]) -> List[Step]:
+    """The timeline made 1-minimal, shorter where it can be and plain (engines/minimise.py)
+    for the same broken invariant, the candidates of each round replayed in batches."""
+    def first_failing(candidates: Sequence[List[Step]]) -> Optional[int]:
+        for index, (steps, run) in enumerate(run_batched(subject, candidates)):
+            violation, _ = judge_run(subject.policy, subject.catalog, ignored, steps, run)
+            if violation is not None and violation.invariant == invariant:
+                return index
+        return None
 
-    hypothesis shrinks well but stops early on slow tests; the minimiser's greedy
-    pass makes the timeline 1-minimal (no single operation can be removed).
-    """
-    def fails(candidate: List[Any]) -> bool:
-        violation, _ = replay(subject, ignored, candidate)
-        return violation is not None and violation.invariant == invariant
-
-    return minimise(operations, fails)
-
-
-# Typed here: hypothesis releases differ in whether this function is annotated.
-run_machine: Callable[..., None] = run_state_machine_as_test
+    shortest = shorten(minimise_batched(operations, first_failing), first_failing)
+    return plain_values_batched(shortest, subject.catalog.events, first_failing)
 
 
-def _search_once(subject: Subject, config: settings, seed_value: int,
-                 result: SearchResult, set_aside: FrozenSet[int]) -> Optional[int]:
-    """One hypothesis search with @set_aside and the invariants found so far set aside.
-
-    The number of the invariant it found falsified (and recorded), if any.
-    """
-    ignored = set_aside | frozenset(result.falsified)
-    machine = make_machine(subject, ignored)
-    result.searches += 1
-    try:
-        run_machine(seed(seed_value)(machine), settings=config)
-    except Violation as violation:
-        latest = getattr(machine, "latest", None)
-        found = [r.operation for r in latest.records] if latest else []
-        shortest = minimize(subject, ignored, violation.invariant, found)
-        final, replayed = replay(subject, ignored, shortest)
-        if final is None:  # the C did not fail again the same way
-            result.unknown = f"invariant {violation.invariant}: the failure did not replay"
-            return None
-        result.falsified[final.invariant] = Counterexample(
-            final.invariant, final.message, list(replayed.records),  # type: ignore[attr-defined]
-            getattr(replayed, "crash", None))
-        return final.invariant
-    return None
+def _record(subject: Subject, result: SearchResult, failure: _Failure,
+            minimised: bool) -> Optional[int]:
+    """A failing run minimised and replayed for its counterexample (or, not @minimised,
+    as it was found), recorded; the invariant, or None when it did not fail again the
+    same way. What was found meanwhile is set aside too."""
+    ignored = failure.ignored | frozenset(result.falsified)
+    final: Optional[Violation] = failure.violation
+    replayed = failure.judge
+    if minimised:
+        final, replayed = replay(subject, ignored, minimize(
+            subject, ignored, failure.violation.invariant, failure.steps))
+    if final is None:  # the C did not fail again the same way
+        result.unknown = f"invariant {failure.violation.invariant}: the failure did not replay"
+        return None
+    result.falsified[final.invariant] = Counterexample(
+        final.invariant, final.message, list(replayed.records), replayed.crash)
+    return final.invariant
 
 
 def search(subject: Subject, profile: Profile, seed_value: int,
            progress: Callable[[str], None] = lambda _: None,
-           set_aside: FrozenSet[int] = frozenset(), stop_at_first: bool = False) -> SearchResult:
-    """Find a shrunk counterexample for every invariant the target breaks.
+           set_aside: FrozenSet[int] = frozenset(), stop_at_first: bool = False,
+           minimised: bool = True) -> SearchResult:
+    """Find a minimal counterexample for every invariant the target breaks.
 
     Invariants in @set_aside are not searched for (found by another engine, or
-    not asked for); the search stops when no other invariant is left.
-    @stop_at_first: stop at the first invariant broken, and let the minimiser alone
-    shorten its timeline (qthrottle mutate needs one counterexample, not the shortest).
+    not asked for); the search stops when no other invariant is left, or when a
+    search has run the profile's runs without finding one.
+    @stop_at_first: stop at the first invariant broken (qthrottle mutate needs one
+    counterexample, not all of them). Not @minimised: a counterexample is the run as
+    found (for detection rates, where only finding counts).
     """
     result = SearchResult(profile, seed_value, events=subject.events.describe())
     start = time.perf_counter()
+    settle = quiet_interval(subject.policy.rates.values())
     if subject.undecided:
         why = "; ".join(f"{event}: {reason}" for event, reason in subject.undecided.items())
         result.undecided = {number: f"the key of the throttle policy is UNKNOWN ({why})"
                             for number in KEYED_INVARIANTS}
         set_aside = set_aside | KEYED_INVARIANTS
-    config = search_settings(profile.runs, profile.steps, shrink=not stop_at_first)
+
+    def searched_for() -> FrozenSet[int]:
+        return frozenset(inv.INVARIANTS) - set_aside - frozenset(result.falsified)
+
+    # Batches in flight: the C runs the next ones while this process judges one.
+    in_flight: Deque[Tuple[List[List[Step]], Batch]] = deque()
     try:
         try:
-            while set(inv.INVARIANTS) - set_aside - set(result.falsified):
-                found = _search_once(subject, config, seed_value, result, set_aside)
-                if found is None or stop_at_first:
+            sampler = Sampler(subject.events, subject.policy, profile.steps, seed_value)
+            result.searches, left, size = 1, profile.runs, FIRST_BATCH
+
+            def start_next() -> None:
+                nonlocal left, size
+                # Batches grow: a bug found in the first runs is found without the rest.
+                timelines = [sampler.timeline() for _ in range(min(size, left))]
+                left, size = left - len(timelines), min(2 * size, SEARCH_BATCH)
+                in_flight.append((timelines, subject.driver.start_batch(
+                    [[command(s) for s in t] for t in timelines], settle)))
+
+            # Crashes wait to be minimised while quicker failures may still come: until
+            # no other invariant is left to look for, or CRASH_WAIT runs have gone by.
+            postponed: List[Tuple[int, _Failure]] = []  # (runs judged when found, failure)
+            judged = 0
+
+            def looked_for() -> FrozenSet[int]:
+                return searched_for() - {f.violation.invariant for _, f in postponed}
+
+            def recorded(failure: _Failure) -> bool:
+                """@failure recorded; whether the search goes on."""
+                nonlocal left
+                found = _record(subject, result, failure, minimised)
+                if found is None or stop_at_first or not searched_for():
+                    return False
+                progress(f"invariant {found} falsified")
+                result.searches, left = result.searches + 1, profile.runs
+                return True
+
+            while looked_for() and (in_flight or left > 0):
+                while len(in_flight) < IN_FLIGHT and left > 0:
+                    start_next()
+                timelines, batch = in_flight.popleft()
+                runs = subject.driver.finish_batch(batch)
+                judged += len(runs)
+                if left > 0:
+                    start_next()
+                for failure in _failures(subject, looked_for(), timelines, runs, settle):
+                    if failure.crashed and not stop_at_first:
+                        postponed.append((judged, failure))
+                    elif not recorded(failure):
+                        return _finish(subject, in_flight, result, start)
+                while postponed and judged - postponed[0][0] >= CRASH_WAIT:
+                    if not recorded(postponed.pop(0)[1]):
+                        return _finish(subject, in_flight, result, start)
+            for _, failure in postponed:
+                found = _record(subject, result, failure, minimised)
+                if found is None:
                     break
                 progress(f"invariant {found} falsified")
-        # hypothesis turns an interruption inside a run into a flaky one: a signal that
-        # arrived is the cause, not the C.
+            return _finish(subject, in_flight, result, start)
         except HarnessFailure as failure:
-            check_interrupted()
+            check_interrupted()  # a signal that arrived is the cause, not the C
             result.unknown = f"the harness could not decide: {failure}"
-        except errors.Flaky as flaky:
-            check_interrupted()
-            result.unknown = f"flaky (the C did not behave the same on replay): {flaky}"
+            for _, batch in in_flight:
+                subject.driver.cancel_batch(batch)
     except Interrupted as stop:  # what was found so far, for the command to print
         result.unknown = f"interrupted by {stop}"
-        result.seconds = time.perf_counter() - start
-        stop.partial = result
+        stop.partial = _done(result, start)
         raise
+    return _done(result, start)
+
+
+@dataclass
+class _Failure:
+    """A run that broke an invariant, before it is minimised."""
+
+    order: Tuple[int, int, int]  # the quickest to minimise first (see _failures)
+    ignored: FrozenSet[int]
+    violation: Violation
+    steps: List[Step]
+    judge: Judge
+
+    @property
+    def crashed(self) -> bool:
+        return self.judge.crash is not None
+
+
+def _failures(subject: Subject, wanted: FrozenSet[int], timelines: List[List[Step]],
+              runs: List[RunResult], settle: int) -> List[_Failure]:
+    """Each invariant of @wanted a batch's runs break, at its first failing run, the
+    quickest to minimise first: a key law a compare step broke (one step), then the
+    failures without a crash, from the shortest (up to the violation), then the crashes
+    (each candidate that still fails costs a sanitizer report and a fresh process).
+
+    A run may break several: it is judged again with each one it broke set aside."""
+    failures: List[_Failure] = []
+    for steps, run in zip(timelines, runs):
+        full = [*steps, Advance(settle)] if run.settled else list(steps)
+        while True:
+            ignored = frozenset(inv.INVARIANTS) - wanted | {
+                f.violation.invariant for f in failures}
+            violation, judge = judge_run(subject.policy, subject.catalog, ignored, full, run)
+            if violation is None:
+                break
+            kind = (2 if judge.crash is not None
+                    else 0 if isinstance(judge.records[-1].operation, CompareKeys) else 1)
+            failures.append(_Failure((kind, len(judge.records), len(failures)), ignored,
+                                     violation, full, judge))
+    return sorted(failures, key=lambda f: f.order)
+
+
+def _finish(subject: Subject, in_flight: Deque[Tuple[List[List[Step]], Batch]],
+            result: SearchResult, start: float) -> SearchResult:
+    """The search ended: the batches still in flight (drawn, not judged) read back."""
+    for _, batch in in_flight:
+        subject.driver.finish_batch(batch)
+    return _done(result, start)
+
+
+def _done(result: SearchResult, start: float) -> SearchResult:
     result.seconds = time.perf_counter() - start
     return result
 

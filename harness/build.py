@@ -23,11 +23,14 @@ from qthrottle.core import QthrottleError, cache_error
 
 from . import cache
 from .extract import EVENT_PREFIX, Extraction
+from .unit_state import state_glue, unit_state
 
 SHIM_DIR = Path(__file__).parent / "shims"
-SHIM_SOURCES = ("qobject_refcounted.c", "virtual_clock.c", "emit_recorder.c", "driver.c")
+SHIM_SOURCES = ("qobject_refcounted.c", "virtual_clock.c", "emit_recorder.c",
+                "allocation_tracker.c", "ghash_tracked.c", "driver.c")
 # The libFuzzer target: fuzz_entry.c compiles driver.c's command handling into itself.
-FUZZ_SOURCES = ("qobject_refcounted.c", "virtual_clock.c", "emit_recorder.c", "fuzz_entry.c")
+FUZZ_SOURCES = ("qobject_refcounted.c", "virtual_clock.c", "emit_recorder.c",
+                "allocation_tracker.c", "ghash_tracked.c", "fuzz_entry.c")
 PKG_CONFIG_PACKAGES = ("glib-2.0", "json-glib-1.0")
 SANITIZE = ("-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
             "-fno-omit-frame-pointer")
@@ -149,7 +152,8 @@ def enum_events(extraction: Extraction, schema_events: Sequence[str]) -> List[st
 
 def generated_files(extraction: Extraction, events: Sequence[str]) -> Dict[str, str]:
     header, source = event_enum(events)
-    unit = '#include "qthrottle_shim.h"\n' + extraction.c_source() + glue(extraction)
+    unit = ('#include "qthrottle_shim.h"\n' + extraction.c_source() + glue(extraction)
+            + state_glue(unit_state(extraction)))
     return {"qapi_event_enum.h": header, "qapi_event_enum.c": source,
             "trace_noop.h": trace_header(extraction.trace_points), UNIT_NAME: unit}
 

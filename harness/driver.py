@@ -14,21 +14,32 @@ import re
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from qthrottle.core import QthrottleError, check_interrupted
 from qthrottle.model.timeline import Advance, AdvanceToNext, Emission, EventData, Operation, Queue
 
 from .cache import built_from
-from .protocol import PROTOCOL_ERROR, PROTOCOL_VERSION, Channel
+from .protocol import CHANNEL_FAILURES, PROTOCOL_ERROR, PROTOCOL_VERSION, Channel, Exchange
 
 # LeakSanitizer runs when the driver asks it to (a quiet throttle, shims/driver.c), not
-# at exit: runs end with _exit, and the fork server never runs throttle code.
+# at exit: runs end with _exit, and the fork server never runs throttle code. It counts
+# references from global memory and the heap only: at a quiet point the throttle is not
+# running, so what only a dead stack slot or a register points to has leaked.
 SANITIZER_ENV = {
     "ASAN_OPTIONS": "detect_leaks=1:leak_check_at_exit=0:halt_on_error=1:abort_on_error=0:"
                     "symbolize=1",
+    "LSAN_OPTIONS": "use_stacks=0:use_registers=0",
     "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
 }
+# The process that runs batches (Driver.run_batch): the same, reports not symbolized.
+UNSYMBOLIZED_ENV = {name: value.replace("symbolize=1", "symbolize=0") if name == "ASAN_OPTIONS"
+                    else value + ":symbolize=0" if name == "UBSAN_OPTIONS" else value
+                    for name, value in SANITIZER_ENV.items()}
+# Timelines per batch command: after a crash the rest of a batch is sent again.
+BATCH_TIMELINES = 32
+# Batch processes of a Driver: two batches in flight, and one for whoever waits for one.
+BATCH_PROCESSES = 3
 GREETING_TIMEOUT_S = 30.0  # the driver's first line: ASan's start-up on a loaded machine
 
 
@@ -71,8 +82,30 @@ class Crash:
 
 
 @dataclass(frozen=True)
+class KeysCheck:
+    """The hash and equality callbacks called directly on one to three records, as GLib
+    calls them: every equal(stored = a, lookup = b), row by row, then every hash."""
+
+    records: Tuple[Tuple[str, EventData], ...]
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"op": "keys", "records": [_event_json(*r) for r in self.records]}
+
+
+@dataclass(frozen=True)
+class Keys:
+    """What the callbacks said: equal[i][j] = equal(records[i], records[j]), hash[i]."""
+
+    equal: Tuple[Tuple[bool, ...], ...]
+    hash: Tuple[int, ...]
+
+
+Command = Union[Operation, KeysCheck]  # one step of a batch
+
+
+@dataclass(frozen=True)
 class StepResult:
-    """What one operation did on the C side."""
+    """What one operation (or key check: keys) did on the C side."""
 
     operation: Optional[Operation]
     emitted: Tuple[Emission, ...] = ()
@@ -84,6 +117,7 @@ class StepResult:
     findings: Tuple[Finding, ...] = ()
     crash: Optional[Crash] = None
     output: str = ""  # what the C printed on stdout and stderr during the step (capped)
+    keys: Optional[Keys] = None  # a KeysCheck's answer (then operation is None)
 
 
 @dataclass
@@ -91,6 +125,7 @@ class RunResult:
     """A whole timeline replayed from a fresh start."""
 
     steps: List[StepResult] = field(default_factory=list)
+    settled: bool = False  # the last step is the clock run on to a quiet throttle (run_batch)
 
     @property
     def crash(self) -> Optional[Crash]:
@@ -153,8 +188,38 @@ def _classify(report: str, status: str) -> str:
     return status.replace(" ", "-")
 
 
+class _Process:
+    """One driver process of a Driver: its channel, whether its run is fresh (no command
+    served since the run began), whether it has a batch whose results are not read."""
+
+    def __init__(self, channel: Channel, symbolized: bool) -> None:
+        self.channel = channel
+        self.symbolized = symbolized
+        self.fresh = True
+        self.busy = False
+
+
+@dataclass
+class Batch:
+    """Timelines on their way through a batch process (Driver.start_batch), read back
+    by Driver.finish_batch."""
+
+    process: _Process
+    timelines: Sequence[Sequence[Command]]
+    settle: int
+    failed: Optional[Exchange]  # the first command could not be sent
+
+
 class Driver:
     """A persistent driver process for one build.
+
+    Commands one at a time (apply, run, hash, ...) go to a process whose sanitizer
+    reports are symbolized (function, file and line of each frame); batches
+    (run_batch) go to other ones, started when first needed, whose reports are not:
+    symbolizing takes a fifth of a second per report, and a search that crashes the C
+    in many runs only needs to know how (the kind of report). Up to BATCH_PROCESSES
+    batches run at once (start_batch, finish_batch): the C runs one while Python reads
+    another.
 
     >>> with Driver(build.binary) as d:
     ...     d.queue("RTC_CHANGE", {"offset": 1, "qom-path": "/rtc"})
@@ -164,8 +229,10 @@ class Driver:
         self.binary = Path(binary)
         self.timeout = timeout
         self.operations: List[Operation] = []
-        self._channel: Optional[Channel] = None
-        self._start()
+        self._steps: Optional[_Process] = None
+        self._batches: List[_Process] = []
+        self.runs_in_place = 0  # batch runs that started over in the process of the last
+        self._steps = self._open(symbolize=True)
 
     def __repr__(self) -> str:
         return f"Driver({str(self.binary)!r})"
@@ -176,10 +243,10 @@ class Driver:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _start(self) -> None:
+    def _open(self, symbolize: bool) -> _Process:
         """A fresh driver process, checked to be a qthrottle driver of the expected build."""
         env = dict(os.environ)
-        env.update(SANITIZER_ENV)
+        env.update(SANITIZER_ENV if symbolize else UNSYMBOLIZED_ENV)
         try:
             channel = Channel(self.binary, env)
         except OSError as error:
@@ -204,27 +271,37 @@ class Driver:
             output = hello.output.strip()
             raise DriverError(f"cannot use the driver {self.binary}: {problem}"
                               + (f"\n{output}" if output else ""))
-        self._channel = channel
         self.operations = []
+        return _Process(channel, symbolize)
+
+    def _restart(self, process: _Process) -> None:
+        """A fresh process in place of @process, whose state is unknown."""
+        process.channel.close()
+        process.channel = self._open(process.symbolized).channel
+        process.fresh, process.busy = True, False
 
     def close(self) -> None:
-        channel, self._channel = self._channel, None
-        if channel is not None:
-            channel.close()
+        for process in [*([self._steps] if self._steps else []), *self._batches]:
+            process.channel.close()
+        self._steps, self._batches = None, []
 
     def _request(self, command: Dict[str, Any]) -> Tuple[Dict[str, Any], str, Optional[Crash]]:
         """Send one command; its reply and what the C printed meanwhile, or a Crash if the
         run died (the harness's own failures too: timeout, dead driver, garbled reply)."""
         check_interrupted()
-        channel = self._channel
-        assert channel is not None, "driver closed"
-        exchange = channel.request(command, self.timeout)
+        process = self._steps
+        assert process is not None, "driver closed"
+        process.fresh = command.get("op") == "reset"
+        return self._interpret(process, process.channel.request(command, self.timeout))
+
+    def _interpret(self, process: _Process, exchange: Exchange
+                   ) -> Tuple[Dict[str, Any], str, Optional[Crash]]:
+        """A reply, or the Crash that ended the run (then the next run is a fresh one)."""
         if exchange.reply is None:
             assert exchange.failure is not None
             crash = Crash(exchange.failure, tuple(self.operations), exchange.output,
                           exchange.how)
-            self.close()  # its state is unknown: a fresh process for the next run
-            self._start()
+            self._restart(process)  # its state is unknown: a fresh process for the next run
             return {}, exchange.output, crash
         reply = exchange.reply
         if "crash" in reply:
@@ -234,6 +311,7 @@ class Driver:
             crash = Crash(_classify(exchange.output, status), tuple(self.operations),
                           exchange.output, status)
             self.operations = []  # the fork server starts a fresh run
+            process.fresh = True
             return reply, exchange.output, crash
         if "error" in reply:
             raise DriverError(str(reply["error"]))
@@ -247,10 +325,15 @@ class Driver:
             return StepResult(operation, crash=crash, output=output)
         return self._step(operation, reply, output)
 
-    def _step(self, operation: Optional[Operation], reply: Dict[str, Any],
-              output: str) -> StepResult:
-        """A state reply as a StepResult; a reply without its fields is a harness failure."""
+    def _step(self, operation: Optional[Operation], reply: Dict[str, Any], output: str,
+              process: Optional[_Process] = None) -> StepResult:
+        """A state (or keys) reply as a StepResult; a reply without its fields is a harness
+        failure."""
         try:
+            if "equal" in reply and isinstance(reply["hash"], list):
+                return StepResult(None, output=output, keys=Keys(
+                    tuple(tuple(bool(e) for e in row) for row in reply["equal"]),
+                    tuple(int(h) for h in reply["hash"])))
             return StepResult(
                 operation,
                 emitted=tuple(Emission(e["t"], e["event"], e["data"])
@@ -261,13 +344,16 @@ class Driver:
                                for f in reply["findings"]),
                 output=output)
         except (KeyError, TypeError):
-            return StepResult(operation, output=output, crash=self._garbled(reply, output))
+            return StepResult(operation, output=output,
+                              crash=self._garbled(reply, output, process))
 
-    def _garbled(self, reply: Dict[str, Any], output: str) -> Crash:
+    def _garbled(self, reply: Dict[str, Any], output: str,
+                 process: Optional[_Process] = None) -> Crash:
         """A reply that decodes but is not what the command answers: the protocol broke."""
         shown = json.dumps(reply)[:200]
-        self.close()
-        self._start()
+        broken = process or self._steps
+        assert broken is not None, "driver closed"
+        self._restart(broken)
         return Crash(PROTOCOL_ERROR, tuple(self.operations), output,
                      f"unexpected reply from the driver: {shown}")
 
@@ -306,6 +392,12 @@ class Driver:
         value = reply.get("equal")
         return value if isinstance(value, bool) else self._garbled(reply, output)
 
+    def keys(self, check: KeysCheck) -> StepResult:
+        """The callbacks on @check's records; a crash ends the run."""
+        reply, output, crash = self._request(check.to_json())
+        return (StepResult(None, crash=crash, output=output) if crash
+                else self._step(None, reply, output))
+
     def reset(self) -> None:
         """Start a fresh run: empty table, clock at 0, no emissions."""
         self._request({"op": "reset"})
@@ -321,3 +413,108 @@ class Driver:
             if step.crash:
                 break
         return result
+
+    def run_batch(self, timelines: Sequence[Sequence[Command]], settle: int = 0
+                  ) -> List[RunResult]:
+        """Each timeline from a fresh start, as run() replays it (a KeysCheck as keys()
+        does), stopping at a crash; then, if @settle > 0 and the throttle is not quiet,
+        the clock advanced by @settle (a last step Advance(settle): RunResult.settled).
+        A whole batch per round trip. A run the harness could not finish (a hang, a dead
+        driver, a garbled reply) is the last: the timelines after it are not run."""
+        return self.finish_batch(self.start_batch(timelines, settle))
+
+    def start_batch(self, timelines: Sequence[Sequence[Command]], settle: int = 0) -> Batch:
+        """run_batch's timelines sent to a batch process of their own; finish_batch reads
+        their results. Until then the process runs them while the caller does other work."""
+        check_interrupted()
+        process = next((p for p in self._batches if not p.busy), None)
+        if process is None:
+            assert len(self._batches) < BATCH_PROCESSES, "every batch process is busy"
+            process = self._open(symbolize=False)
+            self._batches.append(process)
+        process.busy = True
+        return Batch(process, timelines, settle, self._send(process, timelines, settle))
+
+    def finish_batch(self, batch: Batch) -> List[RunResult]:
+        """The results of a batch start_batch sent (see run_batch)."""
+        results: List[RunResult] = []
+        failed = batch.failed
+        try:
+            while True:
+                results += self._read(batch, len(results), failed)
+                crash = results[-1].crash if results else None
+                if len(results) == len(batch.timelines) or (
+                        crash is not None and crash.kind in CHANNEL_FAILURES):
+                    return results
+                check_interrupted()
+                failed = self._send(batch.process, batch.timelines[len(results):],
+                                    batch.settle)
+        except DriverError:
+            self._restart(batch.process)  # replies of the batch may still be coming
+            raise
+        finally:
+            batch.process.busy = False
+
+    def cancel_batch(self, batch: Batch) -> None:
+        """A batch whose results nobody will read: its process starts afresh."""
+        if batch.process.busy:
+            self._restart(batch.process)
+
+    def _send(self, process: _Process, timelines: Sequence[Sequence[Command]],
+              settle: int) -> Optional[Exchange]:
+        """The first BATCH_TIMELINES of @timelines as one batch command, from a fresh run."""
+        if not process.fresh:
+            self._restart(process)
+            process.busy = True
+        process.fresh = False
+        return process.channel.send(
+            {"op": "batch", "timelines": [[op.to_json() for op in t]
+                                          for t in timelines[:BATCH_TIMELINES]],
+             "settle": settle, "mark": process.channel.mark}, marked=True)
+
+    def _read(self, batch: Batch, done: int, failed: Optional[Exchange]) -> List[RunResult]:
+        """The results of the batch command sent for @batch's timelines from @done on, up
+        to the first that ends in a fresh process (a crash, or a run that could not start
+        over in place), which is included."""
+        process, settle = batch.process, batch.settle
+        results: List[RunResult] = []
+        for timeline in batch.timelines[done:done + BATCH_TIMELINES]:
+            result = RunResult()
+            results.append(result)
+            self.operations = []
+            for operation in timeline:
+                if not self._batch_step(process, result, operation, failed):
+                    return results
+            last = next((s for s in reversed(result.steps) if s.keys is None), None)
+            if settle and last is not None and (last.table or last.pending_timers):
+                result.settled = True
+                if not self._batch_step(process, result, Advance(settle), None):
+                    return results
+            reply, output, crash = self._interpret(process, process.channel.receive(
+                self.timeout))
+            self.runs_in_place += bool(reply.get("fresh"))
+            if crash is not None or not reply.get("fresh"):
+                # A fresh process serves what follows ({"reset": true}), or the crash of
+                # the next run's start, which that fresh process will show again.
+                if crash is None and not reply.get("reset"):
+                    self._garbled(reply, output, process)  # neither: the protocol broke
+                process.fresh = True
+                return results
+        process.fresh = True
+        return results
+
+    def _batch_step(self, process: _Process, result: RunResult, command: Command,
+                    failed: Optional[Exchange]) -> bool:
+        """The next step of a batch into @result (@failed: the batch could not be sent);
+        False when the run ended (a crash, or a reply that broke the protocol)."""
+        operation = None if isinstance(command, KeysCheck) else command
+        if operation is not None:
+            self.operations.append(operation)
+        reply, output, crash = self._interpret(
+            process, failed or process.channel.receive(self.timeout))
+        if crash is not None:
+            result.steps.append(StepResult(operation, crash=crash, output=output))
+            return False
+        step = self._step(operation, reply, output, process)
+        result.steps.append(step)
+        return step.crash is None

@@ -3,16 +3,21 @@ a compiled driver (harness/shims/driver.c holds the other end).
 
 Framing: one JSON object per line, commands on one pipe and replies on another. The
 code under test keeps stdout and stderr, which go to a third pipe: what it prints is
-captured per request (at most OUTPUT_CAP bytes) and never mistaken for a reply. A
+captured per reply (at most OUTPUT_CAP bytes) and never mistaken for a reply. A
 fourth pipe is the driver's lifeline: the harness holds its only write end and never
 writes, so the driver reads end of file exactly when the harness is gone, however it
 died (SIGKILL included), and exits with its child.
+
+One command is in flight at a time. A command may have several replies (a batch of
+timelines: one per step); before each step's reply the driver writes the channel's
+mark to the output pipe, so that the output is cut where each step ended.
 """
 from __future__ import annotations
 
 import atexit
 import json
 import os
+import secrets
 import select
 import signal
 import subprocess
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-PROTOCOL_VERSION = 2  # driver.c's QTHROTTLE_PROTOCOL
+PROTOCOL_VERSION = 3  # driver.c's QTHROTTLE_PROTOCOL
 OUTPUT_CAP = 64 * 1024  # bytes of the C's output kept per request
 SHOWN_REPLY_BYTES = 200  # of an undecodable reply, in the harness failure
 _READS_PER_WAKEUP = 16  # a flood of output never starves the deadline check
@@ -30,6 +35,7 @@ WAIT_SLICE_S = 0.25  # the longest a reply is waited for without looking at sign
 
 # The failures of the channel itself, as Crash kinds (model/invariants.py: UNKNOWN).
 TIMEOUT, DRIVER_DIED, PROTOCOL_ERROR = "timeout", "driver-died", "protocol-error"
+CHANNEL_FAILURES = frozenset({TIMEOUT, DRIVER_DIED, PROTOCOL_ERROR})
 
 
 @dataclass(frozen=True)
@@ -42,32 +48,88 @@ class Exchange:
     how: str = ""  # the failure, for people (with the bytes of an undecodable reply)
 
 
-class _Output:
-    """The C's output during one request: the first OUTPUT_CAP bytes, and a count of the rest."""
+class _Piece:
+    """What the C printed for one reply: the first OUTPUT_CAP bytes, and a count of the rest."""
 
     def __init__(self) -> None:
         self.kept = bytearray()
         self.dropped = 0
 
-    def read(self, descriptor: int) -> bool:
-        """Read what is there; False once the writers are gone."""
-        for _ in range(_READS_PER_WAKEUP):
-            try:
-                chunk = os.read(descriptor, 65536)
-            except BlockingIOError:
-                return True
-            if not chunk:
-                return False
-            room = max(0, OUTPUT_CAP - len(self.kept))
-            self.kept += chunk[:room]
-            self.dropped += len(chunk) - min(room, len(chunk))
-        return True
+    def add(self, data: bytes) -> None:
+        room = max(0, OUTPUT_CAP - len(self.kept))
+        self.kept += data[:room]
+        self.dropped += len(data) - min(room, len(data))
 
     def text(self) -> str:
         text = self.kept.decode("utf-8", "replace")
         if self.dropped:
             text += f"\n[... {self.dropped} more bytes of output not kept]\n"
         return text
+
+
+class _Output:
+    """The C's output pipe, read as it comes and cut into one piece per reply at the marks
+    (without marks, all of it goes to the next reply)."""
+
+    def __init__(self, descriptor: int, mark: bytes) -> None:
+        self.descriptor = descriptor
+        self.mark = mark
+        self.marked = False  # cut at the marks (during a batch)
+        self.done: List[_Piece] = []  # pieces whose mark came, oldest first
+        self.current = _Piece()
+        self.tail = b""  # the end of the current piece, which may be the start of a mark
+        self.open = True
+
+    def read(self) -> None:
+        """Read what is there (a bounded amount per call: a flood never starves a deadline)."""
+        for _ in range(_READS_PER_WAKEUP):
+            if not self._read_chunk():
+                return
+
+    def _read_chunk(self) -> bool:
+        """One read; False when nothing more is there for now."""
+        if not self.open:
+            return False
+        try:
+            chunk = os.read(self.descriptor, 65536)
+        except BlockingIOError:
+            return False
+        if not chunk:
+            self.open = False
+            return False
+        self._feed(chunk)
+        return True
+
+    def _feed(self, chunk: bytes) -> None:
+        if not self.marked:
+            self.current.add(chunk)
+            return
+        data = self.tail + chunk
+        while True:
+            at = data.find(self.mark)
+            if at < 0:
+                break
+            self.current.add(data[:at])
+            self.done.append(self.current)
+            self.current = _Piece()
+            data = data[at + len(self.mark):]
+        keep = min(len(data), len(self.mark) - 1)
+        self.current.add(data[:len(data) - keep])
+        self.tail = data[len(data) - keep:]
+
+    def next_piece(self) -> str:
+        """The output of the reply just received: up to its mark, or all that came.
+
+        The driver writes a mark before the reply it belongs to, so once the reply is
+        in, its mark is in the pipe: reading until a mark or an empty pipe finds it. A
+        reply without a mark (the fork server's) comes when its child is gone."""
+        while self.marked and not self.done and self._read_chunk():
+            pass
+        if self.done:
+            return self.done.pop(0).text()
+        self.current.add(self.tail)
+        piece, self.current, self.tail = self.current, _Piece(), b""
+        return piece.text()
 
 
 _open_channels: weakref.WeakSet[Channel] = weakref.WeakSet()
@@ -106,53 +168,64 @@ class Channel:
         os.set_blocking(self._replies, False)
         os.set_blocking(self._output, False)
         self._pending = bytearray()  # reply bytes after the last complete line
+        # Not a string the code under test prints by chance.
+        self.mark = f"\x1eqthrottle-step-{secrets.token_hex(8)}\x1e"
+        self._out = _Output(self._output, self.mark.encode())
         self._closed = False
         _open_channels.add(self)
 
     def greeting(self, timeout: float) -> Exchange:
         """The driver's first line: what it is and what it was built from."""
-        return self._receive(timeout, _Output())
+        return self.receive(timeout)
 
     def request(self, command: Mapping[str, Any], timeout: float) -> Exchange:
         """Send one command; its reply within @timeout seconds, or the failure."""
-        output = _Output()
+        failed = self.send(command)
+        return failed if failed is not None else self.receive(timeout)
+
+    def send(self, command: Mapping[str, Any], marked: bool = False) -> Optional[Exchange]:
+        """Send one command (@marked: its replies come with marks); the failure, if any."""
+        self._out.marked = marked
         line = json.dumps(command).encode() + b"\n"
         try:
             while line:
                 line = line[os.write(self._commands, line):]
         except OSError:
-            output.read(self._output)
-            return Exchange(None, output.text(), DRIVER_DIED, "the driver exited")
-        return self._receive(timeout, output)
+            self._out.read()
+            return Exchange(None, self._out.next_piece(), DRIVER_DIED, "the driver exited")
+        return None
 
-    def _receive(self, timeout: float, output: _Output) -> Exchange:
+    def receive(self, timeout: float) -> Exchange:
+        """The next reply within @timeout seconds, with what the C printed before it."""
         deadline = time.monotonic() + timeout
-        watched: List[int] = [self._replies, self._output]
         while b"\n" not in self._pending:
             left = deadline - time.monotonic()
             if left <= 0:
-                output.read(self._output)
-                return Exchange(None, output.text(), TIMEOUT, f"timeout after {timeout:g} s")
+                self._out.read()
+                return Exchange(None, self._out.next_piece(), TIMEOUT,
+                                f"timeout after {timeout:g} s")
+            watched = [self._replies, self._output] if self._out.open else [self._replies]
             # In slices: a signal that lands just before select() blocks would otherwise
             # wait for the whole timeout to reach its handler.
             ready, _, _ = select.select(watched, [], [], min(left, WAIT_SLICE_S))
-            if self._output in ready and not output.read(self._output):
-                watched.remove(self._output)
+            if self._output in ready:
+                self._out.read()
             if self._replies in ready:
                 try:
                     chunk = os.read(self._replies, 65536)
                 except BlockingIOError:
                     continue
                 if not chunk:
-                    output.read(self._output)
+                    self._out.read()
                     how = "the driver exited" + (
                         f" in the middle of a reply: {bytes(self._pending)!r}"
                         if self._pending else "")
-                    return Exchange(None, output.text(), DRIVER_DIED, how)
+                    return Exchange(None, self._out.next_piece(), DRIVER_DIED, how)
                 self._pending += chunk
         line, _, rest = bytes(self._pending).partition(b"\n")
         self._pending = bytearray(rest)
-        output.read(self._output)  # what the C printed before it replied
+        self._out.read()  # what the C printed before it replied
+        output = self._out.next_piece()
         try:
             reply = json.loads(line)
         except ValueError:  # UnicodeDecodeError included
@@ -160,9 +233,9 @@ class Channel:
         if not isinstance(reply, dict):
             shown = line[:SHOWN_REPLY_BYTES]
             more = f" (and {len(line) - len(shown)} more bytes)" if len(line) > len(shown) else ""
-            return Exchange(None, output.text(), PROTOCOL_ERROR,
+            return Exchange(None, output, PROTOCOL_ERROR,
                             f"undecodable reply from the driver: {shown!r}{more}")
-        return Exchange(reply, output.text())
+        return Exchange(reply, output)
 
     def close(self) -> None:
         """Kill the driver's process group (its run child too) and reap it."""

@@ -16,8 +16,10 @@ is still a member.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import re
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,8 +76,38 @@ class Catalog:
             raise KeyError(f"no event {name!r} in the QAPI schema{hint}") from None
 
 
+# The schemas read in this process, by the path asked for: the files each read, with a
+# digest of their bytes (a file changed since means reading it all again), and the catalog.
+_read: OrderedDict[str, tuple[tuple[tuple[Path, bytes], ...], Catalog]] = OrderedDict()
+_READ_KEPT = 32
+
+
+def _digest(path: Path) -> Optional[bytes]:
+    try:
+        return hashlib.sha256(path.read_bytes()).digest()
+    except OSError:
+        return None
+
+
 def load_schema(path: Union[Path, str]) -> Catalog:
-    """Read a qapi/ directory (its qapi-schema.json) or one schema file, with includes."""
+    """Read a qapi/ directory (its qapi-schema.json) or one schema file, with includes.
+
+    Read again only if one of the files it read has changed (a real schema is a
+    hundred files: commands that look at a tree several times read it once)."""
+    asked = str(Path(path).absolute())
+    kept = _read.get(asked)
+    if kept is not None and all(_digest(file) == digest for file, digest in kept[0]):
+        _read.move_to_end(asked)
+        return kept[1]
+    reader, catalog = _read_schema(path)
+    _read[asked] = (tuple((file, hashlib.sha256(data).digest())
+                          for file, data in reader.contents), catalog)
+    if len(_read) > _READ_KEPT:
+        _read.popitem(last=False)
+    return catalog
+
+
+def _read_schema(path: Union[Path, str]) -> tuple[_Reader, Catalog]:
     root = Path(path)
     if root.is_dir():
         root = root / "qapi-schema.json"
@@ -87,7 +119,7 @@ def load_schema(path: Union[Path, str]) -> Catalog:
         raise SchemaError(f"{root}:1: cannot read {root}: {err}") from None
     reader = _Reader(tree)
     reader.read_file(root, including=None)
-    return reader.catalog()
+    return reader, reader.catalog()
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -260,6 +292,7 @@ class _Reader:
         self.tree = tree
         self.definitions: dict[str, _Definition] = {}
         self.done: set[Path] = set()  # files already read: later includes are no-ops
+        self.contents: list[tuple[Path, bytes]] = []  # every file read, and its bytes
         self.active: list[Path] = []  # include stack, for cycle detection
 
     def read_file(self, path: Path, including: Optional[str]) -> None:
@@ -287,6 +320,7 @@ class _Reader:
             line = data.count(b"\n", 0, err.start) + 1
             raise SchemaError(f"{path}:{line}: not UTF-8 text (byte {err.start})") from None
         self.done.add(key)
+        self.contents.append((path.absolute(), data))
         self.active.append(key)
         for expr in _Parser(text, str(path)).expressions():
             self.add(expr, path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import mailbox
 import os
 import re
@@ -17,7 +18,9 @@ import subprocess
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence
+
+import jsonschema
 
 AUTHOR = "Zoë Developer <zoe@example.org>"  # non-ASCII: 8-bit or encoded headers
 
@@ -259,3 +262,33 @@ def documentation_only(repository: Repository) -> None:
     """A patch with no throttle code at all."""
     repository.commit("docs: event throttling",
                       {"docs/devel/event-throttle.rst": lambda t: t + "Throttling\n"})
+
+
+def five_patch_files(qemu_tree: Path, where: Path) -> tuple[Repository, Path]:
+    """The 5-patch series in a repository under @where, as git format-patch -o writes it
+    (one file per message, a cover letter with its subject): the repository, the files."""
+    repository = base_repository(qemu_tree, where / "qemu")
+    five_patch_series(repository)
+    repository.git("format-patch", "-q", "--cover-letter", "--thread=shallow", "-o",
+                   str(where / "patches"), "base..HEAD")
+    cover = where / "patches" / "0000-cover-letter.patch"
+    cover.write_text(cover.read_text().replace("*** SUBJECT HERE ***",
+                                               "monitor: tidy the stop exemption"))
+    return repository, where / "patches"
+
+
+def export(repository: Repository, revision: str, where: Path) -> Path:
+    """monitor/ and qapi/ of @revision, as a tree under @where."""
+    where.mkdir()
+    archive = subprocess.run(["git", "-C", str(repository.path), "archive", revision,
+                              "monitor", "qapi"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    return where
+
+
+REPORT_SCHEMA = Path(__file__).resolve().parent.parent / "docs" / "report.schema.json"
+
+
+def validate_report(report: Dict[str, Any]) -> None:
+    """A JSON report against docs/report.schema.json."""
+    jsonschema.Draft202012Validator(json.loads(REPORT_SCHEMA.read_text())).validate(report)

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator, List
 
 import pytest
 
-from qthrottle.cases import SCHEMA_DIR
+from qthrottle.cases import EXPECTED, SCHEMA_DIR
 from qthrottle.cli import main
+from qthrottle.cli import verify as verify_command
 from qthrottle.harness.driver import Driver
 from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import stop_not_delayed, trace_from_steps
@@ -29,6 +32,32 @@ def test_falsified_exits_1_with_a_timeline_that_replays(
     with Driver(resolve("per-device").build().binary) as driver:
         run = driver.run(operations)
     assert stop_not_delayed(trace_from_steps(run.steps))
+
+
+def test_the_bundled_demo_proves_in_workers_while_the_searches_run(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`./dev verify`: every case gets the verdict it is meant to get; the proofs of the
+    cases went to worker processes (README)."""
+    submitted: List[str] = []
+    pool_of = verify_command.worker_pool
+
+    @contextmanager
+    def recording(jobs: int) -> Iterator[Any]:
+        with pool_of(jobs) as pool:
+            submit = pool.submit
+
+            def recorded(function: Any, *args: Any) -> Any:
+                submitted.append(f"{function.__name__} {args[0].name}")
+                return submit(function, *args)
+
+            monkeypatch.setattr(pool, "submit", recorded)
+            yield pool
+
+    monkeypatch.setattr(verify_command, "worker_pool", recording)
+    assert main(["verify", "--seed", SEED]) == 0
+    out = capsys.readouterr().out
+    assert out.count("-> as expected") == len(EXPECTED)
+    assert submitted == [f"prove_target {name}" for name in EXPECTED]
 
 
 def test_holds_exits_0(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,20 +20,22 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
+from hypothesis import strategies as st
 
 from qthrottle import cli
 from qthrottle.cases import SCHEMA_DIR
 from qthrottle.core import Interrupted, check_interrupted, signals_stop_the_command
-from qthrottle.engines import stateful
+from qthrottle.engines import sampling, stateful
 from qthrottle.engines.bounds import PROFILES, Profile
 from qthrottle.engines.stateful import Subject, search
 from qthrottle.harness.build import build
 from qthrottle.harness.driver import Driver, DriverError
 from qthrottle.harness.extract import extract
 from qthrottle.harness.mutation import mutants
+from qthrottle.harness.protocol import PROTOCOL_VERSION
 from qthrottle.harness.target import resolve
 from qthrottle.model import invariants as inv
 from qthrottle.model.policy import Policy
@@ -391,8 +393,10 @@ def test_no_build_process_outlives_qthrottle_killed_by_sigkill(tmp_path: Path) -
                                                  (signal.SIGINT, 6.0)])
 def test_a_signal_stops_verify_within_two_seconds(signum: int, after_s: float,
                                                   cache: Path) -> None:
-    # Each a few times, at different moments: the search, its shrinking, the proofs.
-    command = start_command("verify", "stop-irreflexive", "--seed", str(SEED))
+    # At different moments: the build, the search, its minimiser (the ci profile keeps
+    # the search going past the last one).
+    command = start_command("verify", "stop-irreflexive", "--seed", str(SEED),
+                            "--profile", "ci")
     wait_for("the search to start", lambda: bool(descendants(command.pid)))
     time.sleep(after_s)
     code, _, err, took, left = stop(command, signum)
@@ -455,32 +459,36 @@ def test_a_signal_stops_a_z3_check_at_once() -> None:
 def test_hypothesis_does_not_turn_an_interruption_into_a_flaky_result(
         cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An Interrupted raised inside a hypothesis run came back as errors.Flaky, which
-    the search reports as UNKNOWN and goes on: the signal is the cause, not the C."""
-    resets = iter(range(1000))
-    reset = Driver.reset
+    the search reported as UNKNOWN and went on: the signal is the cause, not the C.
+    The search's hypothesis run is the one that draws its values."""
+    draws = iter(range(1000))
+    member_value = sampling.member_value
 
-    def interrupting(self: Driver) -> None:
-        if next(resets) == 5:  # in the machine's __init__, inside a hypothesis run
+    def interrupting(member: Any) -> Any:
+        if next(draws) == 5:  # while the strategy is built, inside the hypothesis run
             os.kill(os.getpid(), signal.SIGINT)
-        reset(self)
+        return member_value(member)
 
-    monkeypatch.setattr(Driver, "reset", interrupting)
+    sampling.member_pools.cache_clear()
+    monkeypatch.setattr(sampling, "member_value", lambda m: st.builds(interrupting, st.just(m))
+                        .flatmap(lambda strategy: strategy))
     with signals_stop_the_command(), pytest.raises(Interrupted) as stop:
         verify_target(resolve("stop-irreflexive"), SMALL, SEED)
+    sampling.member_pools.cache_clear()
     assert isinstance(stop.value.partial, stateful.SearchResult)
     assert stop.value.partial.unknown == "interrupted by SIGINT"
 
 
 def test_an_interrupted_verify_prints_what_it_found_first(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    search_once = stateful._search_once
+    record = stateful._record
 
-    def then_interrupted(*args: object) -> Optional[int]:
-        found = search_once(*args)  # type: ignore[arg-type]
-        os.kill(os.getpid(), signal.SIGINT)  # during the second search
+    def then_interrupted(*args: Any) -> Optional[int]:
+        found = record(*args)
+        os.kill(os.getpid(), signal.SIGINT)  # before the second search
         return found
 
-    monkeypatch.setattr(stateful, "_search_once", then_interrupted)
+    monkeypatch.setattr(stateful, "_record", then_interrupted)
     code, out, err = run_cli(capsys, "verify", "stop-irreflexive", "--seed", str(SEED))
     assert code == 130 and err.strip() == "qthrottle: interrupted by SIGINT"
     assert "interrupted: 1 search(es)" in out and "FALSIFIED (" in out
@@ -542,7 +550,7 @@ FAKE_DRIVER = """#!{python}
 # Greets like a qthrottle driver, then answers every command with bytes that are no JSON.
 import os, sys
 commands, replies = int(sys.argv[1]), int(sys.argv[2])
-os.write(replies, b'{{"ok":true,"driver":"qthrottle","protocol":2,"build":"fake"}}\\n')
+os.write(replies, b'{{"ok":true,"driver":"qthrottle","protocol":{protocol},"build":"fake"}}\\n')
 for line in os.fdopen(commands, "rb"):
     os.write(replies, b"\\xff\\xfe not json\\n")
 """
@@ -550,7 +558,7 @@ for line in os.fdopen(commands, "rb"):
 
 def test_an_undecodable_reply_is_a_harness_failure_with_its_bytes(tmp_path: Path) -> None:
     fake = tmp_path / "driver"
-    fake.write_text(FAKE_DRIVER.format(python=sys.executable))
+    fake.write_text(FAKE_DRIVER.format(python=sys.executable, protocol=PROTOCOL_VERSION))
     fake.chmod(0o755)
     with Driver(fake) as driver:
         crash = driver.run([RTC]).crash

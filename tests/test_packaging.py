@@ -65,14 +65,20 @@ def test_sdist_and_wheel_carry_the_license_and_the_data(dist: Path) -> None:
 
 @pytest.mark.parametrize("version", list(PYTHONS))
 def test_the_wheel_alone_runs_verify(version: str, dist: Path) -> None:
-    """A fresh venv of this Python, the wheel and its dependencies, nothing else."""
+    """A fresh venv of this Python, the wheel and its dependencies, nothing else. The
+    dependencies are not byte-compiled; every module of the package is, by this Python."""
     (wheel,) = dist.glob("*.whl")
     with tempfile.TemporaryDirectory(prefix=f"qthrottle-py{version}-") as work:
         venv = Path(work) / "venv"
         subprocess.run([str(PYTHONS[version]), "-m", "venv", str(venv)], check=True)
-        install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)],
-                                 capture_output=True, text=True, check=False)
+        python = venv / "bin" / "python"
+        install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-compile",
+                                  str(wheel)], capture_output=True, text=True, check=False)
         assert install.returncode == 0, install.stderr[-3000:]
+        (package,) = venv.glob("lib/python3.*/site-packages/qthrottle")
+        compiled = subprocess.run([str(python), "-m", "compileall", "-q", str(package)],
+                                  capture_output=True, text=True, check=False)
+        assert compiled.returncode == 0, compiled.stdout[-3000:]
         run = subprocess.run([str(venv / "bin" / "qthrottle"), "verify", "optional-key",
                               "--profile", "smoke", "--seed", "1"], cwd=work,
                              capture_output=True, text=True, check=False)

@@ -140,6 +140,16 @@ def test_double_quoted_strings(catalog: Catalog) -> None:
     assert shape(catalog.event("QUOTED")) == ["text"]
 
 
+def test_a_schema_is_read_again_only_when_a_file_it_read_has_changed(tmp_path: Path) -> None:
+    write(tmp_path, {"qapi/qapi-schema.json": "{ 'include': 'more.json' }",
+                     "qapi/more.json": "{ 'event': 'ONE' }"})
+    first = load_schema(tmp_path / "qapi")
+    assert load_schema(tmp_path / "qapi") is first  # read once
+    (tmp_path / "qapi" / "more.json").write_text("{ 'event': 'ONE' }\n{ 'event': 'TWO' }")
+    again = load_schema(tmp_path / "qapi")
+    assert list(again.events) == ["ONE", "TWO"] and list(first.events) == ["ONE"]
+
+
 def test_hash_in_string_is_not_a_comment_and_escapes(tmp_path: Path) -> None:
     write(tmp_path, {"s.json": r"""{ 'event': 'E#1', 'data': { 'it\'s': 'str' } }"""})
     assert shape(load_schema(tmp_path / "s.json").event("E#1")) == ["it's"]

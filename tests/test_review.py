@@ -10,13 +10,11 @@ import io
 import json
 import mailbox
 import re
-import subprocess
 import tempfile
 from email import encoders
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
-import jsonschema
 import pytest
 import series_builder as build  # tests/ is on the path (pytest's rootdir-relative import)
 
@@ -37,12 +35,6 @@ from qthrottle.review.series import Subject, read_series
 
 SEED = "20261203"
 TIMELINES = "30"  # dynamic diff per patch; the verdicts do not depend on it
-ROOT = Path(__file__).resolve().parent.parent
-SCHEMA = json.loads((ROOT / "docs" / "report.schema.json").read_text())
-
-
-def _validate(report: Dict[str, Any]) -> None:
-    jsonschema.Draft202012Validator(SCHEMA).validate(report)
 
 
 # ------------------------------------------------------------------ fixtures
@@ -86,15 +78,7 @@ def _review_json(series: Path, *base: str) -> Tuple[int, Dict[str, Any]]:
 def five(qemu_tree_100: Path, tmp_path_factory: pytest.TempPathFactory
          ) -> Tuple[build.Repository, Path]:
     """The 5-patch series, as git format-patch -o writes it (one file per message)."""
-    where = tmp_path_factory.mktemp("five")
-    repository = build.base_repository(qemu_tree_100, where / "qemu")
-    build.five_patch_series(repository)
-    repository.git("format-patch", "-q", "--cover-letter", "--thread=shallow", "-o",
-                   str(where / "patches"), "base..HEAD")
-    cover = where / "patches" / "0000-cover-letter.patch"
-    cover.write_text(cover.read_text().replace("*** SUBJECT HERE ***",
-                                               "monitor: tidy the stop exemption"))
-    return repository, where / "patches"
+    return build.five_patch_files(qemu_tree_100, tmp_path_factory.mktemp("five"))
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +207,7 @@ def test_three_patches_get_a_verdict_each_and_the_finding_points_at_patch_2(
     of patch 2/3; patch 1's hunk for docs/ is listed as not throttle code; the exit code is
     the last patch's (1: the series ends falsifying invariant 7)."""
     code, report = three_json
-    _validate(report)
+    build.validate_report(report)
     assert code == report["exit_code"] == 1
     patches = report["patches"]
     assert [p["verdict"] for p in patches] == [
@@ -349,59 +333,6 @@ def test_the_email_is_a_list_reply_to_the_falsified_patch(five_run: ReviewRun) -
         "FALSIFIED: invariant 4, 5 |" in markdown
 
 
-# ------------------------------------------------------------------ git revisions
-
-def _export(repository: build.Repository, revision: str, where: Path) -> Path:
-    where.mkdir()
-    archive = subprocess.run(["git", "-C", str(repository.path), "archive", revision,
-                              "monitor", "qapi"], capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
-    return where
-
-
-def _answer(report: Dict[str, Any]) -> Dict[str, Any]:
-    """A diff report without what names the inputs (paths, revisions), and without the
-    concrete values z3 picks for a witness (any event meeting the reported condition: two
-    runs on the same input may pick different ones)."""
-    def plain(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items() if k != "witness"}
-        return [plain(v) for v in value] if isinstance(value, list) else value
-
-    return {"events": plain(report["events"]), "changes": report["changes"],
-            "invariants": report["invariants"], "exit": report["exit"],
-            "findings": [(f["kind"], re.sub(r"[^\s(']*monitor/", "monitor/", f["summary"]),
-                          [w["line"] for w in f["where"]]) for f in report["findings"]],
-            "divergence": report["dynamic"]["divergence"]}
-
-
-@pytest.mark.real_qemu
-def test_diff_of_git_revisions_is_the_diff_of_the_extracted_trees(
-        five: Tuple[build.Repository, Path], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    """Acceptance: `diff --git DIR A B`, `A..B` and `A...B` (from the merge base, here A)
-    answer as `diff` on the two trees; the checkout (HEAD, index, work tree) is
-    untouched."""
-    repository, _ = five
-    head = repository.git("rev-parse", "HEAD")
-    old, new = _export(repository, "base", tmp_path / "old"), \
-        _export(repository, "HEAD~2", tmp_path / "new")
-    answers = []
-    for argv in (["--git", str(repository.path), "base", "HEAD~2", "--format", "json"],
-                 ["--git", str(repository.path), "base..HEAD~2", "--format", "json"],
-                 ["--git", str(repository.path), "base...HEAD~2", "--json"],
-                 [str(old), str(new), "--format", "json"]):
-        code = main(["diff", *argv, "--seed", SEED, "--timelines", TIMELINES])
-        report = json.loads(capsys.readouterr().out)
-        _validate(report)
-        assert code == report["exit"] == 1  # HEAD~2 is patch 3/5: invariant 4 falsified
-        answers.append(_answer(report))
-    assert answers[0] == answers[1] == answers[2] == answers[3]
-    assert report["invariants"]["4"] == {"old": "PROVED", "new": "FALSIFIED"}
-    assert repository.git("rev-parse", "HEAD") == head
-    assert repository.git("status", "--porcelain") == ""
-
-
 # ------------------------------------------------------------------ UNKNOWN
 
 @pytest.mark.real_qemu
@@ -414,12 +345,12 @@ def test_unknown_names_the_construct_and_the_patch_line(
     build.unsupported_construct(repository)
     patch = tmp_path / "0001-loop.patch"
     patch.write_text(repository.format_patch("base"))
-    tree = _export(repository, "base", tmp_path / "base")
+    tree = build.export(repository, "base", tmp_path / "base")
     monkeypatch.chdir(repository.path)  # no --tree, no --git: this checkout, at --base
     code, report = _review_json(patch, "--base", "base")
     assert report["base"] == {"name": f"base ({repository.git('rev-parse', 'base')[:12]}) "
                                       f"in {repository.path}", "method": "git apply"}
-    _validate(report)
+    build.validate_report(report)
     assert code == report["exit_code"] == 3
     unknown = [f for f in report["patches"][0]["diff"]["findings"]
                if f["kind"] == UNKNOWN_FINDING]

@@ -7,15 +7,22 @@ from typing import Dict, Iterator
 
 import pytest
 
-from qthrottle.engines.bounds import PROFILES
-from qthrottle.engines.stateful import SearchResult
+from qthrottle.cases import EXPECTED, MAY_ALSO_BREAK, SCHEMA_DIR
+from qthrottle.engines.bounds import PROFILES, clock_steps
+from qthrottle.engines.exhaustive import alphabet
+from qthrottle.engines.exhaustive import shortest as exhaustive_shortest
+from qthrottle.engines.sampling import Sampler
+from qthrottle.engines.stateful import CompareKeys, SearchResult, replay
 from qthrottle.harness.qemu_sources import cached_tree
 from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import is_stop_event
-from qthrottle.model.timeline import Queue
-from qthrottle.review.target_policy import verify_target
+from qthrottle.model.members import filler
+from qthrottle.model.qapi_schema import load_schema
+from qthrottle.model.timeline import Advance, AdvanceToNext, Queue
+from qthrottle.review.target_policy import open_subject, verify_target
 
 SEED = 20261125
+CATALOG = load_schema(SCHEMA_DIR)
 _results: Dict[str, SearchResult] = {}
 
 
@@ -59,6 +66,63 @@ def test_optional_key_aborts_on_the_absent_member() -> None:
     assert set(result.falsified) == {7}
     crash = result.falsified[7].crash
     assert crash is not None and crash.kind == "missing-member" and "node-name" in crash.report
+
+
+@pytest.mark.parametrize("name", [n for n, broken in EXPECTED.items() if broken])
+def test_each_counterexample_is_at_the_exhaustive_minimum_and_one_minimal(name: str) -> None:
+    """As short as the shortest timeline of engines/exhaustive.py's alphabet, and no single
+    step can go (each removal replayed on the C)."""
+    result = verify(name)
+    assert set(result.falsified) == EXPECTED[name] | MAY_ALSO_BREAK.get(name, frozenset())
+    with open_subject(resolve(name)) as subject:
+        letters = alphabet(subject)
+        for number, example in result.falsified.items():
+            steps = example.operations
+            shortest, _, _ = exhaustive_shortest(subject, letters, number, len(steps))
+            assert shortest is not None and len(steps) == len(shortest), (number, steps)
+            ignored = frozenset(result.falsified) - {number}
+            for i in range(len(steps)):
+                violation, _ = replay(subject, ignored, steps[:i] + steps[i + 1:])
+                assert violation is None or violation.invariant != number, (number, i)
+
+
+def test_counterexamples_read_plain() -> None:
+    """The minimiser's value simplifier: no optional member, the plainest values but where
+    the failure needs another (the stop event's action)."""
+    for step in verify("per-device").falsified[4].operations:
+        assert isinstance(step, Queue) and step.data is not None
+        event = CATALOG.events[step.event]
+        assert step.data == {m.name: filler(m) for m in event.members if not m.optional} | {
+            "action": step.data["action"]}
+
+
+def test_the_engine_draws_every_one_of_its_rules() -> None:
+    """What README says a timeline is made of: throttled, unthrottled and BLOCK_IO_ERROR
+    events, an event of a key queued before with other members, clock steps around the
+    rates and to the next deadline, and compare steps."""
+    with open_subject(resolve("per-device")) as subject:
+        sampler = Sampler(subject.events, subject.policy, 12, 1)
+        steps = [s for _ in range(200) for s in sampler.timeline()]
+        policy = subject.policy
+    queued = [s for s in steps if isinstance(s, Queue)]
+    assert {policy.throttled(q.event) for q in queued} == {True, False}
+    assert {q.data["action"] for q in queued if q.event == "BLOCK_IO_ERROR" and q.data} == {
+        "ignore", "report", "stop"}
+    assert any(a.event == b.event and a.data != b.data and policy.throttled(a.event)
+               and policy.key(a.event, a.data) == policy.key(b.event, b.data)
+               for a, b in zip(queued, queued[1:]))
+    assert {s.ns for s in steps if isinstance(s, Advance)} == set(
+        clock_steps(policy.rates.values()))
+    assert any(isinstance(s, AdvanceToNext) for s in steps)
+    assert any(isinstance(s, CompareKeys) for s in steps)
+
+
+def test_a_seed_gives_the_same_timelines() -> None:
+    with open_subject(resolve("per-device")) as subject:
+        def drawn(seed_value: int) -> list:  # type: ignore[type-arg]
+            sampler = Sampler(subject.events, subject.policy, 12, seed_value)
+            return [sampler.timeline() for _ in range(50)]
+        assert drawn(3) == drawn(3) and drawn(3) != drawn(4)
 
 
 # Targets that must hold, two at a time: the fix the history ends with and current

@@ -28,6 +28,10 @@
  * parent (PR_SET_PDEATHSIG), so a run stuck in the code under test cannot
  * outlive it either.
  *
+ * One command is in flight at a time: the harness sends the next command only
+ * once the last reply of the previous one is in, so a child never reads input
+ * meant for the next child and the command stream can be read buffered.
+ *
  * Commands:
  *   {"op":"queue","event":NAME,"data":{...}}   qapi_event_emit(NAME, data)
  *   {"op":"advance","ns":N}                     step the virtual clock by N
@@ -36,18 +40,40 @@
  *   {"op":"log"}                                every emission of this run
  *   {"op":"hash","event":NAME,"data":{...}}     the hash callback's value
  *   {"op":"equal","a":{"event":..,"data":..},"b":{...}}  equal(a, b)
+ *   {"op":"keys","records":[{"event":..,"data":..},...]}  the callbacks on
+ *       up to three records: every equal(a, b) in row order, then every hash
  *   {"op":"reset"}                              a fresh run
+ *   {"op":"batch","timelines":[[CMD,...],...],"settle":N,"mark":TEXT}
+ *       each timeline from a fresh run: one reply per command, as if sent
+ *       alone; then, if the throttle is not quiet and N > 0, the clock
+ *       advanced by N (that reply carries "settle":true); then the end of
+ *       the timeline: {"ok":true,"fresh":true} when the next run starts in
+ *       the same process, or the fork server's {"ok":true,"reset":true} when
+ *       a fresh process serves what follows (the harness sends the remaining
+ *       timelines again). A crash ends the timeline with the fork server's
+ *       {"crash":...}. Before each reply the child sends, TEXT is written to
+ *       stdout, so that the harness can tell which command printed what.
+ *
+ * A run may start over in the same process ("fresh") only when starting over
+ * is exactly a fresh process: the throttle is quiet, nothing it allocated
+ * during the run is still allocated (allocation_tracker.h), its global
+ * variables are as its init function left them, it has no static locals and
+ * the run reported nothing. Its globals are then set back to what they were
+ * before init, and init runs again.
  *
  * After each step that leaves the throttle quiet (empty table, no timer
  * pending), nothing it allocated may be alive: QObjects still referenced,
  * timers never freed and (LeakSanitizer) memory no longer referenced at all
- * are reported as findings, invariant 8.
+ * are reported as findings, invariant 8. LeakSanitizer's scan runs only if
+ * something may have leaked: memory the throttle allocated during the run is
+ * still allocated, or its globals changed.
  */
 #include "qapi_event_enum.h"
 #include "qobject_refcounted.h"
 #include "virtual_clock.h"
 #include "emit_recorder.h"
 #include "shim_report.h"
+#include "allocation_tracker.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -64,7 +90,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define QTHROTTLE_PROTOCOL 2
+#define QTHROTTLE_PROTOCOL 3
 #ifndef QTHROTTLE_BUILD_ID
 #define QTHROTTLE_BUILD_ID "unknown"
 #endif
@@ -76,6 +102,12 @@ GHashTable *qthrottle_glue_table(void);
 guint qthrottle_glue_hash(QAPIEvent event, QDict *data);
 gboolean qthrottle_glue_equal(QAPIEvent event_a, QDict *data_a,
                               QAPIEvent event_b, QDict *data_b);
+/* The throttle's global variables, as bytes (harness/unit_state.py). */
+size_t qthrottle_glue_state_size(void);
+void qthrottle_glue_state_save(unsigned char *to);
+bool qthrottle_glue_state_equals(const unsigned char *from);
+void qthrottle_glue_state_restore(const unsigned char *from);
+extern const bool qthrottle_glue_static_locals;
 
 /* Why a child exited, as it tells its parent (anything else is a crash). */
 enum { CHILD_CRASHED = 0, CHILD_RESET, CHILD_EOF };
@@ -85,6 +117,12 @@ static GString *reply;      /* the reply being built, one line */
 static int reply_fd = -1;   /* -1: replies are dropped (fuzz_entry.c) */
 static guint emissions_seen;
 static bool was_quiet = true;  /* the throttle was quiet after the previous step */
+static bool fresh_run = true;  /* no command served since the run began */
+static bool run_reported;      /* a finding in this run: it never starts over in place */
+static unsigned runs_in_process;  /* runs that started over in this process */
+#define RUNS_IN_PROCESS_MAX 1000  /* then a fresh process: bounds what init's memory costs */
+static unsigned char *state_before_init;  /* the throttle's globals, untouched */
+static unsigned char *state_after_init;   /* and as this run's init left them */
 
 void qthrottle_fatal(const char *kind, const char *fmt, ...)
 {
@@ -115,6 +153,46 @@ static void add_finding(const char *kind, const char *detail)
     g_string_append_printf(findings, "%s{\"kind\":\"%s\",\"detail\":%s}",
                            findings->len ? "," : "", kind, quoted);
     g_free(quoted);
+    run_reported = true;
+}
+
+/* The code under test runs between these two: what it allocates is its own. */
+static void enter_throttle(void)
+{
+    qthrottle_tracker_owner(QTHROTTLE_OWNER_RUN);
+}
+
+static void leave_throttle(void)
+{
+    qthrottle_tracker_owner(QTHROTTLE_OWNER_NONE);
+}
+
+/* The throttle's init function, at the start of a run. */
+static void init_run(void)
+{
+    qthrottle_tracker_owner(QTHROTTLE_OWNER_INIT);
+    qthrottle_glue_init();
+    qthrottle_tracker_owner(QTHROTTLE_OWNER_NONE);
+    if (state_after_init) {
+        qthrottle_glue_state_save(state_after_init);
+    }
+    fresh_run = true;
+    run_reported = false;
+}
+
+/* The throttle's globals are not as init left them (or that cannot be known). */
+static bool state_changed(void)
+{
+    return qthrottle_glue_static_locals || !state_after_init ||
+           !qthrottle_glue_state_equals(state_after_init);
+}
+
+/* Something the throttle allocated during the run may be left behind. */
+static bool may_have_leaked(void)
+{
+    size_t live;
+
+    return !qthrottle_tracker_live(QTHROTTLE_OWNER_RUN, &live) || live || state_changed();
 }
 
 static QObject *from_json(JsonNode *node)
@@ -241,8 +319,13 @@ static void after_timer(void *opaque, bool timer_freed)
  * the throttle allocated must be gone. The shims' accounting (QObjects still
  * referenced, timers not freed, records a timer served not freed) is checked
  * on every quiet step. LeakSanitizer's scan, a few milliseconds, runs when the
- * throttle becomes quiet: it reports any memory nothing points to any more,
- * whoever allocated it, on stderr, which the harness shows with the step.
+ * throttle becomes quiet (and something may have leaked): it reports any
+ * memory nothing points to any more, whoever allocated it, on stderr, which
+ * the harness shows with the step. It looks for references in global memory
+ * and the heap, not in stacks or registers (harness/driver.py: LSAN_OPTIONS):
+ * the throttle is not running, so a pointer only a dead stack slot or a
+ * register still holds is a leak, and the harness keeps what it uses
+ * meanwhile (the command being served) in globals.
  */
 static void check_quiet(guint table)
 {
@@ -270,7 +353,7 @@ static void check_quiet(guint table)
                  "freed", records);
         add_finding("record-leak", detail);
     }
-    if (quiet && !was_quiet && __lsan_do_recoverable_leak_check()) {
+    if (quiet && !was_quiet && may_have_leaked() && __lsan_do_recoverable_leak_check()) {
         add_finding("memory-leak",
                     "no throttle state is left but LeakSanitizer found memory "
                     "that nothing points to (its report is in the C output)");
@@ -303,6 +386,75 @@ static void reply_state(void)
     g_string_append_printf(reply, "],\"findings\":[%s]}", findings->str);
 }
 
+static JsonArray *array_member(JsonObject *object, const char *name)
+{
+    JsonNode *node = json_object_get_member(object, name);
+
+    return node && JSON_NODE_TYPE(node) == JSON_NODE_ARRAY ? json_node_get_array(node) : NULL;
+}
+
+#define KEYS_MAX 3
+
+/*
+ * {"op":"keys","records":[{"event":..,"data":..},...]}: the callbacks on up to
+ * three records as GLib calls them, every equal(stored = a, lookup = b) in row
+ * order, then every hash: {"ok":true,"equal":[[..],..],"hash":[..]}.
+ */
+static void serve_keys(JsonArray *records)
+{
+    QAPIEvent events[KEYS_MAX];
+    QDict *datas[KEYS_MAX];
+    guint count = records ? json_array_get_length(records) : 0;
+    guint parsed = 0;
+
+    if (count == 0 || count > KEYS_MAX) {
+        reply_error("keys needs \"records\": one to three events");
+        return;
+    }
+    for (; parsed < count; parsed++) {
+        JsonNode *node = json_array_get_element(records, parsed);
+        if (JSON_NODE_TYPE(node) != JSON_NODE_OBJECT ||
+            !event_arg(json_node_get_object(node), &events[parsed], &datas[parsed])) {
+            if (JSON_NODE_TYPE(node) != JSON_NODE_OBJECT) {
+                reply_error("each record is a JSON object");
+            }
+            break;
+        }
+    }
+    if (parsed == count) {
+        gboolean equal[KEYS_MAX][KEYS_MAX];
+        guint hash[KEYS_MAX];
+
+        enter_throttle();
+        for (guint i = 0; i < count; i++) {
+            for (guint j = 0; j < count; j++) {
+                equal[i][j] = qthrottle_glue_equal(events[i], datas[i], events[j], datas[j]);
+            }
+        }
+        for (guint i = 0; i < count; i++) {
+            hash[i] = qthrottle_glue_hash(events[i], datas[i]);
+        }
+        leave_throttle();
+        g_string_append(reply, "{\"ok\":true,\"equal\":[");
+        for (guint i = 0; i < count; i++) {
+            g_string_append_printf(reply, "%s[", i ? "," : "");
+            for (guint j = 0; j < count; j++) {
+                g_string_append_printf(reply, "%s%s", j ? "," : "",
+                                       equal[i][j] ? "true" : "false");
+            }
+            g_string_append_c(reply, ']');
+        }
+        g_string_append(reply, "],\"hash\":[");
+        for (guint i = 0; i < count; i++) {
+            g_string_append_printf(reply, "%s%u", i ? "," : "", hash[i]);
+        }
+        g_string_append(reply, "]}");
+    }
+    for (guint i = 0; i < parsed; i++) {
+        qobject_unref(datas[i]);
+    }
+}
+
 static void serve_command(JsonObject *cmd)
 {
     const char *op = json_object_get_string_member_with_default(cmd, "op", "");
@@ -310,6 +462,7 @@ static void serve_command(JsonObject *cmd)
     QDict *data, *data_b;
 
     g_string_truncate(findings, 0);
+    fresh_run = false;
     if (!strcmp(op, "queue")) {
         if (event_arg(cmd, &event, &data)) {
             /* What qapi_event_emit() hands to the throttle. */
@@ -318,7 +471,9 @@ static void serve_command(JsonObject *cmd)
             if (data) {
                 qdict_put_obj(qdict, "data", QOBJECT(data));
             }
+            enter_throttle();
             qthrottle_glue_queue(event, qdict);
+            leave_throttle();
             qobject_unref(qdict);
             reply_state();
         }
@@ -328,11 +483,15 @@ static void serve_command(JsonObject *cmd)
             reply_error("advance needs a non-negative integer \"ns\"");
             return;
         }
+        enter_throttle();
         qthrottle_clock_advance_to(qthrottle_clock_now() + json_node_get_int(ns), after_timer);
+        leave_throttle();
         reply_state();
     } else if (!strcmp(op, "advance_to_next")) {
         int64_t next = qthrottle_clock_next_deadline();
+        enter_throttle();
         qthrottle_clock_advance_to(next < 0 ? qthrottle_clock_now() : next, after_timer);
+        leave_throttle();
         reply_state();
     } else if (!strcmp(op, "state")) {
         reply_state();
@@ -346,8 +505,12 @@ static void serve_command(JsonObject *cmd)
         g_string_append(reply, "]}");
     } else if (!strcmp(op, "hash")) {
         if (event_arg(cmd, &event, &data)) {
-            g_string_append_printf(reply, "{\"ok\":true,\"hash\":%u}",
-                                   qthrottle_glue_hash(event, data));
+            guint hash;
+
+            enter_throttle();
+            hash = qthrottle_glue_hash(event, data);
+            leave_throttle();
+            g_string_append_printf(reply, "{\"ok\":true,\"hash\":%u}", hash);
             qobject_unref(data);
         }
     } else if (!strcmp(op, "equal")) {
@@ -357,13 +520,19 @@ static void serve_command(JsonObject *cmd)
             reply_error("equal needs objects \"a\" and \"b\"");
         } else if (event_arg(a, &event, &data)) {
             if (event_arg(b, &event_b, &data_b)) {
+                gboolean equal;
+
+                enter_throttle();
+                equal = qthrottle_glue_equal(event, data, event_b, data_b);
+                leave_throttle();
                 g_string_append_printf(reply, "{\"ok\":true,\"equal\":%s}",
-                                       qthrottle_glue_equal(event, data, event_b, data_b)
-                                       ? "true" : "false");
+                                       equal ? "true" : "false");
                 qobject_unref(data_b);
             }
             qobject_unref(data);
         }
+    } else if (!strcmp(op, "keys")) {
+        serve_keys(array_member(cmd, "records"));
     } else {
         reply_error("unknown op");
     }
@@ -378,11 +547,127 @@ static void __attribute__((noreturn)) child_exit(int reason)
     _exit(0);
 }
 
+/*
+ * Start the next run in this process, if that is exactly a fresh process (see
+ * the top of this file); otherwise leave everything as it is.
+ */
+static bool start_over(void)
+{
+    GPtrArray *log = qthrottle_emissions();
+    size_t live;
+
+    if (run_reported || runs_in_process >= RUNS_IN_PROCESS_MAX || !state_before_init ||
+        g_hash_table_size(qthrottle_glue_table()) || qthrottle_clock_pending() ||
+        qthrottle_clock_alive() || qthrottle_clock_records_alive() ||
+        qthrottle_qobject_live() || !qthrottle_tracker_live(QTHROTTLE_OWNER_RUN, &live) ||
+        live || state_changed() || !qthrottle_tracker_keep_init()) {
+        return false;
+    }
+    for (guint i = 0; i < log->len; i++) {
+        g_free(g_ptr_array_index(log, i));
+    }
+    g_ptr_array_set_size(log, 0);
+    emissions_seen = 0;
+    was_quiet = true;
+    qthrottle_clock_end_run();
+    qthrottle_qobject_end_run();
+    qthrottle_glue_state_restore(state_before_init);
+    runs_in_process++;
+    init_run();
+    return true;
+}
+
+/* Before each reply of a batch: which output came before it. */
+static void mark_output(const char *mark, size_t length)
+{
+    while (length > 0) {
+        ssize_t written = write(STDOUT_FILENO, mark, length);
+        if (written < 0 && errno == EINTR) {
+            continue;
+        }
+        if (written <= 0) {
+            return;  /* the code under test closed its stdout: its output is not split */
+        }
+        mark += written;
+        length -= written;
+    }
+}
+
+/* {"op":"batch",...}: replies as it goes; exits when a run cannot start over in place. */
+static void serve_batch(JsonObject *cmd)
+{
+    JsonArray *timelines = array_member(cmd, "timelines");
+    JsonNode *settle_node = json_object_get_member(cmd, "settle");
+    const char *mark = json_object_get_string_member_with_default(cmd, "mark", "");
+    size_t mark_length = strlen(mark);
+    gint64 settle;
+
+    if (!fresh_run) {
+        reply_error("a batch starts from a fresh run: reset first");
+        send_reply();
+        return;
+    }
+    if (!timelines || !settle_node || json_node_get_value_type(settle_node) != G_TYPE_INT64 ||
+        (settle = json_node_get_int(settle_node)) < 0) {
+        reply_error("batch needs \"timelines\" (arrays of commands) and a non-negative "
+                    "integer \"settle\"");
+        send_reply();
+        return;
+    }
+    for (guint i = 0; i < json_array_get_length(timelines); i++) {
+        JsonNode *node = json_array_get_element(timelines, i);
+        JsonArray *timeline = JSON_NODE_TYPE(node) == JSON_NODE_ARRAY
+                              ? json_node_get_array(node) : NULL;
+
+        for (guint j = 0; timeline && j < json_array_get_length(timeline); j++) {
+            JsonNode *command = json_array_get_element(timeline, j);
+
+            if (JSON_NODE_TYPE(command) == JSON_NODE_OBJECT) {
+                serve_command(json_node_get_object(command));
+            } else {
+                reply_error("each command of a timeline is a JSON object");
+            }
+            mark_output(mark, mark_length);
+            if (g_str_has_prefix(reply->str, "{\"error\"")) {
+                send_reply();
+                return;  /* the harness gives up on this process */
+            }
+            send_reply();
+        }
+        if (!timeline) {
+            reply_error("each timeline is a JSON array of commands");
+            mark_output(mark, mark_length);
+            send_reply();
+            return;
+        }
+        if (settle > 0 && (g_hash_table_size(qthrottle_glue_table()) ||
+                           qthrottle_clock_pending())) {
+            g_string_truncate(findings, 0);
+            enter_throttle();
+            qthrottle_clock_advance_to(qthrottle_clock_now() + settle, after_timer);
+            leave_throttle();
+            reply_state();
+            g_string_insert(reply, 1, "\"settle\":true,");
+            mark_output(mark, mark_length);
+            send_reply();
+        }
+        if (!start_over()) {
+            child_exit(CHILD_RESET);
+        }
+        g_string_append(reply, "{\"ok\":true,\"fresh\":true}");
+        mark_output(mark, mark_length);
+        send_reply();
+    }
+}
+
+/* The command being served: in globals, where LeakSanitizer sees it (check_quiet). */
+static char *line;
+static size_t line_size;
+static JsonParser *parser;
+
 /* One run: serve commands from @commands until "reset" or end of input. */
 static void __attribute__((noreturn)) serve(FILE *commands)
 {
-    char *line = NULL;
-    size_t size = 0;
 
     /*
      * What the code under test prints is written at once: a buffer would hold it
@@ -390,22 +675,29 @@ static void __attribute__((noreturn)) serve(FILE *commands)
      */
     setvbuf(stdout, NULL, _IONBF, 0);
     findings = g_string_new(NULL);
-    qthrottle_glue_init();
-    while (getline(&line, &size, commands) >= 0) {
-        JsonParser *parser = json_parser_new();
+    if (state_before_init) {
+        state_after_init = g_malloc(qthrottle_glue_state_size() + 1);
+    }
+    init_run();
+    while (getline(&line, &line_size, commands) >= 0) {
         JsonNode *root;
+        const char *op;
 
+        parser = json_parser_new();
         if (!json_parser_load_from_data(parser, line, -1, NULL) ||
             !(root = json_parser_get_root(parser)) ||
             JSON_NODE_TYPE(root) != JSON_NODE_OBJECT) {
             reply_error("each command is one JSON object per line");
-        } else if (!strcmp(json_object_get_string_member_with_default(
+            send_reply();
+        } else if (!strcmp(op = json_object_get_string_member_with_default(
                                json_node_get_object(root), "op", ""), "reset")) {
             child_exit(CHILD_RESET);
+        } else if (!strcmp(op, "batch")) {
+            serve_batch(json_node_get_object(root));
         } else {
             serve_command(json_node_get_object(root));
+            send_reply();
         }
-        send_reply();
         g_object_unref(parser);
     }
     child_exit(CHILD_EOF);
@@ -478,8 +770,11 @@ int main(int argc, char **argv)
                 argv[0]);
         return 2;
     }
-    /* Unbuffered, so that input after "reset" stays for the next child. */
-    setvbuf(commands, NULL, _IONBF, 0);
+    /*
+     * Read buffered: with one command in flight, a child that exits has read no
+     * input meant for the next one.
+     */
+    setvbuf(commands, NULL, _IOFBF, 1 << 16);
     child_exit_reason = mmap(NULL, sizeof(*child_exit_reason), PROT_READ | PROT_WRITE,
                              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (child_exit_reason == MAP_FAILED || pipe(child_exited) < 0 ||
@@ -487,6 +782,13 @@ int main(int argc, char **argv)
         fcntl(child_exited[1], F_SETFL, O_NONBLOCK) < 0) {
         perror("qthrottle driver: setup");
         return 2;
+    }
+    /* Before any init: the globals a run starts over from. */
+    state_before_init = g_malloc(qthrottle_glue_state_size() + 1);
+    qthrottle_glue_state_save(state_before_init);
+    if (!qthrottle_tracker_install()) {
+        g_free(state_before_init);  /* runs never start over in place */
+        state_before_init = NULL;
     }
     action.sa_handler = on_sigchld;
     action.sa_flags = SA_RESTART | SA_NOCLDSTOP;

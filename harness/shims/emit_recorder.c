@@ -2,6 +2,7 @@
 #include "emit_recorder.h"
 #include "virtual_clock.h"
 #include "shim_report.h"
+#include "allocation_tracker.h"
 
 #include <json-glib/json-glib.h>
 
@@ -68,9 +69,12 @@ char *qthrottle_qobject_to_json(QObject *obj)
 
 void monitor_qapi_event_emit(QAPIEvent event, QDict *qdict)
 {
-    JsonBuilder *builder = json_builder_new();
+    JsonBuilder *builder;
     JsonNode *root;
 
+    /* The emission log is the recorder's memory, not the caller's. */
+    qthrottle_tracker_pause();
+    builder = json_builder_new();
     if (!emissions) {
         emissions = g_ptr_array_new();
     }
@@ -86,6 +90,7 @@ void monitor_qapi_event_emit(QAPIEvent event, QDict *qdict)
     g_ptr_array_add(emissions, json_to_string(root, FALSE));
     json_node_unref(root);
     g_object_unref(builder);
+    qthrottle_tracker_resume();
 }
 
 GPtrArray *qthrottle_emissions(void)

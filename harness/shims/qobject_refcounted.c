@@ -1,6 +1,7 @@
 /* qobject_refcounted: see qobject_refcounted.h. */
 #include "qobject_refcounted.h"
 #include "shim_report.h"
+#include "allocation_tracker.h"
 
 #include <string.h>
 
@@ -16,10 +17,13 @@ static const char *type_name(QType type)
     return type <= QTYPE_QBOOL ? names[type] : "corrupt";
 }
 
+/* QObjects are the shim's memory, whoever asks for one: never tracked as the caller's. */
 static void *object_new(size_t size, QType type)
 {
-    QObject *obj = g_malloc0(size);
+    QObject *obj;
 
+    qthrottle_tracker_pause();
+    obj = g_malloc0(size);
     obj->type = type;
     obj->refcnt = 1;
     obj->serial = ++next_serial;
@@ -28,6 +32,7 @@ static void *object_new(size_t size, QType type)
         run_objects = g_ptr_array_new();
     }
     g_ptr_array_add(run_objects, obj);
+    qthrottle_tracker_resume();
     return obj;
 }
 
@@ -136,7 +141,9 @@ QString *qstring_from_str(const char *str)
 {
     QString *qstring = object_new(sizeof(*qstring), QTYPE_QSTRING);
 
+    qthrottle_tracker_pause();
     qstring->str = g_strdup(str);
+    qthrottle_tracker_resume();
     return qstring;
 }
 
@@ -174,30 +181,39 @@ QList *qlist_new(void)
 {
     QList *list = object_new(sizeof(*list), QTYPE_QLIST);
 
+    qthrottle_tracker_pause();
     list->items = g_ptr_array_new();
+    qthrottle_tracker_resume();
     return list;
 }
 
 void qlist_append_obj(QList *list, QObject *obj)
 {
+    qthrottle_tracker_pause();
     g_ptr_array_add(list->items, obj);
+    qthrottle_tracker_resume();
 }
 
 QDict *qdict_new(void)
 {
     QDict *dict = object_new(sizeof(*dict), QTYPE_QDICT);
 
+    qthrottle_tracker_pause();
     dict->entries = g_ptr_array_new();
+    qthrottle_tracker_resume();
     return dict;
 }
 
 void qdict_put_obj(QDict *dict, const char *key, QObject *value)
 {
-    QDictEntry *entry = g_new(QDictEntry, 1);
+    QDictEntry *entry;
 
+    qthrottle_tracker_pause();
+    entry = g_new(QDictEntry, 1);
     entry->key = g_strdup(key);
     entry->value = value;
     g_ptr_array_add(dict->entries, entry);
+    qthrottle_tracker_resume();
 }
 
 const char *qstring_get_str(const QString *qstring)

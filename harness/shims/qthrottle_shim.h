@@ -14,6 +14,8 @@
 
 #include <glib.h>
 
+#include "ghash_tracked.h"
+
 #include "qapi_event_enum.h"
 #include "qobject_refcounted.h"
 #include "virtual_clock.h"

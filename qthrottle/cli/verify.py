@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from contextlib import nullcontext
 from typing import Any, Optional
 
 from qthrottle.cli.options import (
@@ -37,6 +38,7 @@ from qthrottle.review.reports import (
     to_junit,
 )
 from qthrottle.review.target_policy import target_policy, verify_target
+from qthrottle.review.workers import cores, worker_pool
 
 
 def _write_reports(args: argparse.Namespace, report: VerifyReport) -> None:
@@ -68,29 +70,38 @@ def cmd_verify(args: argparse.Namespace) -> int:
             crosshair = run_selfcheck(args.crosshair_timeout)
     print(f"qthrottle verify: seed {seed_value}; stateful engine, {profile.describe()}")
     print(f"                  and z3 proofs, {bounds(args.timeout_ms)}")
-    for index, target in enumerate(targets, 1):
-        print(f"\n== {target.name} ({target.monitor_c})", flush=True)
-        step = f"[{index}/{len(targets)}] {target.name}"
-        search: Optional[SearchResult] = None
-        try:
-            with phases.phase(f"{step}: the throttle policy, derived from the C"):
-                derived = target_policy(target, args.timeout_ms)
-            with phases.phase(f"{step}: stateful search, {profile.describe()}"):
-                search = verify_target(target, profile, seed_value, derived)
-            with phases.phase(f"{step}: z3 proofs"):
-                proofs = prove_target(target, args.timeout_ms, derived=derived)
-        except Interrupted as stop:  # what this target had found, before the exit
-            found = search or stop.partial
-            if isinstance(found, SearchResult):
-                print("\n".join(paint(line) for line in interrupted_lines(found)), flush=True)
-            raise
-        lint = lint_extraction(target.extract(), target.catalog(), derived.policy,
-                               derived.key_reads, derived.unknown)
-        # Either engine's counterexample breaks an invariant; either's UNKNOWN is no pass.
-        result = target_result(report, target, search, proofs, lint, derived)
-        print("\n".join(paint(line) for line in target_lines(result)), flush=True)
-        if args.explain:
-            print("\n" + "\n".join(explain_lines(report, result, crosshair)), flush=True)
+    # Several targets: their proofs run in worker processes (each derives its target's
+    # policy itself) while the policy derivations and the stateful searches run here, one
+    # target after another (its C drivers are processes of their own).
+    with worker_pool(min(len(targets), max(1, cores() - 1))) if len(targets) > 1 \
+            else nullcontext() as pool:
+        proving = [pool.submit(prove_target, target, args.timeout_ms) if pool else None
+                   for target in targets]
+        for index, (target, proved) in enumerate(zip(targets, proving), 1):
+            print(f"\n== {target.name} ({target.monitor_c})", flush=True)
+            step = f"[{index}/{len(targets)}] {target.name}"
+            search: Optional[SearchResult] = None
+            try:
+                with phases.phase(f"{step}: the throttle policy, derived from the C"):
+                    derived = target_policy(target, args.timeout_ms)
+                with phases.phase(f"{step}: stateful search, {profile.describe()}"):
+                    search = verify_target(target, profile, seed_value, derived)
+                with phases.phase(f"{step}: z3 proofs"):
+                    proofs = (proved.result() if proved is not None
+                              else prove_target(target, args.timeout_ms, derived=derived))
+            except Interrupted as stop:  # what this target had found, before the exit
+                found = search or stop.partial
+                if isinstance(found, SearchResult):
+                    print("\n".join(paint(line) for line in interrupted_lines(found)),
+                          flush=True)
+                raise
+            lint = lint_extraction(target.extract(), target.catalog(), derived.policy,
+                                   derived.key_reads, derived.unknown)
+            # Either engine's counterexample breaks an invariant; either's UNKNOWN is no pass.
+            result = target_result(report, target, search, proofs, lint, derived)
+            print("\n".join(paint(line) for line in target_lines(result)), flush=True)
+            if args.explain:
+                print("\n" + "\n".join(explain_lines(report, result, crosshair)), flush=True)
     report.seconds = time.perf_counter() - start
     print(f"\n(seed {seed_value}: rerun with --seed {seed_value} to reproduce)")
     if args.strict and report.warnings:

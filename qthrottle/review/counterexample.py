@@ -145,11 +145,10 @@ def replay(subject: Subject, invariant: int, timeline: Sequence[Step]) -> Replay
     """
     ignored = frozenset(INVARIANTS) - {invariant} - CRASH_INVARIANTS
     try:
-        violation, machine = stateful.replay(subject, ignored, list(timeline))
+        violation, judge = stateful.replay(subject, ignored, list(timeline))
     except HarnessFailure as failure:
         return Replay(invariant, [], None, None, undecided=str(failure))
-    records: List[StepRecord] = machine.records  # type: ignore[attr-defined]
-    return Replay(invariant, records, violation, getattr(machine, "crash", None))
+    return Replay(invariant, judge.records, violation, judge.crash)
 
 
 def replay_target(spec: str, invariant: int, timeline: Sequence[Step],

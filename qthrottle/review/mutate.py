@@ -31,17 +31,14 @@ Score: killed / (mutants - equivalent - stillborn). Exit 0 when it reaches
 --min-score, 1 below, 2 input or tool error, 3 when it is below only because
 some mutants ended unknown or unconfirmed (it would reach it were they killed).
 
-The workers die with the command (harness/lifetime.py), and a signal stops them at
+The workers die with the command (review/workers.py), and a signal stops them at
 once: the mutants analysed so far are printed first.
 """
 from __future__ import annotations
 
-import multiprocessing
-import os
 import re
-import signal
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
@@ -55,7 +52,6 @@ from qthrottle.engines.stateful import SearchResult, Subject, search
 from qthrottle.harness.build import Build, BuildError, build, compile_error
 from qthrottle.harness.driver import Driver, HarnessFailure, StepResult
 from qthrottle.harness.extract import LOOKUPS_AND_EMIT, ExtractionError, extract
-from qthrottle.harness.lifetime import die_with_parent
 from qthrottle.harness.mutation import Mutant, Point, mutants
 from qthrottle.harness.target import Target
 from qthrottle.proofs.engine import ProofReport, ProofResult, prove, replay_counterexamples
@@ -72,6 +68,7 @@ from qthrottle.review.mutation_report import (
     MutationReport,
     Outcome,
 )
+from qthrottle.review.workers import worker_pool
 
 DEFAULT_SEED = 20261125
 
@@ -310,13 +307,6 @@ def check_original(job: Job) -> Optional[str]:
 
 # ------------------------------------------------------------------ driver
 
-def _worker_starts(parent: int) -> None:
-    """A worker dies with the command, and leaves SIGINT to it (a terminal's Ctrl-C
-    reaches every process of its group): the command stops the workers itself."""
-    die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def run(target: Target, profile: Profile, seed_value: int, timeout_ms: int, jobs: int,
         operators: Optional[Sequence[str]] = None,
         progress: Callable[[Outcome, int, int], None] = lambda *_: None) -> MutationReport:
@@ -334,39 +324,32 @@ def run(target: Target, profile: Profile, seed_value: int, timeout_ms: int, jobs
     reference.build()  # a target that does not compile is an input error, said at once
     every = mutants(reference.extraction, reference.catalog)
     chosen = [m for m in every if operators is None or m.operator in operators]
-    context = multiprocessing.get_context("spawn")  # z3 and hypothesis state stay per process
 
     def report(outcomes: List[Outcome]) -> MutationReport:
         return MutationReport(target.name, target.monitor_c, profile, seed_value, timeout_ms,
                               jobs, outcomes, time.perf_counter() - start)
 
-    pool = ProcessPoolExecutor(max(1, jobs), mp_context=context, initializer=_worker_starts,
-                               initargs=(os.getpid(),))
     futures: List[Future[Outcome]] = []
     finished: List[Future[Outcome]] = []
-    try:
-        baseline = pool.submit(check_original, original)
-        futures = [
-            pool.submit(analyse, Job(original.original, original.qapi_dir, profile, seed_value,
-                                     timeout_ms, m)) for m in chosen]
-        pending: Set[Future[Any]] = {baseline, *futures}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            problem = baseline.result() if baseline in done else None
-            if problem is not None:
-                raise ExtractionError(f"{target.name}: mutation analysis needs a target that "
-                                      f"holds, but {problem} (see qthrottle verify)")
-            for future in done - {baseline}:
-                finished.append(future)
-                progress(future.result(), len(finished), len(futures))
-    except BaseException as stop:
-        # Interrupted, or an error: the workers stop now, not after their mutants.
-        for child in multiprocessing.active_children():
-            child.kill()
-        pool.shutdown(wait=True, cancel_futures=True)
-        if isinstance(stop, Interrupted):
+    # Interrupted, or an error: the workers stop now, not after their mutants.
+    with worker_pool(jobs) as pool:
+        try:
+            baseline = pool.submit(check_original, original)
+            futures = [
+                pool.submit(analyse, Job(original.original, original.qapi_dir, profile,
+                                         seed_value, timeout_ms, m)) for m in chosen]
+            pending: Set[Future[Any]] = {baseline, *futures}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                problem = baseline.result() if baseline in done else None
+                if problem is not None:
+                    raise ExtractionError(f"{target.name}: mutation analysis needs a target "
+                                          f"that holds, but {problem} (see qthrottle verify)")
+                for future in done - {baseline}:
+                    finished.append(future)
+                    progress(future.result(), len(finished), len(futures))
+        except Interrupted as stop:
             finished.sort(key=futures.index)
             stop.partial = report([future.result() for future in finished])
-        raise
-    pool.shutdown()
+            raise
     return report([future.result() for future in futures])

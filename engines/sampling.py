@@ -1,0 +1,155 @@
+"""Timelines for the stateful engine's search, drawn fast from the schema's strategies.
+
+The member values come from engines/generate.py's strategies: once per search,
+hypothesis draws a pool of values for every member (seeded, so a seed gives the same
+pools); an event's data is then put together as generate.event_data puts it, each
+member drawn independently and an optional one present or absent alike, from the
+pools with a seeded PRNG. A timeline takes microseconds, so the search pays for the
+C and the oracle, not for drawing. Each step is one of the engine's rules, with
+equal chances:
+
+  queue          an event the search focuses on (the throttled ones, BLOCK_IO_ERROR)
+  unthrottled    an unthrottled event of the schema (invariant 6)
+  stop           a BLOCK_IO_ERROR (invariant 4: the action is drawn too)
+  again          an event of a key queued before in the run, its other members drawn
+                 anew: a burst within one window, where the newest must win
+  advance        the clock stepped around the rates (engines/bounds.py)
+  next           the clock stepped to the next timer deadline
+  compare        the callbacks called directly on two events of one name (1, 2)
+
+``plain_random`` draws the peer the benchmark compares with: every event of the
+schema and every kind of step alike, with none of the rules above.
+"""
+from __future__ import annotations
+
+import functools
+from random import Random
+from typing import Any, Callable, Dict, List, Sequence, Tuple
+
+from hypothesis import errors, given, seed
+from hypothesis import strategies as st
+
+from qthrottle.core import check_interrupted
+from qthrottle.engines.bounds import clock_steps, search_settings
+from qthrottle.engines.generate import EventsUnderTest, member_value
+from qthrottle.engines.judge import CompareKeys, Step
+from qthrottle.model.invariants import STOP_EVENT
+from qthrottle.model.policy import Policy
+from qthrottle.model.qapi_schema import Event, Member
+from qthrottle.model.timeline import Advance, AdvanceToNext, EventData, Queue
+
+POOL_EXAMPLES = 2  # hypothesis examples drawn per pool: the simplest, then one at random
+POOL_VALUES = 16  # values per member per example
+
+
+@functools.lru_cache(maxsize=16)
+def member_pools(events: Tuple[Event, ...], seed_value: int) -> Dict[Member, Tuple[Any, ...]]:
+    """Values of every member of @events, drawn by hypothesis from generate.member_value
+    (seeded: a seed gives the same pools; kept for the next search of the process)."""
+    members = sorted({m for e in events for m in e.members}, key=repr)
+    pools: Dict[Member, Tuple[Any, ...]] = {m: () for m in members}
+    strategy = st.fixed_dictionaries({
+        str(i): st.lists(member_value(m), min_size=POOL_VALUES, max_size=POOL_VALUES)
+        for i, m in enumerate(members)})
+
+    def keep(drawn: Dict[str, List[Any]]) -> None:
+        for i, member in enumerate(members):
+            pools[member] += tuple(drawn[str(i)])
+
+    draw = seed(seed_value)(search_settings(POOL_EXAMPLES, shrink=False)(given(strategy)(keep)))
+    try:
+        draw()
+    except errors.Flaky:  # hypothesis's name for an interruption inside a draw
+        check_interrupted()
+        raise
+    return pools
+
+
+class Values:
+    """Event data for @events from the member pools, put together as generate.event_data
+    does: each member drawn independently, an optional one present or absent alike."""
+
+    def __init__(self, events: Sequence[Event], seed_value: int, random: Random) -> None:
+        self.random = random
+        self.pools = member_pools(tuple(events), seed_value)
+
+    def data(self, event: Event) -> EventData:
+        if not event.members:
+            return None
+        return {m.name: self.random.choice(self.pools[m]) for m in event.members
+                if not (m.optional and self.random.random() < 0.5)}
+
+
+class Sampler:
+    """The engine's timelines for one target: up to @steps steps, seeded by @seed_value."""
+
+    def __init__(self, events: EventsUnderTest, policy: Policy, steps: int,
+                 seed_value: int) -> None:
+        self.policy = policy
+        self.steps = steps
+        self.random = Random(seed_value)
+        self.focus = list(events.focus) or events.all
+        self.unthrottled = list(events.unthrottled) or self.focus
+        self.stop_events = [e for e in self.focus if e.name == STOP_EVENT] or self.focus
+        self.events = {e.name: e for e in events.all}
+        self.values = Values(events.all, seed_value, self.random)
+        self.clock = clock_steps(policy.rates.values())
+        self.rules: List[Callable[[List[Step]], Step]] = [
+            lambda _: self._queue(self.focus), lambda _: self._queue(self.unthrottled),
+            lambda _: self._queue(self.stop_events), self._again,
+            lambda _: Advance(self.random.choice(self.clock)), lambda _: AdvanceToNext(),
+            lambda _: self._compare()]
+
+    def _queue(self, events: Sequence[Event]) -> Queue:
+        event = self.random.choice(events)
+        return Queue(event.name, self.values.data(event))
+
+    def _again(self, so_far: List[Step]) -> Step:
+        """An event of a key queued before in this run (another if none was)."""
+        queued = [s for s in so_far if isinstance(s, Queue) and self.policy.throttled(s.event)]
+        if not queued:
+            return self._queue(self.focus)
+        earlier = self.random.choice(queued)
+        data = self.values.data(self.events[earlier.event])
+        if data is None or earlier.data is None:
+            return earlier
+        for member in self.policy.keys.get(earlier.event, ()):
+            if member in earlier.data:
+                data[member] = earlier.data[member]
+            else:
+                data.pop(member, None)
+        return Queue(earlier.event, data)
+
+    def _compare(self) -> CompareKeys:
+        event = self.random.choice(self.focus)
+        return CompareKeys((event.name, self.values.data(event)),
+                           (event.name, self.values.data(event)))
+
+    def timeline(self) -> List[Step]:
+        steps: List[Step] = []
+        for _ in range(self.random.randint(1, self.steps)):
+            steps.append(self.random.choice(self.rules)(steps))
+        return steps
+
+
+def plain_random(events: EventsUnderTest, policy: Policy, steps: int, seed_value: int
+                 ) -> Callable[[], List[Step]]:
+    """Plain random timelines, the benchmark's peer: each step, alike, an event of the
+    schema queued, the clock stepped around the rates or to the next deadline, or two
+    events of one name compared; values from the same pools."""
+    random = Random(seed_value)
+    values = Values(events.all, seed_value, random)
+    clock = clock_steps(policy.rates.values())
+
+    def step() -> Step:
+        kind = random.randrange(4)
+        event = random.choice(events.all)
+        if kind == 0:
+            return Queue(event.name, values.data(event))
+        if kind == 1:
+            return Advance(random.choice(clock))
+        if kind == 2:
+            return AdvanceToNext()
+        return CompareKeys((event.name, values.data(event)), (event.name, values.data(event)))
+
+    return lambda: [step() for _ in range(random.randint(1, steps))]
