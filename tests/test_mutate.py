@@ -88,7 +88,8 @@ def test_equivalent_mutants_are_proved_by_z3_and_not_counted(report: mr.Mutation
         assert mutant.verdict == mr.EQUIVALENT and "agrees with the equality" in mutant.reason
     # ...while hashing a member the equality does not compare breaks invariant 2.
     for mutant in outcomes(report, HASH_OTHER_MEMBER, "hash", '"'):
-        assert (mutant.verdict, mutant.engine, mutant.invariant) == (mr.KILLED, "z3", 2)
+        assert (mutant.verdict, mutant.engine, mutant.invariant) == (mr.KILLED, "z3", 2), \
+            (mutant.mutant.id, mutant.reason, mutant.detail)
 
 
 def test_the_leaks_are_killed_by_invariant_8(report: mr.MutationReport) -> None:

@@ -189,7 +189,8 @@ def _analyse(job: Job, mutant: Mutant) -> Outcome:
         return Outcome(mutant, UNKNOWN_VERDICT, reason="; ".join([found.unknown, *undecided]))
     for number, example in found.falsified.items():
         return Outcome(mutant, KILLED, "stateful", number, detail=example.message,
-                       operations=[op.describe() for op in example.operations])
+                       operations=[op.describe() for op in example.operations],
+                       reason="; ".join([*([unconfirmed] if unconfirmed else []), *undecided]))
     nothing = f"the stateful engine found nothing ({job.profile.describe()})"
     if unconfirmed:
         return Outcome(mutant, UNCONFIRMED, "z3", falsified.invariant if falsified else None,

@@ -26,7 +26,8 @@ class Outcome:
     verdict: str  # killed, equivalent, survived, stillborn, unknown, unconfirmed
     engine: str = ""  # killed: "z3" (its counterexample replayed in C) or "stateful"
     invariant: Optional[int] = None  # killed, unconfirmed: the (first) invariant broken
-    reason: str = ""  # equivalent, survived, stillborn, unknown, unconfirmed: why
+    reason: str = ""  # equivalent, survived, stillborn, unknown, unconfirmed: why;
+    # killed by the stateful engine: what z3 said first (unconfirmed or UNKNOWN), if any
     detail: str = ""  # killed: the counterexample's message
     operations: List[str] = field(default_factory=list)  # stateful kill: its timeline
     seconds: float = 0.0
