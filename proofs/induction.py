@@ -409,8 +409,7 @@ class Prover:
                 goal = z3.And(kept[n], z3.Not(self._stays(base, last, n))) if leaving else \
                     z3.And(kept[n], z3.Not(base.aborts[last]), z3.Not(base.obeys(last, n)))
                 hard = [*facts, goal]
-                witness = next((m for m in models if _meets(m, hard)), None)
-                if witness is None:
+                if not any(_meets(m, hard) for m in models):
                     solver = self._solver(hard)
                     answer = solver.check()
                     if answer == z3.unknown:
@@ -420,30 +419,28 @@ class Prover:
                         continue
                     if answer == z3.unsat:
                         continue
-                    witness = solver.model()
-                    models.append(witness)
-                model, timeline = self._counterexample(depth, hard, witness)
+                    models.append(solver.model())
+                model, timeline = self._counterexample(depth, hard)
                 found[n] = self._verdict(n, depth, model, timeline, leaving)
         return found
 
-    def _counterexample(self, depth: int, hard: Sequence[Term], witness: z3.ModelRef
+    def _counterexample(self, depth: int, hard: Sequence[Term]
                         ) -> Tuple[z3.ModelRef, List[Operation]]:
-        """A model of @hard (sat, as @witness shows) that reads well, and its timeline. Its
-        queued events differ in data where they can: a trace knows an event by its data,
-        so the C shows which one it emits (newest wins) only then."""
+        """A model of @hard (sat) that reads well, and its timeline. Its queued events
+        differ in data where they can: a trace knows an event by its data, so the C shows
+        which one it emits (newest wins) only then."""
         records = [s.record for s in self.base.steps[:depth]]
         distinct = [z3.Not(_same_data(a, b)) for i, a in enumerate(records)
                     for b in records[i + 1:]]
-        model = witness
-        if _meets(witness, distinct):
+        solver = self._solver([*hard, *distinct])
+        if solver.check() == z3.sat:
             hard = [*hard, *distinct]
         else:
-            solver = self._solver([*hard, *distinct])
-            if solver.check() == z3.sat:
-                hard = [*hard, *distinct]
-                model = solver.model()
+            solver = self._solver(hard)
+            solver.check()
+        model = solver.model()
         events, goals = self._preferences(self.base, depth, model)
-        model = self._readable([*hard, *events], goals, model) or model
+        model = self._readable([*hard, *events], goals) or model
         return model, self._timeline(self.base, depth, model)
 
     def _verdict(self, invariant: int, depth: int, model: z3.ModelRef,
@@ -485,19 +482,15 @@ class Prover:
                   in zip(unrolling.steps[:depth], unrolling.frames)]
         return hard, goals
 
-    def _readable(self, hard: Sequence[Term], soft: Sequence[Tuple[Term, int]],
-                  start: z3.ModelRef) -> Optional[z3.ModelRef]:
+    def _readable(self, hard: Sequence[Term], soft: Sequence[Tuple[Term, int]]
+                  ) -> Optional[z3.ModelRef]:
         """A model of @hard meeting as many @soft goals as a few queries find: each weight's
         goals at once, else halves of them (greedy, as solve.readable, but in far fewer
-        queries: a timeline's events have dozens of goals). @start: a model of @hard if it
-        is one (no query then)."""
+        queries: a timeline's events have dozens of goals)."""
         solver = self._solver(hard)
-        if _meets(start, hard):
-            models = [start]
-        elif solver.check() == z3.sat:
-            models = [solver.model()]
-        else:
+        if solver.check() != z3.sat:
             return None
+        models = [solver.model()]
         # Per check: z3's resource units, not a wall clock, so that the counterexample is
         # the same on a busy machine; a goal too costly is given up, always.
         solver.set("rlimit", GOAL_RLIMIT)
