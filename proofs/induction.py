@@ -388,17 +388,19 @@ class Prover:
     def bounded(self, invariants: Sequence[int], depth: int) -> Dict[int, RunProof]:
         """Timelines of @depth steps from the initial state whose last step is the first to
         break one of @invariants (FALSIFIED, to be replayed) or, failing that, to leave the
-        per-key model (UNKNOWN). One query says whether any does; then one per invariant."""
+        per-key model (UNKNOWN). One query per invariant and way."""
         self._unroll(self.base, depth)
         base, last = self.base, depth - 1
         facts = self._facts(base, depth)
         kept = {n: z3.And(*(base.holds(j, n) for j in range(last))) for n in invariants}
         found: Dict[int, RunProof] = {}
-        # Most depths break nothing: one query says so for every invariant and both ways.
-        either = [z3.And(kept[n], z3.Not(base.holds(last, n))) for n in invariants]
-        if self._solver([*facts, z3.Or(*either)]).check() == z3.unsat:
-            return found
-        for n in invariants:  # one by one: z3 often gives up on their disjunction
+        # Models found at this depth: a goal one of them meets is satisfiable, no query
+        # needed (measured: the queries are most of the bounded check's time).
+        models: List[z3.ModelRef] = []
+        # One by one, never their disjunction: z3 often gives up on it, and where it does
+        # not it takes longer than all of them (measured: 0.3-3 s at depth 2 of
+        # stop-irreflexive, against 0.01-0.7 s each).
+        for n in invariants:
             for leaving in (False, True):
                 if n in found:
                     break
@@ -406,15 +408,20 @@ class Prover:
                 # unless QEMU aborted in it.
                 goal = z3.And(kept[n], z3.Not(self._stays(base, last, n))) if leaving else \
                     z3.And(kept[n], z3.Not(base.aborts[last]), z3.Not(base.obeys(last, n)))
-                solver = self._solver([*facts, goal])
-                answer = solver.check()
-                if answer == z3.unknown:
-                    found[n] = RunProof(n, UNKNOWN, timeout(
-                        self.timeout_ms, solver, f"the bounded check at depth {depth}"),
-                        k=depth)
-                elif answer == z3.sat:
-                    model, timeline = self._counterexample(depth, [*facts, goal])
-                    found[n] = self._verdict(n, depth, model, timeline, leaving)
+                hard = [*facts, goal]
+                if not any(_meets(m, hard) for m in models):
+                    solver = self._solver(hard)
+                    answer = solver.check()
+                    if answer == z3.unknown:
+                        found[n] = RunProof(n, UNKNOWN, timeout(
+                            self.timeout_ms, solver, f"the bounded check at depth {depth}"),
+                            k=depth)
+                        continue
+                    if answer == z3.unsat:
+                        continue
+                    models.append(solver.model())
+                model, timeline = self._counterexample(depth, hard)
+                found[n] = self._verdict(n, depth, model, timeline, leaving)
         return found
 
     def _counterexample(self, depth: int, hard: Sequence[Term]
@@ -705,6 +712,11 @@ class Prover:
                     f"from {cti.get(n, '?')}): the lemmas this code needs are not among them",
                     k=MAX_K, unaided=unaided.get(n, ""))
         return results
+
+
+def _meets(model: z3.ModelRef, terms: Sequence[Term]) -> bool:
+    """@model makes every one of @terms true: they are satisfiable, @model shows it."""
+    return all(z3.is_true(model.eval(t, model_completion=True)) for t in terms)
 
 
 def _same_data(a: SymbolicRecord, b: SymbolicRecord) -> Term:
