@@ -21,20 +21,6 @@ from qthrottle.model.qapi_schema import Catalog, Event, Member
 from qthrottle.model.timeline import Advance, AdvanceToNext, Operation, Queue
 
 
-def landmark_values(member: Member) -> Tuple[Any, ...]:
-    """The values of @member that every search can draw: each enum value, both
-    booleans, an integer type's bounds and the values around 0."""
-    if member.enum_values:
-        return tuple(member.enum_values)
-    if member.type == "bool":
-        return (False, True)
-    if member.type in INTEGER_RANGES:
-        low, high = INTEGER_RANGES[member.type]
-        return tuple(sorted({v for v in (low, low + 1, -1, 0, 1, high - 1, high)
-                             if low <= v <= high}))
-    return ()
-
-
 def member_value(member: Member) -> st.SearchStrategy[Any]:
     if member.enum_values:
         return st.sampled_from(member.enum_values)
@@ -44,8 +30,9 @@ def member_value(member: Member) -> st.SearchStrategy[Any]:
         return st.booleans()
     if member.type in INTEGER_RANGES:
         low, high = INTEGER_RANGES[member.type]
+        bounds = [v for v in (low, low + 1, -1, 0, 1, high - 1, high) if low <= v <= high]
         return st.one_of(st.sampled_from([v for v in (0, 1) if low <= v <= high]),
-                         st.sampled_from(landmark_values(member)), st.integers(low, high))
+                         st.sampled_from(sorted(set(bounds))), st.integers(low, high))
     if member.type == "number":
         return st.just(0.5)
     return st.just({})  # structs, lists, 'any': the throttle never reads into them

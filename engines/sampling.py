@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from qthrottle.core import check_interrupted
 from qthrottle.engines.bounds import clock_steps, search_settings
-from qthrottle.engines.generate import EventsUnderTest, landmark_values, member_value
+from qthrottle.engines.generate import EventsUnderTest, member_value
 from qthrottle.engines.judge import CompareKeys, Step
 from qthrottle.model.invariants import STOP_EVENT
 from qthrottle.model.policy import Policy
@@ -45,8 +45,7 @@ POOL_VALUES = 16  # values per member per example
 @functools.lru_cache(maxsize=16)
 def member_pools(events: Tuple[Event, ...], seed_value: int) -> Dict[Member, Tuple[Any, ...]]:
     """Values of every member of @events, drawn by hypothesis from generate.member_value
-    (seeded: a seed gives the same pools; kept for the next search of the process), and
-    each of generate.landmark_values that the draws missed."""
+    (seeded: a seed gives the same pools; kept for the next search of the process)."""
     members = sorted({m for e in events for m in e.members}, key=repr)
     pools: Dict[Member, Tuple[Any, ...]] = {m: () for m in members}
     strategy = st.fixed_dictionaries({
@@ -63,8 +62,6 @@ def member_pools(events: Tuple[Event, ...], seed_value: int) -> Dict[Member, Tup
     except errors.Flaky:  # hypothesis's name for an interruption inside a draw
         check_interrupted()
         raise
-    for member in members:  # what a few draws can miss: an enum value, a bound
-        pools[member] += tuple(v for v in landmark_values(member) if v not in pools[member])
     return pools
 
 

@@ -5,11 +5,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qthrottle.cases import SCHEMA_DIR
-from qthrottle.engines.generate import event_data, landmark_values
-from qthrottle.engines.sampling import member_pools
+from qthrottle.engines.generate import event_data
 from qthrottle.harness.driver import Driver
 from qthrottle.harness.target import resolve
-from qthrottle.model.members import INTEGER_RANGES, g_str_hash, string_values
+from qthrottle.model.members import g_str_hash, string_values
 from qthrottle.model.qapi_schema import load_schema
 
 CATALOG = load_schema(SCHEMA_DIR)
@@ -52,18 +51,3 @@ def test_optional_members_are_sometimes_absent() -> None:
 
     collect()
     assert seen == {True, False}
-
-
-def test_every_search_can_draw_every_enum_value_and_integer_bound() -> None:
-    """The stateful engine's value pools are a few hypothesis draws, which can miss
-    values; each enum value, both booleans and an integer's bounds are added to them."""
-    events = tuple(CATALOG.event(name) for name in sorted(CATALOG.events))
-    members = {m for e in events for m in e.members}
-    landmarked = [m for m in members if landmark_values(m)]
-    assert any(m.enum_values for m in landmarked) and any(m.type in INTEGER_RANGES for m in landmarked)
-    for seed_value in range(5):
-        pools = member_pools(events, seed_value)
-        for member in landmarked:
-            assert set(landmark_values(member)) <= set(pools[member]), member
-    widest = max((m for m in members if m.enum_values), key=lambda m: len(m.enum_values))
-    assert len(widest.enum_values) > 4
