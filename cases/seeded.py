@@ -68,6 +68,12 @@ SEEDED: Dict[str, SeededBug] = {
         "        timer_free(rec->timer);\n        g_free(rec);\n",
         "        timer_free(rec->timer);\n",
         frozenset({8})),
+    "freed-in-table": SeededBug(
+        "the timer handler frees the record it served without removing it from the table",
+        "        g_hash_table_remove(monitor_qapi_event_state, rec);\n"
+        "        qobject_unref(rec->data);\n",
+        "        qobject_unref(rec->data);\n",
+        frozenset({3, 8})),
     "reference-leak": SeededBug(
         "the timer handler never releases the record's data",
         "        g_hash_table_remove(monitor_qapi_event_state, rec);\n"
