@@ -46,9 +46,9 @@ def test_the_bundled_demo_proves_in_workers_while_the_searches_run(
         with pool_of(jobs) as pool:
             submit = pool.submit
 
-            def recorded(function: Any, *args: Any) -> Any:
+            def recorded(function: Any, *args: Any, **kwargs: Any) -> Any:
                 submitted.append(f"{function.__name__} {args[0].name}")
-                return submit(function, *args)
+                return submit(function, *args, **kwargs)
 
             monkeypatch.setattr(pool, "submit", recorded)
             yield pool

@@ -6,8 +6,9 @@ import argparse
 import json
 import sys
 import time
+from concurrent.futures import Future
 from contextlib import nullcontext
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from qthrottle.cli.options import (
     TARGET_HELP,
@@ -25,7 +26,8 @@ from qthrottle.engines.selfcheck import DEFAULT_TIMEOUT_S as SELFCHECK_TIMEOUT_S
 from qthrottle.engines.selfcheck import SelfcheckReport, run_selfcheck
 from qthrottle.engines.stateful import SearchResult
 from qthrottle.harness.target import bundled_cases
-from qthrottle.proofs.engine import prove_target
+from qthrottle.proofs.engine import ProofReport, prove_target
+from qthrottle.proofs.policy import DerivedPolicy
 from qthrottle.proofs.report import bounds
 from qthrottle.review.explain import explain_lines
 from qthrottle.review.lint import lint_extraction
@@ -70,20 +72,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
             crosshair = run_selfcheck(args.crosshair_timeout)
     print(f"qthrottle verify: seed {seed_value}; stateful engine, {profile.describe()}")
     print(f"                  and z3 proofs, {bounds(args.timeout_ms)}")
-    # Several targets: their proofs run in worker processes (each derives its target's
-    # policy itself) while the policy derivations and the stateful searches run here, one
-    # target after another (its C drivers are processes of their own).
-    with worker_pool(min(len(targets), max(1, cores() - 1))) if len(targets) > 1 \
+    # Several targets: each target's policy is derived here first, then its proofs go to a
+    # worker process, one per core, while the stateful searches run here, one target after
+    # another (their C drivers are processes of their own, mostly waiting on this one).
+    with worker_pool(min(len(targets), cores())) if len(targets) > 1 \
             else nullcontext() as pool:
-        proving = [pool.submit(prove_target, target, args.timeout_ms) if pool else None
-                   for target in targets]
-        for index, (target, proved) in enumerate(zip(targets, proving), 1):
+        policies: List[DerivedPolicy] = []
+        proving: List[Optional[Future[ProofReport]]] = []
+        for index, target in enumerate(targets, 1):
+            with phases.phase(f"[{index}/{len(targets)}] {target.name}: the throttle policy, "
+                              "derived from the C"):
+                policies.append(target_policy(target, args.timeout_ms))
+            proving.append(pool.submit(prove_target, target, args.timeout_ms,
+                                       derived=policies[-1]) if pool else None)
+        for index, (target, derived, proved) in enumerate(zip(targets, policies, proving), 1):
             print(f"\n== {target.name} ({target.monitor_c})", flush=True)
             step = f"[{index}/{len(targets)}] {target.name}"
             search: Optional[SearchResult] = None
             try:
-                with phases.phase(f"{step}: the throttle policy, derived from the C"):
-                    derived = target_policy(target, args.timeout_ms)
                 with phases.phase(f"{step}: stateful search, {profile.describe()}"):
                     search = verify_target(target, profile, seed_value, derived)
                 with phases.phase(f"{step}: z3 proofs"):
