@@ -37,12 +37,15 @@ DYNAMIC_DIFF = Profile("diff", runs=200, steps=12)
 E2E = Profile("e2e", runs=100, steps=12)
 DEFAULT_RATE_NS = 1_000_000_000  # the clock steps of a target with no throttled event
 SEARCH_BATCH = 64  # timelines per round trip to the driver (Driver.run_batch), at most
-FIRST_BATCH = 4  # a search's first batch; each next one twice as large
+FIRST_BATCH = 4  # a search's first batch of timelines; each next one twice as large
+# One-step runs of the compare rule in a search's first batch: the key laws (1, 2) need no
+# timeline, and a broken one is the quickest counterexample to minimise and to read.
+KEY_LAW_RUNS = 32
 IN_FLIGHT = 2  # batches a search keeps on the C: one runs while the engine judges another
 # Runs a crash found by a search waits before it is minimised (each candidate of its
 # minimisation that still fails costs a sanitizer report and a fresh process), so that
 # quicker failures found meanwhile come first.
-CRASH_WAIT = 32
+CRASH_WAIT = 8
 
 
 def clock_steps(rates: Iterable[int]) -> List[int]:

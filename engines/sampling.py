@@ -15,7 +15,8 @@ equal chances:
                  anew: a burst within one window, where the newest must win
   advance        the clock stepped around the rates (engines/bounds.py)
   next           the clock stepped to the next timer deadline
-  compare        the callbacks called directly on two events of one name (1, 2)
+  compare        the callbacks called directly on two events of one name (1, 2),
+                 of one key half the time
 
 ``plain_random`` draws the peer the benchmark compares with: every event of the
 schema and every kind of step alike, with none of the rules above.
@@ -110,20 +111,32 @@ class Sampler:
         if not queued:
             return self._queue(self.focus)
         earlier = self.random.choice(queued)
-        data = self.values.data(self.events[earlier.event])
-        if data is None or earlier.data is None:
-            return earlier
-        for member in self.policy.keys.get(earlier.event, ()):
-            if member in earlier.data:
-                data[member] = earlier.data[member]
+        return Queue(earlier.event, self._same_key(earlier.event, earlier.data))
+
+    def _same_key(self, event: str, data: EventData) -> EventData:
+        """Data of @event with @data's key members, the others drawn anew."""
+        fresh = self.values.data(self.events[event])
+        if fresh is None or data is None:
+            return data
+        for member in self.policy.keys.get(event, ()):
+            if member in data:
+                fresh[member] = data[member]
             else:
-                data.pop(member, None)
-        return Queue(earlier.event, data)
+                fresh.pop(member, None)
+        return fresh
+
+    def compare(self) -> List[Step]:
+        """A one-step run: the compare rule alone."""
+        return [self._compare()]
 
     def _compare(self) -> CompareKeys:
+        """Two events of one name, of the same key half the time (where equal must hold
+        and the hashes agree), else drawn apart."""
         event = self.random.choice(self.focus)
-        return CompareKeys((event.name, self.values.data(event)),
-                           (event.name, self.values.data(event)))
+        a = self.values.data(event)
+        b = self._same_key(event.name, a) if self.random.random() < 0.5 \
+            else self.values.data(event)
+        return CompareKeys((event.name, a), (event.name, b))
 
     def timeline(self) -> List[Step]:
         steps: List[Step] = []

@@ -45,6 +45,7 @@ from qthrottle.engines.bounds import (
     CRASH_WAIT,
     FIRST_BATCH,
     IN_FLIGHT,
+    KEY_LAW_RUNS,
     SEARCH_BATCH,
     Profile,
     quiet_interval,
@@ -85,6 +86,7 @@ class SearchResult:
 
 # Invariants judged by the policy's keys: not judged where a key is UNKNOWN.
 KEYED_INVARIANTS = frozenset({5, 6})
+KEY_LAWS = frozenset({1, 2})  # what the callbacks answer directly (the compare rule)
 
 
 @dataclass
@@ -202,7 +204,11 @@ def search(subject: Subject, profile: Profile, seed_value: int,
             def start_next() -> None:
                 nonlocal left, size
                 # Batches grow: a bug found in the first runs is found without the rest.
-                timelines = [sampler.timeline() for _ in range(min(size, left))]
+                # The first one starts with the key laws, asked directly.
+                laws = KEY_LAW_RUNS if left == profile.runs and result.searches == 1 and \
+                    KEY_LAWS & searched_for() else 0
+                timelines = [sampler.compare() for _ in range(min(laws, left))]
+                timelines += [sampler.timeline() for _ in range(min(size, left - len(timelines)))]
                 left, size = left - len(timelines), min(2 * size, SEARCH_BATCH)
                 in_flight.append((timelines, subject.driver.start_batch(
                     [[command(s) for s in t] for t in timelines], settle)))
