@@ -57,7 +57,7 @@ from qthrottle.cases.seeded import SEEDED
 from qthrottle.engines.bounds import PROFILES, SEARCH_BATCH, quiet_interval
 from qthrottle.engines.exhaustive import Symbol, alphabet, shortest
 from qthrottle.engines.judge import CompareKeys, command, judge_run
-from qthrottle.engines.sampling import Sampler, plain_random
+from qthrottle.engines.sampling import Sampler, member_pools, plain_random
 from qthrottle.engines.stateful import Subject, minimize, run_batched, search
 from qthrottle.harness.build import BuildError, build_fuzzer
 from qthrottle.harness.driver import (
@@ -191,6 +191,7 @@ def stoppable(driver: Driver, deadline: Deadline) -> Iterator[None]:
 
 
 def stateful_run(subject: Subject, seed: int, wanted: FrozenSet[int], cap: float) -> Run:
+    member_pools.cache_clear()  # each timed run draws its value pools (see random_run)
     times: Dict[int, float] = {}
     start = time.perf_counter()
     deadline = Deadline(start + cap)
@@ -221,10 +222,13 @@ def random_run(subject: Subject, seed: int, wanted: FrozenSet[int], cap: float,
     """Plain random timelines in batches, judged as the engine judges; an invariant found
     is set aside and the search goes on, as the engine's does. @minimised: each failure
     minimised by the engine's minimiser before it counts."""
-    draw = plain_random(subject.events, subject.policy, PROFILE.steps, seed)
-    settle = quiet_interval(subject.policy.rates.values())
+    # The pools are drawn within the timed run, as the engine's are: a process keeps them
+    # per seed, and the engine, timed first, would otherwise draw them for both.
+    member_pools.cache_clear()
     run, counted = Run(), Deadline()
     start = time.perf_counter()
+    draw = plain_random(subject.events, subject.policy, PROFILE.steps, seed)
+    settle = quiet_interval(subject.policy.rates.values())
     with stoppable(subject.driver, counted):
         try:
             while time.perf_counter() - start < cap and not wanted <= run.found.keys():
