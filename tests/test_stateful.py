@@ -8,11 +8,13 @@ from typing import Dict, Iterator
 import pytest
 
 from qthrottle.cases import EXPECTED, MAY_ALSO_BREAK, SCHEMA_DIR
-from qthrottle.engines.bounds import PROFILES, clock_steps
+from qthrottle.engines.bounds import KEY_LAW_RUNS, PROFILES, clock_steps
 from qthrottle.engines.exhaustive import alphabet
 from qthrottle.engines.exhaustive import shortest as exhaustive_shortest
+from qthrottle.engines.judge import broken_key_laws
 from qthrottle.engines.sampling import Sampler
-from qthrottle.engines.stateful import CompareKeys, SearchResult, replay
+from qthrottle.engines.stateful import CompareKeys, SearchResult, replay, search
+from qthrottle.harness.driver import Keys, KeysCheck, StepResult
 from qthrottle.harness.qemu_sources import cached_tree
 from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import is_stop_event
@@ -114,7 +116,47 @@ def test_the_engine_draws_every_one_of_its_rules() -> None:
     assert {s.ns for s in steps if isinstance(s, Advance)} == set(
         clock_steps(policy.rates.values()))
     assert any(isinstance(s, AdvanceToNext) for s in steps)
-    assert any(isinstance(s, CompareKeys) for s in steps)
+    compared = [s for s in steps if isinstance(s, CompareKeys)]
+    same = [policy.key(c.a[0], c.a[1]) == policy.key(c.b[0], c.b[1]) and c.a != c.b
+            for c in compared if policy.throttled(c.a[0])]
+    assert True in same and False in same  # pairs of one key, and pairs drawn apart
+
+
+def test_a_search_asks_the_key_laws_first() -> None:
+    """Its first batch starts with one-step compare runs (engines/bounds.KEY_LAW_RUNS),
+    then timelines; no later batch has them."""
+    with open_subject(resolve("per-device")) as subject:
+        started = []
+        start_batch = subject.driver.start_batch
+
+        def recorded(timelines: list, settle: int = 0) -> object:  # type: ignore[type-arg]
+            started.append(timelines)
+            return start_batch(timelines, settle)
+        subject.driver.start_batch = recorded  # type: ignore[method-assign]
+        search(subject, PROFILES["smoke"], 1)
+
+    def law_run(timeline: list) -> bool:  # type: ignore[type-arg]
+        return len(timeline) == 1 and isinstance(timeline[0], KeysCheck)
+    first, later = started[0], [t for batch in started[1:] for t in batch]
+    assert [law_run(t) for t in first[:KEY_LAW_RUNS + 1]] == [True] * KEY_LAW_RUNS + [False]
+    assert sum(map(law_run, later)) < KEY_LAW_RUNS // 4  # the compare rule alone, by chance
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_every_record_of_a_compare_step_is_asked_for_reflexivity(index: int) -> None:
+    a, b = ("RTC_CHANGE", {"offset": 1}), ("RTC_CHANGE", {"offset": 2})
+    equal = [[True, False], [False, True]]
+    equal[index][index] = False
+    said = StepResult(None, keys=Keys(tuple(map(tuple, equal)), (7, 8)))
+    broken = broken_key_laws(CompareKeys(a, b), said)
+    assert [n for n, _ in broken] == [1]
+    assert broken[0][1].startswith(f"equal({'ab'[index]}, {'ab'[index]}) is false")
+
+
+def test_symmetry_and_hash_consistency_are_asked_both_ways() -> None:
+    a, b = ("RTC_CHANGE", {"offset": 1}), ("RTC_CHANGE", {"offset": 2})
+    one_way = StepResult(None, keys=Keys(((True, False), (True, True)), (7, 8)))
+    assert sorted(n for n, _ in broken_key_laws(CompareKeys(a, b), one_way)) == [1, 2]
 
 
 def test_a_seed_gives_the_same_timelines() -> None:
