@@ -141,6 +141,8 @@ def _runs(space: EventSpace, extraction: Extraction, derived: DerivedPolicy,
     try:
         prover = induction.Prover(space, extraction, derived.policy, timeout_ms)
         report.runs = prover.rests_on()
+        # Where the theorem fails only FALSIFIED verdicts are reported (below).
+        prover.falsified_only = report.runs.decomposition.status == FALSIFIED
         proofs = prover.prove()
     except Unsupported as error:
         report.results += [ProofResult(n, RUN_LAW, UNKNOWN, str(error),

@@ -328,6 +328,9 @@ class Prover:
                  timeout_ms: int) -> None:
         self.space, self.extraction, self.policy = space, extraction, policy
         self.timeout_ms = timeout_ms
+        # Set when only FALSIFIED verdicts will be reported (the decomposition theorem
+        # fails): a timeline that leaves the model is then not made readable.
+        self.falsified_only = False
         self.quiet_after = inv.quiet_period(policy)
         self.base = Unrolling(self._world(), [])
         self.base.frames.append(initial_frame(self.base.world))
@@ -420,6 +423,10 @@ class Prover:
                     if answer == z3.unsat:
                         continue
                     models.append(solver.model())
+                if leaving and self.falsified_only:
+                    found[n] = RunProof(n, UNKNOWN, "the timeline leaves the per-key model",
+                                        k=depth)
+                    continue
                 model, timeline = self._counterexample(depth, hard)
                 found[n] = self._verdict(n, depth, model, timeline, leaving)
         return found
