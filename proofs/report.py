@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import List
+from typing import Dict, List
 
 import z3
 
@@ -67,8 +67,14 @@ def run_basis(report: ProofReport) -> List[str]:
                      "window lemmas, kept because they hold initially and every step keeps "
                      "them (an inductive invariant):")
         lines += [f"      - {lemma}" for lemma in runs.lemmas]
-        lines += [f"    invariant {r.invariant}: {r.findings[0]}; with the lemmas it holds"
-                  for r in unaided]
+        alike: Dict[str, List[int]] = {}  # the same unreachable state, said once
+        for r in unaided:
+            alike.setdefault(r.findings[0], []).append(r.invariant)
+        for finding, numbers in alike.items():
+            names = ", ".join(map(str, numbers))
+            lines.append(f"    invariant {names}: {finding}; with the lemmas it holds"
+                         if len(numbers) == 1 else
+                         f"    invariants {names}: {finding}; with the lemmas they hold")
     if runs.satisfiable:
         lines.append("    not vacuous: each proof's assumptions shown satisfiable (z3):")
         lines += [f"      {shown}" for _, shown in sorted(runs.satisfiable.items())]

@@ -97,6 +97,11 @@ def test_the_step_case_alone_fails_and_the_lemmas_it_needed_are_reported() -> No
             "the step case alone fails, from states no timeline reaches")
     text = "\n".join(summary(report) + details(report))
     assert "window lemmas, kept because they hold initially and every step keeps them" in text
+    # One line per unreachable state, however many invariants it fails alone.
+    said = re.findall(r"^    invariants? ([\d, ]+): the step case alone fails.*\((e\.g\. .*)\); "
+                      r"with the lemmas (?:it holds|they hold)$", text, re.M)
+    assert sorted(int(n) for names, _ in said for n in names.split(", ")) == list(RUNS)
+    assert len({state for _, state in said}) == len(said)
     assert all(f"      - {lemma}" in text for lemma in report.runs.lemmas)
 
 
