@@ -216,20 +216,35 @@ def compile_error(extraction: Extraction, schema_events: Sequence[str] = ()) -> 
     return result.stderr.strip() or f"{_compiler()} exited with {result.returncode}"
 
 
+def _digest(texts: Sequence[str], files: Dict[str, str], shims: Sequence[Path]) -> str:
+    """A build's cache key: everything that goes into it, in a fixed order."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode() + b"\0")
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    for shim in shims:
+        digest.update(shim.name.encode() + b"\0" + shim.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _write(work: Path, files: Dict[str, str]) -> None:
+    """The generated sources, into a staging directory."""
+    try:
+        for name, text in files.items():
+            (work / name).write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise cache_error(work, error) from None
+
+
 def _build(extraction: Extraction, schema_events: Sequence[str], compiler: str,
            sanitize: Sequence[str], shim_sources: Sequence[str], output: str) -> Build:
     events = enum_events(extraction, schema_events)
     files = generated_files(extraction, events)
     cflags, libs = _pkg_config()
     version = _version(compiler)
-    digest = hashlib.sha256()
-    for text in [version, *cflags, *libs, *sanitize, *CFLAGS, *shim_sources, output]:
-        digest.update(text.encode() + b"\0")
-    for name in sorted(files):
-        digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
-    for shim in sorted(SHIM_DIR.iterdir()):
-        digest.update(shim.name.encode() + b"\0" + shim.read_bytes() + b"\0")
-    inputs = digest.hexdigest()
+    inputs = _digest([version, *cflags, *libs, *sanitize, *CFLAGS, *shim_sources, output],
+                     files, sorted(SHIM_DIR.iterdir()))
     entry = cache.entry_dir("builds", inputs)
     problem = cache.check(entry, inputs, (output,))
     if problem is None:
@@ -237,11 +252,7 @@ def _build(extraction: Extraction, schema_events: Sequence[str], compiler: str,
     if problem != cache.MISSING:
         cache.discard(entry, problem)
     with cache.staging("builds") as work:
-        try:
-            for name, text in files.items():
-                (work / name).write_text(text, encoding="utf-8")
-        except OSError as error:
-            raise cache_error(work, error) from None
+        _write(work, files)
         sources = [str(work / UNIT_NAME), str(work / "qapi_event_enum.c"),
                    *(str(SHIM_DIR / s) for s in shim_sources)]
         command = [compiler, *CFLAGS, *sanitize, f'-DQTHROTTLE_BUILD_ID="{inputs}"',
@@ -294,14 +305,8 @@ def compiled_rates(extraction: Extraction, schema_events: Sequence[str] = ()) ->
     files = rate_program(extraction, events)
     compiler = _compiler()
     cflags, _ = _pkg_config()
-    digest = hashlib.sha256()
-    for text in [_version(compiler), *cflags, "rates"]:
-        digest.update(text.encode() + b"\0")
-    for name in sorted(files):
-        digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
-    for shim in sorted(SHIM_DIR.glob("*.h")):
-        digest.update(shim.name.encode() + b"\0" + shim.read_bytes() + b"\0")
-    inputs = digest.hexdigest()
+    inputs = _digest([_version(compiler), *cflags, "rates"], files,
+                     sorted(SHIM_DIR.glob("*.h")))
     entry = cache.entry_dir("builds", inputs)
     problem = cache.check(entry, inputs, (RATES_OUTPUT,))
     if problem is not None:
@@ -321,11 +326,7 @@ def compiled_rates(extraction: Extraction, schema_events: Sequence[str] = ()) ->
 def _compile_rates(extraction: Extraction, files: Dict[str, str], compiler: str,
                    cflags: Sequence[str], entry: Path, inputs: str) -> None:
     with cache.staging("builds") as work:
-        try:
-            for name, text in files.items():
-                (work / name).write_text(text, encoding="utf-8")
-        except OSError as error:
-            raise cache_error(work, error) from None
+        _write(work, files)
         program = work / "rates"
         command = [compiler, "-std=gnu11", "-fwrapv", "-w", f"-I{work}", f"-I{SHIM_DIR}",
                    *cflags, str(work / RATES_PROGRAM), "-o", str(program)]
