@@ -203,13 +203,15 @@ def search(subject: Subject, profile: Profile, seed_value: int,
 
             def start_next() -> None:
                 nonlocal left, size
-                # Batches grow: a bug found in the first runs is found without the rest.
-                # The first one starts with the key laws, asked directly.
-                laws = KEY_LAW_RUNS if left == profile.runs and result.searches == 1 and \
-                    KEY_LAWS & searched_for() else 0
-                timelines = [sampler.compare() for _ in range(min(laws, left))]
-                timelines += [sampler.timeline() for _ in range(min(size, left - len(timelines)))]
-                left, size = left - len(timelines), min(2 * size, SEARCH_BATCH)
+                if left == profile.runs and result.searches == 1 and \
+                        KEY_LAWS & searched_for():
+                    # The first batch: the key laws, asked directly (one-step runs).
+                    timelines = [sampler.compare() for _ in range(min(KEY_LAW_RUNS, left))]
+                else:
+                    # Batches grow: a bug found in the first runs is found without the rest.
+                    timelines = [sampler.timeline() for _ in range(min(size, left))]
+                    size = min(2 * size, SEARCH_BATCH)
+                left -= len(timelines)
                 in_flight.append((timelines, subject.driver.start_batch(
                     [[command(s) for s in t] for t in timelines], settle)))
 
