@@ -75,7 +75,12 @@ from qthrottle.model import invariants as inv
 from qthrottle.model.invariants import INVARIANTS
 from qthrottle.model.qapi_schema import load_schema
 from qthrottle.model.timeline import Queue
-from qthrottle.proofs.engine import PROVEN_INVARIANTS, ProofReport, prove
+from qthrottle.proofs.engine import (
+    PROVEN_INVARIANTS,
+    RUN_LAW,
+    ProofReport,
+    prove,
+)
 from qthrottle.proofs.replay import replay as replay_proof
 from qthrottle.proofs.solve import DEFAULT_TIMEOUT_MS, FALSIFIED
 from qthrottle.review.target_policy import open_subject
@@ -126,11 +131,17 @@ class _ReplayedTimeline(Driver):
 
 
 def proof_run(report: ProofReport, lengths: Dict[int, int]) -> Run:
-    """Each invariant's time: from the start of prove() to its first FALSIFIED law."""
-    elapsed = report.seconds - sum(r.seconds for r in report.results)  # the event space
+    """Each invariant's time: from the start of prove() to its first FALSIFIED law. The
+    run laws (3-6 for every timeline) are one proof: each result carries its whole time,
+    counted once, at the first of them."""
+    own = [r.seconds for r in report.results]
+    runs = [i for i, r in enumerate(report.results) if r.law == RUN_LAW]
+    for i in runs[1:]:
+        own[i] = 0.0
+    elapsed = report.seconds - sum(own)  # the event space
     run = Run()
-    for result in report.results:
-        elapsed += result.seconds
+    for result, seconds in zip(report.results, own):
+        elapsed += seconds
         if result.status == FALSIFIED and result.invariant not in run.found:
             run.found[result.invariant] = (elapsed, lengths.get(result.invariant, 0))
     return run
