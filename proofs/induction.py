@@ -729,9 +729,11 @@ def _meets(model: z3.ModelRef, terms: Sequence[Term]) -> bool:
 def _same_data(a: SymbolicRecord, b: SymbolicRecord) -> Term:
     """Same event, same members (presence and values) as far as the proof declared them."""
     facts = [a.event == b.event]
-    for member in set(a._present) & set(b._present):
+    # In declaration order, never a set's: the terms' order steers z3's search, and a
+    # string set's order changes with every process (PYTHONHASHSEED).
+    for member in [m for m in a._present if m in b._present]:
         facts.append(a.present(member) == b.present(member))
-    for key in set(a._values) & set(b._values):
+    for key in [k for k in a._values if k in b._values]:
         facts.append(a.value(*key) == b.value(*key))
     return z3.And(*facts)
 

@@ -1,7 +1,10 @@
 """z3 proofs of the extracted C: each case study's verdict, real QEMU, UNKNOWN never a pass."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -439,3 +442,27 @@ def test_an_untranslated_construct_is_unknown_at_its_line(construct: str,
     assert where is not None
     # A recursion is reported where the function it re-enters starts.
     assert int(where.group(1)) in lines or construct.startswith("calls nested")
+
+
+SAME_WORK = """
+import z3
+from qthrottle.harness.target import resolve
+from qthrottle.proofs.engine import prove_target
+report = prove_target(resolve("stop-irreflexive"))
+probe = z3.Solver()
+probe.check()
+statistics = probe.statistics()
+print("z3 work:", statistics.get_key_value("rlimit count"))
+for r in report.results:
+    print(r.invariant, r.law, r.status, r.reason, r.events, r.timeline)
+"""
+
+
+def test_the_proofs_do_the_same_work_in_every_process() -> None:
+    """z3's search follows the order of the terms it is given: a term built by iterating a
+    set of strings (whose order changes with PYTHONHASHSEED) made the same proof take
+    0.5-9 s in different processes, and a counterexample time out in some."""
+    said = [subprocess.run([sys.executable, "-c", SAME_WORK], capture_output=True, text=True,
+                           check=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+            for seed in ("1", "2")]
+    assert "z3 work:" in said[0] and said[0] == said[1]
