@@ -44,7 +44,7 @@ from qthrottle.model.timeline import Advance, Operation, Queue, format_ns
 
 from .callbacks import Callbacks
 from .execution import FALSE, TRUE
-from .solve import FALSIFIED, GOAL_RLIMIT, PROVED, UNKNOWN, decide, timeout
+from .solve import FALSIFIED, GOAL_GIVE_UPS, GOAL_RLIMIT, PROVED, UNKNOWN, decide, timeout
 from .space import EventSpace, SymbolicRecord
 from .transition import (
     CLOCK_LIMIT,
@@ -502,15 +502,20 @@ class Prover:
         # the same on a busy machine; a goal too costly is given up, always.
         solver.set("rlimit", GOAL_RLIMIT)
 
+        given_up = 0
+
         def meet(goals: List[Term]) -> None:
-            if not goals:
+            nonlocal given_up
+            if not goals or given_up == GOAL_GIVE_UPS:
                 return
             solver.push()
             solver.add(*goals)
-            if solver.check() == z3.sat:
+            answer = solver.check()
+            if answer == z3.sat:
                 models.append(solver.model())
                 return  # kept (the push stays)
             solver.pop()
+            given_up += answer == z3.unknown
             if len(goals) > 1:
                 meet(goals[:len(goals) // 2])
                 meet(goals[len(goals) // 2:])
