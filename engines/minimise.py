@@ -8,8 +8,9 @@ can be removed). ``shorten`` then tries what removing one operation cannot: two 
 steps merged into one, a clock step to the next deadline instead of a fixed step,
 two operations removed together. ``plain_values`` rewrites event data towards the
 schema's plainest values (optional members dropped, model/members.py's filler values:
-the first string of a member's universe, the typical or first enum value, 0, false)
-wherever the failure still reproduces, so a counterexample reads like the proofs' ones.
+the first string of a member's universe, the typical or first enum value, 0, false),
+in queued events and compared ones alike, wherever the failure still reproduces, so
+a counterexample reads like the proofs' ones.
 
 Every check is a question about several candidates at once, "the first that still
 fails" (FirstFailing), so that an engine can replay a whole round of candidates on
@@ -19,11 +20,12 @@ calls these with its own notion of "still fails".
 """
 from __future__ import annotations
 
-from typing import Any, Callable, List, Mapping, Optional, Sequence, TypeVar
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
+from qthrottle.engines.judge import CompareKeys
 from qthrottle.model.members import filler
 from qthrottle.model.qapi_schema import Event, Member
-from qthrottle.model.timeline import Advance, AdvanceToNext, Queue
+from qthrottle.model.timeline import Advance, AdvanceToNext, EventData, Queue
 
 T = TypeVar("T")
 FirstFailing = Callable[[Sequence[List[Any]]], Optional[int]]
@@ -116,31 +118,53 @@ def plain_values(operations: Sequence[Any], events: Mapping[str, Event],
     return plain_values_batched(operations, events, one_at_a_time(fails))
 
 
+def _records(op: Any) -> List[Tuple[str, EventData]]:
+    """The events a step carries: a queued one, or the two or three a compare step
+    hands to the callbacks."""
+    if isinstance(op, Queue):
+        return [(op.event, op.data)]
+    if isinstance(op, CompareKeys):
+        return [r for r in (op.a, op.b, op.c) if r is not None]
+    return []
+
+
+def _with_records(op: Any, records: List[Tuple[str, EventData]]) -> Any:
+    if isinstance(op, Queue):
+        return Queue(*records[0])
+    return CompareKeys(*records)
+
+
 def plain_values_batched(operations: Sequence[Any], events: Mapping[str, Event],
                          first_failing: FirstFailing) -> List[Any]:
     """The timeline with optional members dropped and plain values, wherever it still
-    fails. A value is replaced everywhere the member has it, so that events sharing a
-    key keep sharing it. Each round tries every remaining rewrite at once and keeps the
-    first that still fails."""
+    fails: the queued events' and the compared ones'. A value is replaced everywhere
+    the member has it, so that events sharing a key keep sharing it. Each round tries
+    every remaining rewrite at once and keeps the first that still fails."""
     current = list(operations)
 
+    def plain(record: Tuple[str, EventData], member: Member, value: Any
+              ) -> Tuple[str, EventData]:
+        event, data = record
+        if data is None or member.name not in data or data[member.name] != value \
+                or events[event].member(member.name) != member:
+            return record
+        return event, {k: filler(member) if k == member.name else v for k, v in data.items()
+                       if k != member.name or not member.optional}
+
     def rewrite(op: Any, member: Member, value: Any) -> Any:
-        if not isinstance(op, Queue) or op.data is None or op.data.get(member.name) != value \
-                or events[op.event].member(member.name) != member:
-            return op
-        return Queue(op.event, {k: filler(member) if k == member.name else v
-                                for k, v in op.data.items()
-                                if k != member.name or not member.optional})
+        records = _records(op)
+        rewritten = [plain(r, member, value) for r in records]
+        return op if rewritten == records else _with_records(op, rewritten)
 
     while True:
         candidates: List[List[Any]] = []
-        for op in current:
-            if not isinstance(op, Queue) or op.data is None:
+        for event, data in [r for op in current for r in _records(op)]:
+            if data is None:
                 continue
-            for member in events[op.event].members:
-                value = op.data.get(member.name)
-                if member.name not in op.data or (not member.optional
-                                                  and value == filler(member)):
+            for member in events[event].members:
+                value = data.get(member.name)
+                if member.name not in data or (not member.optional
+                                               and value == filler(member)):
                     continue
                 candidate = [rewrite(other, member, value) for other in current]
                 if candidate != current and candidate not in candidates:

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qthrottle.cases import SCHEMA_DIR
+from qthrottle.engines.judge import CompareKeys
 from qthrottle.engines.minimise import (
     minimise,
     minimise_batched,
@@ -105,3 +106,23 @@ def test_shorten_removes_two_steps_that_only_go_together() -> None:
 
     assert minimise(["x", "x", "y", "y"], fails) == ["x", "x", "y", "y"]  # 1-minimal
     assert shorten(["x", "x", "y", "y"], one_at_a_time(fails)) == ["x", "y"]
+
+
+def test_plain_values_reach_the_events_of_a_compare_step() -> None:
+    """A key-law counterexample reads as plainly as a timeline: both compared events
+    rewritten, the value they share rewritten in both."""
+    block = CATALOG.events["BLOCK_IO_ERROR"]
+    a = {"qom-path": "/machine/peripheral/diskbZ", "device": "disk1", "node-name": "node1",
+         "operation": "write", "action": "stop", "nospace": True, "reason": "reason-b"}
+    b = {**a, "operation": "read", "action": "report", "reason": "reason-c9"}
+    timeline = [CompareKeys((block.name, a), (block.name, b))]
+
+    def fails(candidate: List[CompareKeys]) -> bool:  # a stop event, and a shared qom-path
+        (_, x), (_, y) = candidate[0].a, candidate[0].b
+        return x is not None and y is not None and x.get("action") == "stop" \
+            and x.get("qom-path") == y.get("qom-path")
+
+    [plain] = plain_values(timeline, CATALOG.events, fails)
+    required = {m.name: filler(m) for m in block.members if not m.optional}
+    assert plain.a == (block.name, required | {"action": "stop"})
+    assert plain.b == (block.name, required)
