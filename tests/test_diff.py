@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import pytest
 
@@ -209,3 +211,20 @@ def test_an_untranslatable_queue_function_is_unknown_never_unchanged(
     assert "UNKNOWN: decision UNKNOWN for BLOCK_IO_ERROR" in out
     assert "unsupported C construct: a for loop" in out
     assert "dynamic diff: not run (--timelines 0)" in out
+
+
+def test_each_version_is_proved_in_a_fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """z3's search depends on what its process built before: each tree's proofs run in a
+    worker process of their own, as `qthrottle prove TREE` would prove it."""
+    pids: List[int] = []
+    submit = ProcessPoolExecutor.submit
+
+    def recorded(pool: ProcessPoolExecutor, function: Any, *args: Any, **kwargs: Any) -> Any:
+        future = submit(pool, function, *args, **kwargs)
+        pids.append(submit(pool, os.getpid).result())  # the same worker, after the proofs
+        return future
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", recorded)
+    run = run_diff(DiffOptions("per-device", "stop-bypass", seed=int(SEED),
+                               dynamic=Profile("diff", runs=10, steps=12)))
+    assert run.old.proofs.falsified == frozenset({4}) and not run.new.proofs.falsified
+    assert len(set(pids)) == 2 and os.getpid() not in pids

@@ -74,6 +74,7 @@ from qthrottle.review.series import Series, is_series, read_series
 from qthrottle.review.target_policy import target_policy, verify_target
 from qthrottle.review.timeline_view import Block, Page, Section
 from qthrottle.review.views import divergence_timeline
+from qthrottle.review.workers import worker_pool
 
 # ---------------------------------------------------------------- the run
 
@@ -149,12 +150,18 @@ class Version:
 
 
 def analyse(label: str, target: Target, options: DiffOptions) -> Version:
-    """One version through the proofs (and the stateful engine if asked)."""
+    """One version through the proofs (and the stateful engine if asked). The proofs run
+    in a fresh worker process, while the stateful engine runs here: z3's search depends
+    on the terms its process built before (a bounded check that takes 0.8 s in a fresh
+    process ran past the 10 s timeout after a review's earlier patches), so each tree is
+    proved as `qthrottle prove TREE` proves it."""
     catalog = target.catalog("pass --old-qapi-dir/--new-qapi-dir")
     derived = target_policy(target, options.timeout_ms)
-    proofs = prove_target(target, options.timeout_ms, replay_in_c=False, derived=derived)
-    stateful = verify_target(target, PROFILES["quick"], options.seed, derived) \
-        if options.stateful else None
+    with worker_pool(1) as pool:
+        proving = pool.submit(prove_target, target, options.timeout_ms, False, derived)
+        stateful = verify_target(target, PROFILES["quick"], options.seed, derived) \
+            if options.stateful else None
+        proofs = proving.result()
     return Version(label, target, catalog, derived, proofs, stateful)
 
 
