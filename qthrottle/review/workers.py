@@ -1,4 +1,5 @@
-"""Worker processes for the commands that spread their work over the cores.
+"""Worker processes for the commands that spread their work over the cores, and for
+proofs that must start from a fresh z3 (review/diff.py: one process per tree).
 
 A worker dies with the command (harness/lifetime.py) and leaves SIGINT to it (a
 terminal's Ctrl-C reaches every process of its group): on SIGINT or SIGTERM
