@@ -122,9 +122,9 @@ class EventRef(Reference):
 
 
 @dataclass(frozen=True, eq=False)
-class RecordRef(Reference):
-    """A pointer to a throttle record: the key's, the one this call allocated, another
-    key's (neither), or NULL; the conditions are disjoint."""
+class _Pointer(Reference):
+    """A pointer the model follows: to the key's object, to the one this call allocated,
+    to another key's (neither), or NULL; the conditions are disjoint."""
 
     slot: Term
     new: Term
@@ -132,36 +132,27 @@ class RecordRef(Reference):
 
     def null(self) -> Term:
         return self.nil
+
+    @classmethod
+    def merged(cls, pairs: Sequence[Tuple[Term, Value]]) -> Value:
+        refs = [(c, v if isinstance(v, cls) else cls(FALSE, FALSE, TRUE)) for c, v in pairs]
+        return cls(*(disj(*(conj(c, getattr(r, name)) for c, r in refs))
+                     for name in ("slot", "new", "nil")))
+
+
+@dataclass(frozen=True, eq=False)
+class RecordRef(_Pointer):
+    """A pointer to a throttle record: the key's, the one this call allocated, another
+    key's (neither), or NULL."""
 
     @property
     def other(self) -> Term:
         return neg(disj(self.slot, self.new, self.nil))
 
-    @classmethod
-    def merged(cls, pairs: Sequence[Tuple[Term, Value]]) -> Value:
-        refs = [(c, v if isinstance(v, RecordRef) else RecordRef(FALSE, FALSE, TRUE))
-                for c, v in pairs]
-        return RecordRef(*(disj(*(conj(c, getattr(r, name)) for c, r in refs))
-                           for name in ("slot", "new", "nil")))
-
 
 @dataclass(frozen=True, eq=False)
-class TimerRef(Reference):
+class TimerRef(_Pointer):
     """A QEMUTimer *: the key's record's timer, the new record's, another's, or NULL."""
-
-    slot: Term
-    new: Term
-    nil: Term
-
-    def null(self) -> Term:
-        return self.nil
-
-    @classmethod
-    def merged(cls, pairs: Sequence[Tuple[Term, Value]]) -> Value:
-        refs = [(c, v if isinstance(v, TimerRef) else TimerRef(FALSE, FALSE, TRUE))
-                for c, v in pairs]
-        return TimerRef(*(disj(*(conj(c, getattr(r, name)) for c, r in refs))
-                          for name in ("slot", "new", "nil")))
 
 
 @dataclass(frozen=True, eq=False)
