@@ -8,6 +8,7 @@ from typing import Dict, List, Tuple
 
 import pytest
 import z3
+from run_checks import RUNS, assert_all_timelines, run  # tests/ is on the path
 
 from qthrottle.cases import SCHEMA_DIR
 from qthrottle.cases.seeded import SEEDED
@@ -30,7 +31,6 @@ from qthrottle.proofs.space import EventSpace
 from qthrottle.proofs.transition import CLOCK_LIMIT, STATE_LIBRARY
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNS = (3, 4, 5, 6)
 _reports: Dict[str, ProofReport] = {}
 
 
@@ -38,22 +38,6 @@ def proofs(target: Target) -> ProofReport:
     if target.name not in _reports:
         _reports[target.name] = prove_target(target)
     return _reports[target.name]
-
-
-def run(report: ProofReport, invariant: int) -> ProofResult:
-    return next(r for r in report.results if r.invariant == invariant and r.law == RUN_LAW)
-
-
-def assert_all_timelines(report: ProofReport) -> None:
-    for number in RUNS:
-        result = run(report, number)
-        assert result.status == PROVED, (number, result.reason)
-        assert result.bound.startswith("all timelines, k-induction k="), result.bound
-    assert report.runs is not None and report.runs.decomposition.status == PROVED
-    lines = summary(report)
-    for number in RUNS:
-        assert re.search(rf"^  {number} .* PROVED \(all timelines, k-induction k=\d\)$",
-                         "\n".join(lines), re.M)
 
 
 def assert_falsified_in_c(report: ProofReport, invariant: int) -> ProofResult:
@@ -69,21 +53,6 @@ def assert_falsified_in_c(report: ProofReport, invariant: int) -> ProofResult:
 @pytest.mark.parametrize("case", ["baseline", "stop-bypass"])
 def test_correct_cases_hold_for_every_timeline(case: str) -> None:
     assert_all_timelines(proofs(resolve(case)))
-
-
-@pytest.mark.real_qemu
-def test_qemu_52_holds_for_every_timeline(qemu_tree_52: Path) -> None:
-    assert_all_timelines(proofs(resolve(str(qemu_tree_52))))
-
-
-@pytest.mark.real_qemu
-def test_qemu_72_holds_for_every_timeline(qemu_tree_72: Path) -> None:
-    assert_all_timelines(proofs(resolve(str(qemu_tree_72))))
-
-
-@pytest.mark.real_qemu
-def test_qemu_100_holds_for_every_timeline(qemu_tree_100: Path) -> None:
-    assert_all_timelines(proofs(resolve(str(qemu_tree_100))))
 
 
 def test_the_step_case_alone_fails_and_the_lemmas_it_needed_are_reported() -> None:

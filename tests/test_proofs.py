@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 import pytest
+from run_checks import assert_all_timelines  # tests/ is on the path
 
 from qthrottle.cases import SCHEMA_DIR
 from qthrottle.cli import main
@@ -135,17 +136,23 @@ def test_qemu_52_proves_every_theorem(qemu_tree_52: Path) -> None:
     """5.2 locks with qemu_mutex_lock/unlock: sequential no-ops, as QEMU_LOCK_GUARD."""
     assert "qemu_mutex_lock(&monitor_lock);" in (
         qemu_tree_52 / "monitor" / "monitor.c").read_text()
-    assert_all_proved(prove_target(resolve(str(qemu_tree_52))))
+    report = prove_target(resolve(str(qemu_tree_52)))
+    assert_all_proved(report)
+    assert_all_timelines(report)  # 3-6 by k-induction
 
 
 @pytest.mark.real_qemu
 def test_qemu_72_proves_every_theorem(qemu_tree_72: Path) -> None:
-    assert_all_proved(prove_target(resolve(str(qemu_tree_72))))
+    report = prove_target(resolve(str(qemu_tree_72)))
+    assert_all_proved(report)
+    assert_all_timelines(report)  # 3-6 by k-induction
 
 
 @pytest.mark.real_qemu
 def test_qemu_100_proves_every_theorem(qemu_tree_100: Path) -> None:
-    assert_all_proved(prove_target(resolve(str(qemu_tree_100))))
+    report = prove_target(resolve(str(qemu_tree_100)))
+    assert_all_proved(report)
+    assert_all_timelines(report)  # 3-6 by k-induction
 
 
 # ---------------------------------------------- never a silent pass
