@@ -23,9 +23,10 @@ import signal
 import subprocess
 import time
 import weakref
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Deque, Dict, Mapping, Optional
 
 PROTOCOL_VERSION = 3  # driver.c's QTHROTTLE_PROTOCOL
 OUTPUT_CAP = 64 * 1024  # bytes of the C's output kept per request
@@ -56,11 +57,15 @@ class _Piece:
         self.dropped = 0
 
     def add(self, data: bytes) -> None:
+        if not data:
+            return
         room = max(0, OUTPUT_CAP - len(self.kept))
         self.kept += data[:room]
         self.dropped += len(data) - min(room, len(data))
 
     def text(self) -> str:
+        if not self.kept and not self.dropped:
+            return ""
         text = self.kept.decode("utf-8", "replace")
         if self.dropped:
             text += f"\n[... {self.dropped} more bytes of output not kept]\n"
@@ -75,7 +80,7 @@ class _Output:
         self.descriptor = descriptor
         self.mark = mark
         self.marked = False  # cut at the marks (during a batch)
-        self.done: List[_Piece] = []  # pieces whose mark came, oldest first
+        self.done: Deque[_Piece] = deque()  # pieces whose mark came, oldest first
         self.current = _Piece()
         self.tail = b""  # the end of the current piece, which may be the start of a mark
         self.open = True
@@ -104,18 +109,14 @@ class _Output:
         if not self.marked:
             self.current.add(chunk)
             return
-        data = self.tail + chunk
-        while True:
-            at = data.find(self.mark)
-            if at < 0:
-                break
-            self.current.add(data[:at])
+        *ended, rest = (self.tail + chunk).split(self.mark)
+        for data in ended:
+            self.current.add(data)
             self.done.append(self.current)
             self.current = _Piece()
-            data = data[at + len(self.mark):]
-        keep = min(len(data), len(self.mark) - 1)
-        self.current.add(data[:len(data) - keep])
-        self.tail = data[len(data) - keep:]
+        keep = min(len(rest), len(self.mark) - 1)
+        self.current.add(rest[:len(rest) - keep])
+        self.tail = rest[len(rest) - keep:]
 
     def next_piece(self) -> str:
         """The output of the reply just received: up to its mark, or all that came.
@@ -126,7 +127,7 @@ class _Output:
         while self.marked and not self.done and self._read_chunk():
             pass
         if self.done:
-            return self.done.pop(0).text()
+            return self.done.popleft().text()
         self.current.add(self.tail)
         piece, self.current, self.tail = self.current, _Piece(), b""
         return piece.text()
@@ -167,7 +168,8 @@ class Channel:
                 os.close(descriptor)
         os.set_blocking(self._replies, False)
         os.set_blocking(self._output, False)
-        self._pending = bytearray()  # reply bytes after the last complete line
+        self._lines: Deque[bytes] = deque()  # complete reply lines not taken yet
+        self._pending = b""  # reply bytes after the last complete line
         # Not a string the code under test prints by chance.
         self.mark = f"\x1eqthrottle-step-{secrets.token_hex(8)}\x1e"
         self._out = _Output(self._output, self.mark.encode())
@@ -198,7 +200,7 @@ class Channel:
     def receive(self, timeout: float) -> Exchange:
         """The next reply within @timeout seconds, with what the C printed before it."""
         deadline = time.monotonic() + timeout
-        while b"\n" not in self._pending:
+        while not self._lines:
             left = deadline - time.monotonic()
             if left <= 0:
                 self._out.read()
@@ -221,10 +223,12 @@ class Channel:
                         f" in the middle of a reply: {bytes(self._pending)!r}"
                         if self._pending else "")
                     return Exchange(None, self._out.next_piece(), DRIVER_DIED, how)
-                self._pending += chunk
-        line, _, rest = bytes(self._pending).partition(b"\n")
-        self._pending = bytearray(rest)
-        self._out.read()  # what the C printed before it replied
+                *lines, rest = (self._pending + chunk).split(b"\n")
+                self._lines.extend(lines)
+                self._pending = rest
+        line = self._lines.popleft()
+        if not self._out.done:  # the piece of a reply in a batch may be in already
+            self._out.read()  # what the C printed before it replied
         output = self._out.next_piece()
         try:
             reply = json.loads(line)
