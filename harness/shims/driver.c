@@ -79,6 +79,7 @@
 #include <fcntl.h>
 #include <json-glib/json-glib.h>
 #include <poll.h>
+#include <sanitizer/common_interface_defs.h>
 #include <sanitizer/lsan_interface.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -789,6 +790,17 @@ int main(int argc, char **argv)
     if (!qthrottle_tracker_install()) {
         g_free(state_before_init);  /* runs never start over in place */
         state_before_init = NULL;
+    }
+    /*
+     * The sanitizers' list of loaded modules, which a report reads from
+     * /proc/self/maps (several times) when it first needs it: made here once,
+     * so that each child inherits it and a crash costs less.
+     */
+    {
+        char module[2];
+        void *offset;
+
+        __sanitizer_get_module_and_offset_for_pc((void *)main, module, sizeof(module), &offset);
     }
     action.sa_handler = on_sigchld;
     action.sa_flags = SA_RESTART | SA_NOCLDSTOP;
