@@ -21,8 +21,18 @@ from typing import Any, Optional
 Bool = Any
 
 
+# Types no z3 expression has: arguments of only these are plain without asking z3 (the
+# engines' judge calls these connectives millions of times per search).
+_PLAIN = frozenset({bool, int, str, type(None)})
+
+
 def _z3_for(args: tuple[Any, ...]) -> Optional[ModuleType]:
     """The z3 module if any argument is a z3 expression, else None."""
+    for arg in args:
+        if type(arg) not in _PLAIN:
+            break
+    else:
+        return None
     z3 = sys.modules.get("z3")
     if z3 is not None and any(isinstance(arg, z3.ExprRef) for arg in args):
         return z3
