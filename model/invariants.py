@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, NamedTuple, Optional, Protocol, TypeVar
 
 from qthrottle.model.ghash import EqualFn, HashFn, matches
@@ -294,6 +295,16 @@ def key_step(memory: KeyMemory, step: KeyStep, rate: Any, quiet_after: Any
                                   waiting, since)
 
 
+@lru_cache(maxsize=4096)
+def _remembered(step_function: Any, memory: KeyMemory, view: KeyStep, rate: Any,
+                quiet_after: Any) -> tuple[list[KeyObligation], KeyMemory]:
+    """key_step (@step_function: key_step as the module has it now) on a trace's plain
+    values, remembered. The engines judge a run after each of its steps, so every step
+    of every key comes back once per later step; key_step is a pure function of
+    hashable values, and a trace's are plain (never z3 terms)."""
+    return step_function(memory, view, rate, quiet_after)
+
+
 # ------------------------------- 3, 4, 5, 6 on a trace: each key's steps judged
 
 class QueuedEvent(Protocol):
@@ -385,7 +396,8 @@ def _broken(trace: Trace, policy: Policy, invariant: int, keys: Iterable[Any]
     for key in keys:
         memory = KeyMemory.start()
         for index, view in enumerate(_key_steps(trace, policy, key)):
-            obligations, memory = key_step(memory, view, policy.rate(key[0]), quiet_after)
+            obligations, memory = _remembered(key_step, memory, view, policy.rate(key[0]),
+                                              quiet_after)
             found += [(index, o) for o in obligations if o.invariant == invariant and not o.holds]
     return found
 
@@ -409,7 +421,7 @@ def table_empties_when_quiet(trace: Trace, policy: Policy) -> list[str]:
         op = step.operation
         view = KeyStep(step.before, step.after, isinstance(op, Queue), False,
                        Seen(step.before, False, False), (), bool(step.table), False)
-        obligations, memory = key_step(memory, view, 0, quiet_after)
+        obligations, memory = _remembered(key_step, memory, view, 0, quiet_after)
         violations += [f"{_where(index, step)}: {step.table} record(s) {o.what}"
                        for o in obligations if o.invariant == 3 and not o.holds]
     return violations
