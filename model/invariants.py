@@ -15,7 +15,7 @@ proofs/induction.py evaluates them on z3 terms over every timeline. Invariants
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple, Optional, Protocol, TypeVar
@@ -295,8 +295,12 @@ def key_step(memory: KeyMemory, step: KeyStep, rate: Any, quiet_after: Any
                                   waiting, since)
 
 
+_KeyStepFunction = Callable[[KeyMemory, KeyStep, Any, Any],
+                            "tuple[list[KeyObligation], KeyMemory]"]
+
+
 @lru_cache(maxsize=4096)
-def _remembered(step_function: Any, memory: KeyMemory, view: KeyStep, rate: Any,
+def _remembered(step_function: _KeyStepFunction, memory: KeyMemory, view: KeyStep, rate: Any,
                 quiet_after: Any) -> tuple[list[KeyObligation], KeyMemory]:
     """key_step (@step_function: key_step as the module has it now) on a trace's plain
     values, remembered. The engines judge a run after each of its steps, so every step
