@@ -15,6 +15,7 @@ mark to the output pipe, so that the output is cut where each step ended.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import json
 import os
 import secrets
@@ -32,11 +33,26 @@ PROTOCOL_VERSION = 3  # driver.c's QTHROTTLE_PROTOCOL
 OUTPUT_CAP = 64 * 1024  # bytes of the C's output kept per request
 SHOWN_REPLY_BYTES = 200  # of an undecodable reply, in the harness failure
 _READS_PER_WAKEUP = 16  # a flood of output never starves the deadline check
+PIPE_BYTES = 1 << 20  # the command and reply pipes' size (see _widen)
 WAIT_SLICE_S = 0.25  # the longest a reply is waited for without looking at signals
 
 # The failures of the channel itself, as Crash kinds (model/invariants.py: UNKNOWN).
 TIMEOUT, DRIVER_DIED, PROTOCOL_ERROR = "timeout", "driver-died", "protocol-error"
 CHANNEL_FAILURES = frozenset({TIMEOUT, DRIVER_DIED, PROTOCOL_ERROR})
+
+
+_RAW_DECODE = json.JSONDecoder().raw_decode
+_JSON_WHITESPACE = " \t\n\r"
+
+
+def _decode_reply(line: bytes) -> Any:
+    """json.loads of a reply line, without its encoding detection and whitespace regular
+    expressions (it runs once per step); ValueError as json.loads raises it."""
+    text = line.decode().strip(_JSON_WHITESPACE)
+    value, end = _RAW_DECODE(text)
+    if end != len(text):
+        raise ValueError(f"extra data after the reply at {end}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -133,6 +149,18 @@ class _Output:
         return piece.text()
 
 
+def _widen(pipe: int) -> None:
+    """A pipe that holds a whole batch: its command, or its replies (~270 bytes a
+    step). Sending a batch then returns at once, and the driver goes on with the next
+    batch while this process judges the last, instead of either waiting once the
+    pipe's default 64 KiB are full. Linux only; elsewhere, or beyond the system's
+    limit (fs.pipe-max-size), the pipe stays as it is."""
+    try:
+        fcntl.fcntl(pipe, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except OSError:
+        pass
+
+
 _open_channels: weakref.WeakSet[Channel] = weakref.WeakSet()
 
 
@@ -167,6 +195,8 @@ class Channel:
             for descriptor in theirs:
                 os.close(descriptor)
         os.set_blocking(self._replies, False)
+        _widen(self._commands)
+        _widen(self._replies)
         os.set_blocking(self._output, False)
         self._lines: Deque[bytes] = deque()  # complete reply lines not taken yet
         self._pending = b""  # reply bytes after the last complete line
@@ -231,7 +261,7 @@ class Channel:
             self._out.read()  # what the C printed before it replied
         output = self._out.next_piece()
         try:
-            reply = json.loads(line)
+            reply = _decode_reply(line)
         except ValueError:  # UnicodeDecodeError included
             reply = None
         if not isinstance(reply, dict):
