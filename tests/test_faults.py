@@ -31,6 +31,7 @@ from qthrottle.core import Interrupted, check_interrupted, signals_stop_the_comm
 from qthrottle.engines import sampling, stateful
 from qthrottle.engines.bounds import PROFILES, Profile
 from qthrottle.engines.stateful import Subject, search
+from qthrottle.harness import protocol
 from qthrottle.harness.build import build
 from qthrottle.harness.driver import Driver, DriverError
 from qthrottle.harness.extract import extract
@@ -572,6 +573,23 @@ def test_an_undecodable_reply_is_a_harness_failure_with_its_bytes(tmp_path: Path
     assert result.unknown is not None and "the harness could not decide: protocol-error" \
         in result.unknown and "\\xff\\xfe not json" in result.unknown
     assert "flaky" not in result.unknown
+
+
+@pytest.mark.parametrize("line", [b'{"ok":true}', b' {"ok":true}\r', b'\t[1, 2] ', b'"text"',
+                                  b'{"ok":true} {"ok":true}', b'{"ok":true} x', b'{"ok":',
+                                  b'', b'\xff\xfe not json', b'\x0c{"ok":true}'])
+def test_a_reply_line_decodes_as_json_loads_decodes_it(line: bytes) -> None:
+    """The harness's reply decoder (the fast path of every step) accepts and refuses
+    exactly what json.loads does: JSON whitespace around one value, nothing after it."""
+    try:
+        expected: object = json.loads(line)
+    except ValueError:
+        expected = ValueError
+    try:
+        decoded: object = protocol._decode_reply(line)
+    except ValueError:
+        decoded = ValueError
+    assert decoded == expected
 
 
 # ---------------------------------------------------------------------------------------
