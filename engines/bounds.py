@@ -45,7 +45,7 @@ IN_FLIGHT = 2  # batches a search keeps on the C: one runs while the engine judg
 # Runs a crash found by a search waits before it is minimised (each candidate of its
 # minimisation that still fails costs a sanitizer report and a fresh process), so that
 # quicker failures found meanwhile come first.
-CRASH_WAIT = 8
+CRASH_WAIT = 4
 
 
 def clock_steps(rates: Iterable[int]) -> List[int]:
