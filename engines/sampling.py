@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 from random import Random
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from hypothesis import errors, given, seed
 from hypothesis import strategies as st
@@ -94,6 +94,7 @@ class Sampler:
         self.stop_events = [e for e in self.focus if e.name == STOP_EVENT] or self.focus
         self.events = {e.name: e for e in events.all}
         self.values = Values(events.all, seed_value, self.random)
+        self.compared = 0  # one-step compare runs drawn (compare)
         self.clock = clock_steps(policy.rates.values())
         self.rules: List[Callable[[List[Step]], Step]] = [
             lambda _: self._queue(self.focus), lambda _: self._queue(self.unthrottled),
@@ -126,13 +127,15 @@ class Sampler:
         return fresh
 
     def compare(self) -> List[Step]:
-        """A one-step run: the compare rule alone."""
-        return [self._compare()]
+        """A one-step run: the compare rule alone, on the events in turn (the key laws of
+        each event tried alike, however many there are)."""
+        self.compared += 1
+        return [self._compare(self.focus[(self.compared - 1) % len(self.focus)])]
 
-    def _compare(self) -> CompareKeys:
-        """Two events of one name, of the same key half the time (where equal must hold
-        and the hashes agree), else drawn apart."""
-        event = self.random.choice(self.focus)
+    def _compare(self, event: Optional[Event] = None) -> CompareKeys:
+        """Two events of one name (@event's, or drawn), of the same key half the time
+        (where equal must hold and the hashes agree), else drawn apart."""
+        event = event or self.random.choice(self.focus)
         a = self.values.data(event)
         b = self._same_key(event.name, a) if self.random.random() < 0.5 \
             else self.values.data(event)

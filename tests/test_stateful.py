@@ -123,9 +123,11 @@ def test_the_engine_draws_every_one_of_its_rules() -> None:
 
 
 def test_a_search_asks_the_key_laws_first() -> None:
-    """Its first batch is one-step compare runs (engines/bounds.KEY_LAW_RUNS); the later
-    ones are timelines."""
+    """Its first batch is one-step compare runs (engines/bounds.KEY_LAW_RUNS), on the
+    events in turn, so that each event's key laws are asked alike however many events
+    there are; the later ones are timelines."""
     with open_subject(resolve("per-device")) as subject:
+        focus = [e.name for e in subject.events.focus]
         started = []
         start_batch = subject.driver.start_batch
 
@@ -140,6 +142,9 @@ def test_a_search_asks_the_key_laws_first() -> None:
     first, later = started[0], [t for batch in started[1:] for t in batch]
     assert [law_run(t) for t in first] == [True] * KEY_LAW_RUNS
     assert sum(map(law_run, later)) < KEY_LAW_RUNS // 4  # the compare rule alone, by chance
+    assert 1 < len(focus) < KEY_LAW_RUNS
+    assert [t[0].records[0][0] for t in first] == [
+        focus[i % len(focus)] for i in range(KEY_LAW_RUNS)]
 
 
 @pytest.mark.parametrize("index", [0, 1])
