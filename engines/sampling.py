@@ -34,13 +34,14 @@ from qthrottle.core import check_interrupted
 from qthrottle.engines.bounds import clock_steps, search_settings
 from qthrottle.engines.generate import EventsUnderTest, member_value
 from qthrottle.engines.judge import CompareKeys, Step
-from qthrottle.model.invariants import STOP_EVENT
+from qthrottle.model.invariants import STOP_EVENT, is_stop_event
 from qthrottle.model.policy import Policy
 from qthrottle.model.qapi_schema import Event, Member
 from qthrottle.model.timeline import Advance, AdvanceToNext, EventData, Queue
 
 POOL_EXAMPLES = 2  # hypothesis examples drawn per pool: the simplest, then one at random
 POOL_VALUES = 16  # values per member per example
+STOP_DRAWS = 8  # draws of the stop rule for a stop event
 
 
 @functools.lru_cache(maxsize=16)
@@ -98,13 +99,22 @@ class Sampler:
         self.clock = clock_steps(policy.rates.values())
         self.rules: List[Callable[[List[Step]], Step]] = [
             lambda _: self._queue(self.focus), lambda _: self._queue(self.unthrottled),
-            lambda _: self._queue(self.stop_events), self._again,
+            lambda _: self._stop(), self._again,
             lambda _: Advance(self.random.choice(self.clock)), lambda _: AdvanceToNext(),
             lambda _: self._compare()]
 
     def _queue(self, events: Sequence[Event]) -> Queue:
         event = self.random.choice(events)
         return Queue(event.name, self.values.data(event))
+
+    def _stop(self) -> Queue:
+        """A stop event (model/invariants.is_stop_event: its data decides), drawn again a
+        few times if the values gave another event of its name."""
+        for _ in range(STOP_DRAWS):
+            queued = self._queue(self.stop_events)
+            if is_stop_event(queued.event, queued.data):
+                break
+        return queued
 
     def _again(self, so_far: List[Step]) -> Step:
         """An event of a key queued before in this run (another if none was)."""

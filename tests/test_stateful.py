@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 from typing import Dict, Iterator
 
 import pytest
@@ -12,7 +13,7 @@ from qthrottle.engines.bounds import KEY_LAW_RUNS, PROFILES, clock_steps
 from qthrottle.engines.exhaustive import alphabet
 from qthrottle.engines.exhaustive import shortest as exhaustive_shortest
 from qthrottle.engines.judge import broken_key_laws
-from qthrottle.engines.sampling import Sampler
+from qthrottle.engines.sampling import STOP_DRAWS, Sampler
 from qthrottle.engines.stateful import CompareKeys, SearchResult, replay, search
 from qthrottle.harness.driver import Keys, KeysCheck, StepResult
 from qthrottle.harness.qemu_sources import cached_tree
@@ -22,6 +23,8 @@ from qthrottle.model.members import filler
 from qthrottle.model.qapi_schema import load_schema
 from qthrottle.model.timeline import Advance, AdvanceToNext, Queue
 from qthrottle.review.target_policy import open_subject, verify_target
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SEED = 20261125
 CATALOG = load_schema(SCHEMA_DIR)
@@ -120,6 +123,18 @@ def test_the_engine_draws_every_one_of_its_rules() -> None:
     same = [policy.key(c.a[0], c.a[1]) == policy.key(c.b[0], c.b[1]) and c.a != c.b
             for c in compared if policy.throttled(c.a[0])]
     assert True in same and False in same  # pairs of one key, and pairs drawn apart
+
+
+def test_the_stop_rule_queues_stop_events() -> None:
+    """README: the stop rule's values are drawn again (engines/sampling.STOP_DRAWS times)
+    until they make a stop event; one draw makes one for ~1 in 7 here (the action pool
+    holds the simplest value, "ignore", for half its entries)."""
+    with open_subject(resolve("stop-irreflexive")) as subject:
+        sampler = Sampler(subject.events, subject.policy, 12, 1)
+        drawn = [sampler._stop() for _ in range(400)]
+    assert {q.event for q in drawn} == {"BLOCK_IO_ERROR"}
+    assert sum(bool(is_stop_event(q.event, q.data)) for q in drawn) > 0.5 * len(drawn)
+    assert "drawn again up to 8 times" in (ROOT / "README.md").read_text() and STOP_DRAWS == 8
 
 
 def test_a_search_asks_the_key_laws_first() -> None:
