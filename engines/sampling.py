@@ -109,8 +109,9 @@ class Sampler:
 
     def _stop(self) -> Queue:
         """A stop event (model/invariants.is_stop_event: its data decides), drawn again a
-        few times if the values gave another event of its name."""
-        for _ in range(STOP_DRAWS):
+        few times if the values gave another event of its name (once, for a target
+        without that event)."""
+        for _ in range(STOP_DRAWS if self.stop_events[0].name == STOP_EVENT else 1):
             queued = self._queue(self.stop_events)
             if is_stop_event(queued.event, queued.data):
                 break
