@@ -108,14 +108,19 @@ class Sampler:
         return Queue(event.name, self.values.data(event))
 
     def _stop(self) -> Queue:
-        """A stop event (model/invariants.is_stop_event: its data decides), drawn again a
-        few times if the values gave another event of its name (once, for a target
-        without that event)."""
-        for _ in range(STOP_DRAWS if self.stop_events[0].name == STOP_EVENT else 1):
-            queued = self._queue(self.stop_events)
-            if is_stop_event(queued.event, queued.data):
+        """A stop event (model/invariants.is_stop_event: its data decides)."""
+        event = self.random.choice(self.stop_events)
+        return Queue(event.name, self._stop_data(event))
+
+    def _stop_data(self, event: Event) -> EventData:
+        """Data of @event, drawn again up to STOP_DRAWS times until it makes a stop event
+        (drawn once for another event than BLOCK_IO_ERROR: none can make one)."""
+        data = self.values.data(event)
+        for _ in range(STOP_DRAWS - 1 if event.name == STOP_EVENT else 0):
+            if is_stop_event(event.name, data):
                 break
-        return queued
+            data = self.values.data(event)
+        return data
 
     def _again(self, so_far: List[Step]) -> Step:
         """An event of a key queued before in this run (another if none was)."""
@@ -145,9 +150,10 @@ class Sampler:
 
     def _compare(self, event: Optional[Event] = None) -> CompareKeys:
         """Two events of one name (@event's, or drawn), of the same key half the time
-        (where equal must hold and the hashes agree), else drawn apart."""
+        (where equal must hold and the hashes agree), else drawn apart; the first a stop
+        event half the time, where its name can make one (the throttle's exception)."""
         event = event or self.random.choice(self.focus)
-        a = self.values.data(event)
+        a = self._stop_data(event) if self.random.random() < 0.5 else self.values.data(event)
         b = self._same_key(event.name, a) if self.random.random() < 0.5 \
             else self.values.data(event)
         return CompareKeys((event.name, a), (event.name, b))

@@ -127,14 +127,21 @@ def test_the_engine_draws_every_one_of_its_rules() -> None:
 
 def test_the_stop_rule_queues_stop_events() -> None:
     """README: the stop rule's values are drawn again (engines/sampling.STOP_DRAWS times)
-    until they make a stop event; one draw makes one for ~1 in 7 here (the action pool
-    holds the simplest value, "ignore", for half its entries)."""
+    until they make a stop event, and the compare rule's first event's half the time;
+    one draw makes one for ~1 in 7 here (the action pool holds the simplest value,
+    "ignore", for half its entries)."""
     with open_subject(resolve("stop-irreflexive")) as subject:
         sampler = Sampler(subject.events, subject.policy, 12, 1)
         drawn = [sampler._stop() for _ in range(400)]
+        compared = [sampler._compare(sampler.events["BLOCK_IO_ERROR"]) for _ in range(400)]
     assert {q.event for q in drawn} == {"BLOCK_IO_ERROR"}
     assert sum(bool(is_stop_event(q.event, q.data)) for q in drawn) > 0.5 * len(drawn)
-    assert "drawn again up to 8 times" in (ROOT / "README.md").read_text() and STOP_DRAWS == 8
+    # The compare rule's first event is drawn so half the time (the key laws of a stop
+    # event are the throttle's exception).
+    assert sum(bool(is_stop_event(*c.a)) for c in compared) > 0.3 * len(compared)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "drawn again up to 8 times" in readme and STOP_DRAWS == 8
+    assert "the first a stop event half the time" in readme
 
 
 def test_a_search_asks_the_key_laws_first() -> None:
