@@ -367,33 +367,23 @@ static void reply_state(void)
     GPtrArray *log = qthrottle_emissions();
     int64_t next = qthrottle_clock_next_deadline();
     guint table = g_hash_table_size(qthrottle_glue_table());
-    char number[24];
+    char deadline[24] = "null";
+    char head[200];
 
     check_quiet(table);
-    /*
-     * Appended piece by piece, formatted on the stack: g_string_append_printf
-     * allocates for each call, and under AddressSanitizer every allocation
-     * records its stack (a tenth of the driver's time per step).
-     */
-    snprintf(number, sizeof(number), "%" G_GINT64_FORMAT, qthrottle_clock_now());
-    g_string_append(reply, "{\"ok\":true,\"now\":");
-    g_string_append(reply, number);
-    snprintf(number, sizeof(number), "%u", table);
-    g_string_append(reply, ",\"table\":");
-    g_string_append(reply, number);
-    snprintf(number, sizeof(number), "%u", qthrottle_clock_pending());
-    g_string_append(reply, ",\"pending_timers\":");
-    g_string_append(reply, number);
-    snprintf(number, sizeof(number), "%ld", qthrottle_qobject_live());
-    g_string_append(reply, ",\"live_qobjects\":");
-    g_string_append(reply, number);
-    if (next < 0) {
-        g_string_append(reply, ",\"next_deadline\":null");
-    } else {
-        snprintf(number, sizeof(number), "%" G_GINT64_FORMAT, next);
-        g_string_append(reply, ",\"next_deadline\":");
-        g_string_append(reply, number);
+    if (next >= 0) {
+        snprintf(deadline, sizeof(deadline), "%" G_GINT64_FORMAT, next);
     }
+    /*
+     * Formatted on the stack, not with g_string_append_printf: that allocates
+     * for each call, and under AddressSanitizer every allocation records its
+     * stack (a tenth of the driver's time per step).
+     */
+    snprintf(head, sizeof(head), "{\"ok\":true,\"now\":%" G_GINT64_FORMAT ",\"table\":%u,"
+             "\"pending_timers\":%u,\"live_qobjects\":%ld,\"next_deadline\":%s",
+             qthrottle_clock_now(), table, qthrottle_clock_pending(), qthrottle_qobject_live(),
+             deadline);
+    g_string_append(reply, head);
     g_string_append(reply, ",\"emitted\":[");
     for (guint i = emissions_seen; i < log->len; i++) {
         if (i > emissions_seen) {
