@@ -58,7 +58,7 @@ from qthrottle.engines.bounds import PROFILES, SEARCH_BATCH, quiet_interval
 from qthrottle.engines.exhaustive import Symbol, alphabet, shortest
 from qthrottle.engines.judge import CompareKeys, command, judge_run
 from qthrottle.engines.sampling import Sampler, member_pools, plain_random
-from qthrottle.engines.stateful import Subject, minimize, run_batched, search
+from qthrottle.engines.stateful import Subject, failing_prefix, minimize, run_batched, search
 from qthrottle.harness.build import BuildError, build_fuzzer
 from qthrottle.harness.driver import (
     SANITIZER_ENV,
@@ -250,7 +250,8 @@ def random_run(subject: Subject, seed: int, wanted: FrozenSet[int], cap: float,
                                                  steps, result)
                     if violation is None:
                         continue
-                    length = (len(minimize(subject, ignored, violation.invariant, steps))
+                    length = (len(minimize(subject, ignored, violation.invariant,
+                                           failing_prefix(steps, judge)))
                               if minimised else len(judge.records))
                     run.found[violation.invariant] = (time.perf_counter() - start, length)
         except HarnessFailure as failure:

@@ -59,7 +59,12 @@ from qthrottle.engines.judge import StepRecord as StepRecord
 from qthrottle.engines.judge import Violation as Violation
 from qthrottle.engines.judge import command, judge_run
 from qthrottle.engines.judge import trace_checks as trace_checks
-from qthrottle.engines.minimise import minimise_batched, plain_values_batched, shorten
+from qthrottle.engines.minimise import (
+    FirstFailing,
+    minimise_batched,
+    plain_values_batched,
+    shorten,
+)
 from qthrottle.engines.sampling import Sampler
 from qthrottle.harness.build import build
 from qthrottle.harness.driver import Batch, Driver, HarnessFailure, RunResult
@@ -135,17 +140,40 @@ def run_batched(subject: Subject, timelines: Sequence[List[Step]], settle: int =
             yield ([*steps, Advance(settle)] if run.settled else list(steps)), run
 
 
+def failing_prefix(steps: Sequence[Step], judge: Judge) -> List[Step]:
+    """A failing run's steps up to the one that broke the invariant (the judge's last
+    record): the C and the judge are deterministic, so the prefix fails the same way,
+    and the minimiser never replays the steps after it (a crash after the violation
+    costs a sanitizer report per candidate)."""
+    return list(steps[:len(judge.records)])
+
+
+def first_failing_on_c(subject: Subject, ignored: FrozenSet[int], invariant: int
+                       ) -> FirstFailing:
+    """The minimiser's question, "which candidate first fails @invariant", answered on
+    the C: the candidates go in batches of one, then two, four, ... so that the C runs
+    at most 2k + 1 of them when the first failing one is the k-th (from 0). A batch
+    runs all of its timelines, and a failure that crashes the C costs a sanitizer
+    report and a fresh process per candidate that still fails."""
+    def first(candidates: Sequence[List[Step]]) -> Optional[int]:
+        start, size = 0, 1
+        while start < len(candidates):
+            chunk = candidates[start:start + size]
+            for index, (steps, run) in enumerate(run_batched(subject, chunk), start):
+                violation, _ = judge_run(subject.policy, subject.catalog, ignored, steps, run)
+                if violation is not None and violation.invariant == invariant:
+                    return index
+            start, size = start + size, 2 * size
+        return None
+    return first
+
+
 def minimize(subject: Subject, ignored: FrozenSet[int], invariant: int,
              operations: Sequence[Step]) -> List[Step]:
     """The timeline made 1-minimal, shorter where it can be and plain (engines/minimise.py)
-    for the same broken invariant, the candidates of each round replayed in batches."""
-    def first_failing(candidates: Sequence[List[Step]]) -> Optional[int]:
-        for index, (steps, run) in enumerate(run_batched(subject, candidates)):
-            violation, _ = judge_run(subject.policy, subject.catalog, ignored, steps, run)
-            if violation is not None and violation.invariant == invariant:
-                return index
-        return None
-
+    for the same broken invariant, each round's candidates replayed on the C
+    (``first_failing_on_c``)."""
+    first_failing = first_failing_on_c(subject, ignored, invariant)
     shortest = shorten(minimise_batched(operations, first_failing), first_failing)
     return plain_values_batched(shortest, subject.catalog.events, first_failing)
 
@@ -302,7 +330,7 @@ def _failures(subject: Subject, wanted: FrozenSet[int], timelines: List[List[Ste
             kind = (2 if judge.crash is not None
                     else 0 if isinstance(judge.records[-1].operation, CompareKeys) else 1)
             failures.append(_Failure((kind, len(judge.records), len(failures)), ignored,
-                                     violation, full, judge))
+                                     violation, failing_prefix(full, judge), judge))
     return sorted(failures, key=lambda f: f.order)
 
 

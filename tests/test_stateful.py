@@ -4,18 +4,27 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Any, Dict, FrozenSet, Iterator, List
 
 import pytest
 
 from qthrottle.cases import EXPECTED, MAY_ALSO_BREAK, SCHEMA_DIR
+from qthrottle.engines import stateful
 from qthrottle.engines.bounds import KEY_LAW_RUNS, PROFILES, clock_steps
 from qthrottle.engines.exhaustive import alphabet
 from qthrottle.engines.exhaustive import shortest as exhaustive_shortest
 from qthrottle.engines.judge import broken_key_laws
 from qthrottle.engines.sampling import STOP_DRAWS, Sampler
-from qthrottle.engines.stateful import CompareKeys, SearchResult, replay, search
-from qthrottle.harness.driver import Keys, KeysCheck, StepResult
+from qthrottle.engines.stateful import (
+    CompareKeys,
+    SearchResult,
+    Step,
+    Subject,
+    first_failing_on_c,
+    replay,
+    search,
+)
+from qthrottle.harness.driver import Keys, KeysCheck, RunResult, StepResult
 from qthrottle.harness.qemu_sources import cached_tree
 from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import is_stop_event
@@ -89,6 +98,50 @@ def test_each_counterexample_is_at_the_exhaustive_minimum_and_one_minimal(name: 
             for i in range(len(steps)):
                 violation, _ = replay(subject, ignored, steps[:i] + steps[i + 1:])
                 assert violation is None or violation.invariant != number, (number, i)
+
+
+def test_a_failure_is_minimised_from_the_step_that_broke_the_invariant(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The minimiser gets the failing run cut after the step that broke the invariant:
+    replayed, that step is its last, and it breaks the invariant."""
+    given = []
+    real = stateful.minimize
+
+    def recorded(subject: Subject, ignored: FrozenSet[int], invariant: int,
+                 operations: List[Step]) -> List[Step]:
+        given.append((ignored, invariant, list(operations)))
+        return real(subject, ignored, invariant, operations)
+
+    monkeypatch.setattr(stateful, "minimize", recorded)
+    with open_subject(resolve("stop-irreflexive")) as subject:
+        assert set(search(subject, PROFILES["quick"], SEED).falsified) == {1, 3, 4, 8}
+        assert len(given) == 4
+        for ignored, invariant, operations in given:
+            violation, judge = replay(subject, ignored, operations)
+            assert violation is not None and violation.invariant == invariant
+            assert len(judge.records) == len(operations), (invariant, operations)
+
+
+@pytest.mark.parametrize("k", [0, 1, 5])
+def test_a_minimiser_round_runs_at_most_2k_plus_1_candidates_on_the_c(k: int) -> None:
+    """With the first failing candidate at index k, the C runs at most 2k + 1 of the
+    round's candidates: each one that still fails may cost a sanitizer report."""
+    crash = verify("optional-key").falsified[7].operations
+    with open_subject(resolve("optional-key")) as subject:
+        ran: List[RunResult] = []
+        run_batch = subject.driver.run_batch
+
+        def counted(timelines: List[Any], settle: int = 0) -> List[RunResult]:
+            runs = run_batch(timelines, settle)
+            ran.extend(runs)
+            return runs
+
+        subject.driver.run_batch = counted  # type: ignore[method-assign]
+        first = first_failing_on_c(subject, frozenset(), 7)
+        assert first([[Advance(1)]] * k + [list(crash)] * 20) == k
+        assert 0 < len(ran) <= 2 * k + 1
+        ran.clear()
+        assert first([[Advance(1)]] * 3) is None and len(ran) == 3  # none fails: all run
 
 
 def test_counterexamples_read_plain() -> None:
