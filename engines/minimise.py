@@ -1,7 +1,10 @@
 """The one minimiser: a failing timeline made 1-minimal and short, then made plain.
 
-``minimise`` is delta debugging (ddmin: Zeller and Hildebrandt, "Simplifying and
-Isolating Failure-Inducing Input", 2002) over the operations: it drops halves, then
+``minimise`` first tries the shortest candidates, the last operation alone and with
+each other one (a failing run the engines hand it ends with the step that broke the
+invariant, and most throttle bugs need that step and one before it); then delta
+debugging (ddmin: Zeller and Hildebrandt, "Simplifying and Isolating Failure-Inducing
+Input", 2002) over the operations: it drops halves, then
 quarters, ... of the timeline while the failure reproduces, and ends by dropping
 single operations until none can go, so the result is 1-minimal (no single operation
 can be removed). ``shorten`` then tries what removing one operation cannot: two clock
@@ -52,13 +55,20 @@ def minimise(items: Sequence[T], fails: Callable[[List[T]], bool],
 
 def minimise_batched(items: Sequence[T], first_failing: FirstFailing,
                      keep_one: bool = False) -> List[T]:
-    """@items with every part whose removal keeps the failure removed (ddmin), then
-    single items until none can go: 1-minimal.
+    """@items cut to the last item and one other if such a pair fails, then with every
+    part whose removal keeps the failure removed (ddmin), then single items until none
+    can go: 1-minimal.
 
     @keep_one: never try the empty list (a failure that needs no operation at all).
     """
     current = list(items)
     allowed = 1 if keep_one else 0
+    if len(current) > 2:  # the shortest candidates first
+        last = current[-1]
+        pairs = [[last]] + [[x, last] for x in current[:-1]]
+        found = first_failing(pairs)
+        if found is not None:
+            current = pairs[found]
     granularity = 2
     while len(current) >= 2:
         chunks = _chunks(current, min(granularity, len(current)))

@@ -68,6 +68,21 @@ def test_a_round_at_once_gives_what_one_at_a_time_gives(items: List[int],
         assert minimise_batched(items, first_failing) == minimise(items, fails)
 
 
+def test_a_failure_of_the_last_item_and_one_other_takes_one_round() -> None:
+    """The shortest candidates first: the last item alone, then with each other one. A
+    failing run ends with the step that broke the invariant (stateful.failing_prefix),
+    and most bundled bugs need it and one step before it."""
+    rounds: List[int] = []
+
+    def first_failing(candidates: Sequence[List[int]]) -> Optional[int]:
+        rounds.append(len(candidates))
+        return next((i for i, c in enumerate(candidates) if {5, 15} <= set(c)), None)
+
+    assert minimise_batched(list(range(16)), first_failing) == [5, 15]
+    assert rounds[0] == 16  # [15], then [0, 15], ..., [14, 15]
+    assert rounds[1:] == [2, 2]  # and the checks that the pair is 1-minimal
+
+
 def test_shorten_merges_clock_steps_that_single_removals_cannot() -> None:
     # Needs 1 s to pass between the two events: two half-second steps are 1-minimal.
     event = Queue("RTC_CHANGE", {"offset": 0, "qom-path": "/r"})
@@ -104,7 +119,8 @@ def test_shorten_removes_two_steps_that_only_go_together() -> None:
     def fails(candidate: List[str]) -> bool:  # as many x as y, at least one of each
         return candidate.count("x") == candidate.count("y") >= 1
 
-    assert minimise(["x", "x", "y", "y"], fails) == ["x", "x", "y", "y"]  # 1-minimal
+    # (the last item is not part of the failure: no pair with it fails)
+    assert minimise(["x", "x", "y", "y", "z"], fails) == ["x", "x", "y", "y"]  # 1-minimal
     assert shorten(["x", "x", "y", "y"], one_at_a_time(fails)) == ["x", "y"]
 
 
