@@ -154,12 +154,20 @@ def first_failing_on_c(subject: Subject, ignored: FrozenSet[int], invariant: int
     the C: the candidates go in batches of one, then two, four, ... so that the C runs
     at most 2k + 1 of them when the first failing one is the k-th (from 0). A batch
     runs all of its timelines, and a failure that crashes the C costs a sanitizer
-    report and a fresh process per candidate that still fails."""
+    report and a fresh process per candidate that still fails.
+
+    Each candidate runs with the settling clock step, as a search's timelines do, but
+    is judged on its own steps only: a run that ends with the throttle not quiet can
+    only go on in a fresh process (harness/shims/driver.c), a fork that costs as much
+    as a crash, while the steps before the settling one answer as they would alone."""
+    settle = quiet_interval(subject.policy.rates.values())
+
     def first(candidates: Sequence[List[Step]]) -> Optional[int]:
         start, size = 0, 1
         while start < len(candidates):
             chunk = candidates[start:start + size]
-            for index, (steps, run) in enumerate(run_batched(subject, chunk), start):
+            for index, (steps, (_, run)) in enumerate(
+                    zip(chunk, run_batched(subject, chunk, settle)), start):
                 violation, _ = judge_run(subject.policy, subject.catalog, ignored, steps, run)
                 if violation is not None and violation.invariant == invariant:
                     return index

@@ -144,6 +144,29 @@ def test_a_minimiser_round_runs_at_most_2k_plus_1_candidates_on_the_c(k: int) ->
         assert first([[Advance(1)]] * 3) is None and len(ran) == 3  # none fails: all run
 
 
+def test_minimiser_candidates_settle_but_count_only_their_own_steps() -> None:
+    """Each candidate runs with the settling clock step (a run left busy goes on only in
+    a fresh process) but is judged on its own steps: "stop" alone breaks invariant 3 only
+    once the clock runs on, so it is no candidate for 3; "stop ; +1 s" is."""
+    event = CATALOG.events["BLOCK_IO_ERROR"]
+    stop = Queue(event.name, {**{m.name: filler(m) for m in event.members if not m.optional},
+                              "action": "stop"})
+    with open_subject(resolve("stop-irreflexive")) as subject:
+        settled: List[bool] = []
+        run_batch = subject.driver.run_batch
+
+        def recorded(timelines: List[Any], settle: int = 0) -> List[RunResult]:
+            runs = run_batch(timelines, settle)
+            settled.extend(run.settled for run in runs)
+            return runs
+
+        subject.driver.run_batch = recorded  # type: ignore[method-assign]
+        first = first_failing_on_c(subject, frozenset(), 3)
+        assert first([[stop]]) is None
+        assert settled == [True]
+        assert first([[stop], [stop, Advance(1_000_000_000)]]) == 1
+
+
 def test_counterexamples_read_plain() -> None:
     """The minimiser's value simplifier: no optional member, the plainest values but where
     the failure needs another (the stop event's action)."""
