@@ -14,7 +14,8 @@ seconds per run, --repeats runs (seeds 1..N), medians:
               clock step, alike), run in the same batches and judged by the same oracle
               (engines/judge.py), not minimised;
   random+min  the same timelines, each failure minimised by the same minimiser
-              (stateful.minimize): the time to a minimal counterexample;
+              (stateful.minimize) and replayed as the engine replays its own
+              (stateful.replay): the time to a minimal counterexample;
   libFuzzer   a libFuzzer target over the same driver (harness/shims/fuzz_entry.c),
               whose oracle is what a fuzzer has: sanitizer reports and shim aborts.
 An exhaustive search over every timeline of a small alphabet (engines/exhaustive.py),
@@ -58,7 +59,14 @@ from qthrottle.engines.bounds import PROFILES, SEARCH_BATCH, quiet_interval
 from qthrottle.engines.exhaustive import Symbol, alphabet, shortest
 from qthrottle.engines.judge import CompareKeys, command, judge_run
 from qthrottle.engines.sampling import Sampler, member_pools, plain_random
-from qthrottle.engines.stateful import Subject, failing_prefix, minimize, run_batched, search
+from qthrottle.engines.stateful import (
+    Subject,
+    failing_prefix,
+    minimize,
+    replay,
+    run_batched,
+    search,
+)
 from qthrottle.harness.build import BuildError, build_fuzzer
 from qthrottle.harness.driver import (
     SANITIZER_ENV,
@@ -232,7 +240,8 @@ def random_run(subject: Subject, seed: int, wanted: FrozenSet[int], cap: float,
                minimised: bool) -> Run:
     """Plain random timelines in batches, judged as the engine judges; an invariant found
     is set aside and the search goes on, as the engine's does. @minimised: each failure
-    minimised by the engine's minimiser before it counts."""
+    minimised by the engine's minimiser and replayed for its report, as the engine's
+    _record does, before it counts."""
     # The pools are drawn within the timed run, as the engine's are: a process keeps them
     # per seed, and the engine, timed first, would otherwise draw them for both.
     member_pools.cache_clear()
@@ -250,9 +259,12 @@ def random_run(subject: Subject, seed: int, wanted: FrozenSet[int], cap: float,
                                                  steps, result)
                     if violation is None:
                         continue
-                    length = (len(minimize(subject, ignored, violation.invariant,
-                                           failing_prefix(steps, judge)))
-                              if minimised else len(judge.records))
+                    if minimised:
+                        minimal = minimize(subject, ignored, violation.invariant,
+                                           failing_prefix(steps, judge))
+                        # replayed for its report, as the engine replays what it found
+                        replay(subject, ignored, minimal)
+                    length = len(minimal) if minimised else len(judge.records)
                     run.found[violation.invariant] = (time.perf_counter() - start, length)
         except HarnessFailure as failure:
             run.note = f"UNKNOWN: {failure}"
@@ -628,7 +640,8 @@ def report(args: argparse.Namespace, head: List[str], results: List[CaseResult],
         "median length (operations; a compare step is one).",
         "proofs: from the start of prove() to the invariant's first FALSIFIED law; length of "
         "its replay against the C.",
-        "stateful and random+min: to the minimal counterexample. random: not minimised. "
+        "stateful and random+min: to the minimal counterexample, replayed on the C for its "
+        "report (the engine's symbolized replay, charged to both). random: not minimised. "
         "libFuzzer: wall time to its first crash,",
         "which counts for the invariant the crash breaks (7 or 8); length: the commands its "
         "crashing input ran, with the clock run out.",
