@@ -115,18 +115,21 @@ class Subject:
 def replay(subject: Subject, ignored: FrozenSet[int], operations: Sequence[Step]
            ) -> Tuple[Optional[Violation], Judge]:
     """One timeline on a fresh run, one step at a time (sanitizer reports symbolized):
-    the violation it raises, if any, and the judge with its records."""
+    the violation it raises, if any, and the judge with its records. The next run's
+    reset is sent as it returns (Driver.reset_ahead): nothing reads this run again."""
     judge = Judge(subject.policy, subject.catalog, ignored)
     subject.driver.reset()
+    violation: Optional[Violation] = None
     try:
         for step in operations:
             judge.take(step, subject.driver.keys(step.check()) if isinstance(step, CompareKeys)
                        else subject.driver.apply(step))
             if judge.c_ended:  # a crash set aside ends the run, as in a batch
                 break
-    except Violation as violation:
-        return violation, judge
-    return None, judge
+    except Violation as raised:
+        violation = raised
+    subject.driver.reset_ahead()
+    return violation, judge
 
 
 def run_batched(subject: Subject, timelines: Sequence[List[Step]], settle: int = 0

@@ -1,7 +1,10 @@
 """The harness against the real C: every case study and Debian's QEMU 5.2, 7.2 and 10.0.x."""
 from __future__ import annotations
 
+import os
 import re
+import select
+import signal
 from pathlib import Path
 from typing import Dict, Iterator
 
@@ -126,6 +129,46 @@ def test_crash_ends_one_run_only() -> None:
         step = driver.run([block_io_error("report")]).steps[0]
         assert step.crash is not None and step.crash.kind == "missing-member"
         assert "no member 'node-name'" in step.crash.report
+        after = driver.run([vserport("vs0")])
+        assert after.crash is None and len(after.emissions) == 1
+
+
+def test_a_reset_sent_ahead_starts_the_next_run_while_the_harness_works_on() -> None:
+    """reset_ahead sends the reset at once (its reply is waiting before anyone asks for
+    it); the next run, by reset() or by any command, is a fresh one. A run that served
+    no command yet is not reset again."""
+    with Driver(resolve("stop-bypass").build().binary) as driver:
+        process = driver._steps
+        assert process is not None
+        driver.run([vserport("vs0")])
+        driver.reset_ahead()
+        ready, _, _ = select.select([process.channel._replies], [], [], 10)
+        assert ready, "the reset was not sent ahead"
+        driver.reset()
+        assert driver.state().table == 0 and driver.state().now == 0
+        first = driver.run([vserport("vs0"), Advance(SECOND // 2), vserport("vs0")])
+        driver.reset_ahead()
+        step = driver.apply(vserport("vs0"))  # collects the reset's reply first
+        assert step.emitted == first.steps[0].emitted and step.table == 1
+        sent = []
+        send = process.channel.send
+        process.channel.send = lambda *a, **k: sent.append(a) or send(*a, **k)  # type: ignore
+        driver.reset_ahead()
+        driver.reset()
+        driver.reset()
+        driver.reset_ahead()
+        assert [command["op"] for command, *_ in sent] == ["reset"]
+
+
+def test_a_driver_that_dies_after_a_reset_sent_ahead_is_replaced() -> None:
+    with Driver(resolve("stop-bypass").build().binary) as driver:
+        process = driver._steps
+        assert process is not None
+        driver.run([vserport("vs0")])
+        driver.reset_ahead()
+        os.killpg(process.channel.process.pid, signal.SIGKILL)
+        process.channel.process.wait()
+        driver.reset()
         after = driver.run([vserport("vs0")])
         assert after.crash is None and len(after.emissions) == 1
 
