@@ -5,8 +5,9 @@ import os
 import re
 import select
 import signal
+import time
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict, Iterator, List, Optional
 
 import pytest
 
@@ -171,6 +172,44 @@ def test_a_driver_that_dies_after_a_reset_sent_ahead_is_replaced() -> None:
         driver.reset()
         after = driver.run([vserport("vs0")])
         assert after.crash is None and len(after.emissions) == 1
+
+
+def _children(pid: int) -> List[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        if stat.rsplit(")", 1)[1].split()[1] == str(pid):  # field 4, after the name
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def _state(pid: int) -> Optional[str]:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def test_the_fork_server_keeps_a_spare_child_and_replaces_one_that_died() -> None:
+    """While a run is served, the next child is already forked and waits (a fork costs
+    ~1 ms under the sanitizers); a spare killed meanwhile is replaced at the next run."""
+    with Driver(resolve("stop-bypass").build().binary) as driver:
+        process = driver._steps
+        assert process is not None
+        server = process.channel.process.pid
+        driver.run([vserport("vs0")])
+        serving, spare = _children(server)  # the spare was forked after the serving one
+        os.kill(spare, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _state(spare) not in ("Z", None):
+            time.sleep(0.01)  # dead (its socket closed), not yet reaped by the server
+        for _ in range(3):
+            after = driver.run([vserport("vs0")])
+            assert after.crash is None and len(after.emissions) == 1
+        assert len(_children(server)) == 2 and spare not in _children(server)
 
 
 def test_unknown_event_is_a_usage_error() -> None:

@@ -14,7 +14,10 @@
  *
  * The parent never runs throttle code: for each run it forks a child that
  * initialises the throttle and serves commands until "reset" (the child
- * exits, the parent acknowledges and forks a fresh one) or end of input.
+ * exits, the parent acknowledges and a fresh one serves) or end of input.
+ * The next child is forked while the current one serves and waits to be
+ * started, so that a fresh run does not wait for a fork; a child leaving for
+ * a reset says so before its exit, which the parent does not wait for.
  * When a child dies any other way (sanitizer report, abort, a signal, or the
  * code under test calling exit()), the parent answers the pending command
  * with {"crash": ...} and forks a fresh child, so a crash costs one run,
@@ -88,6 +91,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -555,9 +559,19 @@ static void serve_command(JsonObject *cmd)
 /* Set by a child just before it exits on purpose; shared with the parent. */
 static volatile int *child_exit_reason;
 
+static int child_exited[2];
+
+/*
+ * The child leaves on purpose. The parent is told at once (a byte where it waits
+ * for SIGCHLD), so that it answers and forks the next child while this one is
+ * still being torn down (~1 ms under the sanitizers).
+ */
 static void __attribute__((noreturn)) child_exit(int reason)
 {
     *child_exit_reason = reason;
+    if (write(child_exited[1], "", 1) < 0) {
+        /* The pipe is full: the parent is awake anyway. */
+    }
     _exit(0);
 }
 
@@ -718,7 +732,6 @@ static void __attribute__((noreturn)) serve(FILE *commands)
 }
 
 /* SIGCHLD, as a byte in a pipe that poll() can wait on beside the lifeline. */
-static int child_exited[2];
 
 static void on_sigchld(int signum)
 {
@@ -739,21 +752,31 @@ static int descriptor_arg(const char *text)
     return *text && !*end && value >= 0 && value < 1 << 20 ? (int)value : -1;
 }
 
-/* Wait for @child to end; if the harness goes first, kill the child and exit. */
+/*
+ * Wait for @child to end, or to say it leaves for a reset (its exit status is then
+ * not waited for, and 0 is returned); if the harness goes first, kill the child and
+ * exit. Children that left earlier are reaped on the way.
+ */
 static int wait_child(pid_t child, int lifeline)
 {
     for (;;) {
         struct pollfd watch[2] = {{lifeline, POLLIN, 0}, {child_exited[0], POLLIN, 0}};
         char drained[64];
         int status;
-        pid_t done = waitpid(child, &status, WNOHANG);
+        pid_t done = waitpid(-1, &status, WNOHANG);
 
         if (done == child) {
             return status;
         }
+        if (done > 0) {
+            continue;  /* a child that left for a reset, gone now */
+        }
         if (done < 0 && errno != EINTR) {
             perror("qthrottle driver: waitpid");
             exit(2);
+        }
+        if (*child_exit_reason == CHILD_RESET) {
+            return 0;
         }
         if (poll(watch, 2, -1) < 0 && errno != EINTR) {
             perror("qthrottle driver: poll");
@@ -769,6 +792,54 @@ static int wait_child(pid_t child, int lifeline)
     }
 }
 
+/*
+ * A child that waits to serve: it starts when the server sends a byte on *@go (a
+ * socket, so that a spare gone meanwhile is an error, not a SIGPIPE), and leaves if
+ * the server closes it first. -1 if the fork failed.
+ */
+static pid_t fork_child(pid_t server, int lifeline, FILE *commands, int *go)
+{
+    int pair[2];
+    pid_t child;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) < 0) {
+        *go = -1;
+        return -1;
+    }
+    child = fork();
+    if (child < 0) {
+        close(pair[0]);
+        close(pair[1]);
+        *go = -1;
+        return -1;
+    }
+    if (child == 0) {
+        char byte;
+        ssize_t got;
+
+        /* Dies with the server, even while stuck in the code under test. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != server) {
+            _exit(0);
+        }
+        signal(SIGCHLD, SIG_DFL);
+        close(lifeline);
+        close(child_exited[0]);
+        close(pair[0]);
+        do {
+            got = read(pair[1], &byte, 1);
+        } while (got < 0 && errno == EINTR);
+        if (got != 1) {
+            _exit(0);
+        }
+        close(pair[1]);
+        serve(commands);
+    }
+    close(pair[1]);
+    *go = pair[0];
+    return child;
+}
+
 int main(int argc, char **argv)
 {
     int command_fd = argc == 4 ? descriptor_arg(argv[1]) : -1;
@@ -776,6 +847,8 @@ int main(int argc, char **argv)
     pid_t server = getpid();
     struct sigaction action = {0};
     FILE *commands;
+    pid_t spare;
+    int spare_go;
 
     reply_fd = argc == 4 ? descriptor_arg(argv[2]) : -1;
     if (command_fd < 0 || reply_fd < 0 || lifeline < 0 ||
@@ -822,28 +895,27 @@ int main(int argc, char **argv)
     g_string_append_printf(reply, "{\"ok\":true,\"driver\":\"qthrottle\",\"protocol\":%d,"
                            "\"build\":\"%s\"}", QTHROTTLE_PROTOCOL, QTHROTTLE_BUILD_ID);
     send_reply();
+    spare = fork_child(server, lifeline, commands, &spare_go);
     for (;;) {
         int status;
-        pid_t child;
+        pid_t child = spare;
 
+        /*
+         * The spare child, forked while the previous one served, starts serving; the
+         * next spare is forked while this one serves (a fork costs ~1 ms under the
+         * sanitizers). A spare that died meanwhile is replaced at once.
+         */
         *child_exit_reason = CHILD_CRASHED;
-        child = fork();
-        if (child < 0) {
-            perror("qthrottle driver: fork");
-            return 2;
-        }
-        if (child == 0) {
-            /* Dies with the server, even while stuck in the code under test. */
-            prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (getppid() != server) {
-                _exit(0);
+        if (child < 0 || send(spare_go, "", 1, MSG_NOSIGNAL) != 1) {
+            close(spare_go);
+            child = fork_child(server, lifeline, commands, &spare_go);
+            if (child < 0 || send(spare_go, "", 1, MSG_NOSIGNAL) != 1) {
+                perror("qthrottle driver: fork");
+                return 2;
             }
-            signal(SIGCHLD, SIG_DFL);
-            close(lifeline);
-            close(child_exited[0]);
-            close(child_exited[1]);
-            serve(commands);
         }
+        close(spare_go);
+        spare = fork_child(server, lifeline, commands, &spare_go);
         status = wait_child(child, lifeline);
         if (*child_exit_reason == CHILD_EOF) {
             return 0;
