@@ -277,6 +277,21 @@ def clean(run: RunResult, policy: Policy, catalog: Catalog, steps: Sequence[Step
     return True
 
 
+def c_trace(steps: Sequence[Step], run: RunResult) -> inv.Trace:
+    """The C's trace of a run, as a Judge builds it step by step: its operations up to
+    the first crash, the compare steps left out."""
+    trace: List[inv.TraceStep] = []
+    now = 0
+    for step, result in zip(steps, run.steps):
+        if result.crash is not None:
+            break
+        if isinstance(step, CompareKeys):
+            continue
+        trace.append(inv.TraceStep(step, now, result.now, result.emitted, result.table))
+        now = result.now
+    return trace
+
+
 def judge_run(policy: Policy, catalog: Catalog, ignored: FrozenSet[int],
               steps: Sequence[Step], run: RunResult) -> Tuple[Optional[Violation], Judge]:
     """The verdict on a run that came back whole (Driver.run_batch of @steps): the first
@@ -284,6 +299,12 @@ def judge_run(policy: Policy, catalog: Catalog, ignored: FrozenSet[int],
     judge = Judge(policy, catalog, ignored)
     if clean(run, policy, catalog, steps):
         return None, judge
+    # A trace check's violation at a step stays one on every longer trace (each check
+    # walks the trace step by step, with what the steps before left), so a check that
+    # finds nothing on the whole run finds nothing after any of its steps either: it is
+    # not asked after each one (that costs the square of the run's length).
+    whole = c_trace(steps, run)
+    judge.checks = tuple((number, check) for number, check in judge.checks if check(whole))
     try:
         for step, result in zip(steps, run.steps):
             judge.take(step, result)

@@ -8,13 +8,14 @@ throttle that keeps state in a global or a static local, crashes, output, leaks.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Sequence, Tuple
+from typing import Any, FrozenSet, List, Optional, Sequence, Tuple
 
 import pytest
 
 from qthrottle.cases import EXPECTED, SCHEMA_DIR, case_path
+from qthrottle.cases.seeded import SEEDED
 from qthrottle.engines.bounds import quiet_interval
-from qthrottle.engines.judge import CompareKeys, command
+from qthrottle.engines.judge import CompareKeys, Judge, Violation, command, judge_run
 from qthrottle.engines.sampling import Sampler
 from qthrottle.engines.stateful import Subject
 from qthrottle.harness.build import build
@@ -185,3 +186,52 @@ def test_a_command_the_driver_refuses_in_a_batch_is_an_input_error_and_the_drive
             subject.driver.run_batch([[RTC], [Queue("NO_SUCH_EVENT")], [RTC]])
         [run] = subject.driver.run_batch([[RTC]])
         assert run.steps[0].emitted[0].t == 0 and run.crash is None
+
+
+def _judged_step_by_step(subject: Subject, ignored: FrozenSet[int], steps: List[Any],
+                         run: RunResult) -> Tuple[Optional[int], int]:
+    """A judge that asks every trace check after every step (judge_run asks only the
+    checks the whole run breaks): the invariant broken and the steps judged."""
+    judge = Judge(subject.policy, subject.catalog, ignored)
+    try:
+        for step, result in zip(steps, run.steps):
+            judge.take(step, result)
+            if judge.c_ended:
+                break
+    except Violation as violation:
+        return violation.invariant, len(judge.records)
+    return None, len(judge.records)
+
+
+@pytest.mark.parametrize("name", [n for n, broken in EXPECTED.items() if broken] + list(SEEDED))
+def test_judge_run_gives_the_verdict_of_every_check_after_every_step(name: str,
+                                                                     tmp_path: Path) -> None:
+    """On the bundled and seeded bugs' runs, each invariant set aside in turn as the
+    engine sets aside what it found."""
+    if name in SEEDED:
+        path = tmp_path / f"{name}.c"
+        path.write_text(SEEDED[name].source())
+        target = resolve(str(path), SCHEMA_DIR)
+    else:
+        target = resolve(name)
+    with open_subject(target) as subject:
+        sampler = Sampler(subject.events, subject.policy, 12, 11)
+        timelines = [sampler.timeline() for _ in range(150)]
+        settle = quiet_interval(subject.policy.rates.values())
+        runs = subject.driver.run_batch([[command(s) for s in t] for t in timelines], settle)
+        broken = 0
+        for timeline, run in zip(timelines, runs):
+            steps = [*timeline, Advance(settle)] if run.settled else timeline
+            ignored: FrozenSet[int] = frozenset()
+            while True:
+                violation, judge = judge_run(subject.policy, subject.catalog, ignored, steps,
+                                             run)
+                verdict = (violation.invariant if violation else None, len(judge.records))
+                expected = _judged_step_by_step(subject, ignored, steps, run)
+                assert verdict == expected or (violation is None and expected[0] is None), \
+                    (timeline, ignored)
+                if violation is None:
+                    break
+                broken += 1
+                ignored |= {violation.invariant}
+        assert broken > 0
