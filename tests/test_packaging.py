@@ -18,6 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 OLDEST, NEWEST = (3, 9), (3, 13)  # pyproject's requires-python, and the newest tested
+# The oldest Python this pip installs into (pip --python); an older one uses its venv's pip.
+PIP_PYTHON = (3, 10)
 
 
 def _pythons() -> Dict[str, Path]:
@@ -65,15 +67,20 @@ def test_sdist_and_wheel_carry_the_license_and_the_data(dist: Path) -> None:
 
 @pytest.mark.parametrize("version", list(PYTHONS))
 def test_the_wheel_alone_runs_verify(version: str, dist: Path) -> None:
-    """A fresh venv of this Python, the wheel and its dependencies, nothing else. The
+    """A fresh venv of this Python, the wheel and its dependencies, nothing else (not
+    even pip where this pip can install into it: a venv's own pip costs seconds). The
     dependencies are not byte-compiled; every module of the package is, by this Python."""
     (wheel,) = dist.glob("*.whl")
+    own_pip = tuple(map(int, version.split("."))) < PIP_PYTHON
     with tempfile.TemporaryDirectory(prefix=f"qthrottle-py{version}-") as work:
         venv = Path(work) / "venv"
-        subprocess.run([str(PYTHONS[version]), "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(PYTHONS[version]), "-m", "venv", str(venv),
+                        *([] if own_pip else ["--without-pip"])], check=True)
         python = venv / "bin" / "python"
-        install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-compile",
-                                  str(wheel)], capture_output=True, text=True, check=False)
+        pip = [str(venv / "bin" / "pip")] if own_pip else [
+            sys.executable, "-m", "pip", "--python", str(python)]
+        install = subprocess.run([*pip, "install", "-q", "--no-compile", str(wheel)],
+                                 capture_output=True, text=True, check=False)
         assert install.returncode == 0, install.stderr[-3000:]
         (package,) = venv.glob("lib/python3.*/site-packages/qthrottle")
         compiled = subprocess.run([str(python), "-m", "compileall", "-q", str(package)],
