@@ -38,7 +38,9 @@ SANITIZER_ENV = {
 UNSYMBOLIZED_ENV = {name: value.replace("symbolize=1", "symbolize=0") if name == "ASAN_OPTIONS"
                     else value + ":symbolize=0" if name == "UBSAN_OPTIONS" else value
                     for name, value in SANITIZER_ENV.items()}
-# Timelines per batch command: after a crash the rest of a batch is sent again.
+# Timelines per batch command, at most: after a run that ends in a fresh process (a
+# crash, a run that cannot start over in place) the rest of a batch is sent again, each
+# time twice as many as the last command ran (a case where most runs end so sends few).
 BATCH_TIMELINES = 32
 # Batch processes of a Driver: two batches in flight, and one for whoever waits for one.
 BATCH_PROCESSES = 3
@@ -213,6 +215,7 @@ class Batch:
     timelines: Sequence[Sequence[Command]]
     settle: int
     failed: Optional[Exchange]  # the first command could not be sent
+    sent: int = BATCH_TIMELINES  # timelines in the last batch command
 
 
 class Driver:
@@ -465,7 +468,9 @@ class Driver:
             process = self._open(symbolize=False)
             self._batches.append(process)
         process.busy = True
-        return Batch(process, timelines, settle, self._send(process, timelines, settle))
+        return Batch(process, timelines, settle,
+                     self._send(process, timelines[:BATCH_TIMELINES], settle),
+                     min(len(timelines), BATCH_TIMELINES))
 
     def finish_batch(self, batch: Batch) -> List[RunResult]:
         """The results of a batch start_batch sent (see run_batch)."""
@@ -473,13 +478,17 @@ class Driver:
         failed = batch.failed
         try:
             while True:
-                results += self._read(batch, len(results), failed)
+                done = len(results)
+                results += self._read(batch, done, failed)
                 crash = results[-1].crash if results else None
                 if len(results) == len(batch.timelines) or (
                         crash is not None and crash.kind in CHANNEL_FAILURES):
                     return results
                 check_interrupted()
-                failed = self._send(batch.process, batch.timelines[len(results):],
+                batch.sent = min(len(batch.timelines) - len(results),
+                                 max(1, 2 * (len(results) - done)), BATCH_TIMELINES)
+                failed = self._send(batch.process,
+                                    batch.timelines[len(results):len(results) + batch.sent],
                                     batch.settle)
         except DriverError:
             self._restart(batch.process)  # replies of the batch may still be coming
@@ -494,14 +503,14 @@ class Driver:
 
     def _send(self, process: _Process, timelines: Sequence[Sequence[Command]],
               settle: int) -> Optional[Exchange]:
-        """The first BATCH_TIMELINES of @timelines as one batch command, from a fresh run."""
+        """@timelines as one batch command, from a fresh run."""
         if not process.fresh:
             self._restart(process)
             process.busy = True
         process.fresh = False
         return process.channel.send(
             {"op": "batch", "timelines": [[op.to_json() for op in t]
-                                          for t in timelines[:BATCH_TIMELINES]],
+                                          for t in timelines],
              "settle": settle, "mark": process.channel.mark}, marked=True)
 
     def _read(self, batch: Batch, done: int, failed: Optional[Exchange]) -> List[RunResult]:
@@ -510,7 +519,7 @@ class Driver:
         over in place), which is included."""
         process, settle = batch.process, batch.settle
         results: List[RunResult] = []
-        for timeline in batch.timelines[done:done + BATCH_TIMELINES]:
+        for timeline in batch.timelines[done:done + batch.sent]:
             result = RunResult()
             results.append(result)
             self.operations = []

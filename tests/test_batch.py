@@ -125,6 +125,29 @@ def test_a_run_starts_over_in_place_when_that_is_a_fresh_process() -> None:
                    for run in runs)  # ended quiet
 
 
+def test_after_a_run_that_ends_in_a_fresh_process_the_rest_is_sent_a_few_at_a_time(
+        ) -> None:
+    """Every run left busy ends in a fresh process, and the rest of the batch is sent
+    again: twice as many timelines as the last command ran, not the whole rest."""
+    with open_subject(resolve("per-device")) as subject:
+        process_sends: List[int] = []
+        timelines = [[Queue("BLOCK_IO_ERROR", {"qom-path": "/machine/peripheral/disk0",
+                                               "device": "disk0", "operation": "read",
+                                               "action": "report"})]] * 10
+        batch = subject.driver.start_batch([[command(s) for s in t] for t in timelines])
+        send = batch.process.channel.send
+
+        def counted(command: Any, marked: bool = False) -> Any:
+            process_sends.append(len(command["timelines"]))
+            return send(command, marked)
+
+        batch.process.channel.send = counted  # type: ignore[method-assign]
+        runs = subject.driver.finish_batch(batch)
+        assert [len(run.steps) for run in runs] == [1] * 10
+        assert subject.driver.runs_in_place == 0
+        assert process_sends == [2] * 8 + [1]  # the first command (all 10) went before
+
+
 def test_a_crash_in_a_batch_ends_its_run_only(tmp_path: Path) -> None:
     with open_subject(resolve("optional-key")) as subject:
         block = subject.catalog.events["BLOCK_IO_ERROR"]
