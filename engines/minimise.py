@@ -1,8 +1,8 @@
 """The one minimiser: a failing timeline made 1-minimal and short, then made plain.
 
 ``minimise`` first tries the shortest candidates, the last operation alone and with
-each other one (a failing run the engines hand it ends with the step that broke the
-invariant, and most throttle bugs need that step and one before it); then delta
+each other one (a failing run the stateful engine hands it ends with the step that
+broke the invariant, and most throttle bugs need that step and one before it); then delta
 debugging (ddmin: Zeller and Hildebrandt, "Simplifying and Isolating Failure-Inducing
 Input", 2002) over the operations: it drops halves, then
 quarters, ... of the timeline while the failure reproduces, and ends by dropping

@@ -428,8 +428,8 @@ class Driver:
 
     def reset_ahead(self) -> None:
         """Send the next run's reset now and read its reply at the next command: the fork
-        server starts the fresh run (a fork, ~2 ms under the sanitizers) while the
-        harness works on. For a caller done with the current run."""
+        server ends the run and starts a fresh one (an exit and a fork, ~1-2 ms under
+        the sanitizers) while the harness works on. For a caller done with the run."""
         process = self._steps
         if process is None or process.fresh or process.reset_ahead is not None:
             return
