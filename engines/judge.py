@@ -305,11 +305,17 @@ def judge_run(policy: Policy, catalog: Catalog, ignored: FrozenSet[int],
     # not asked after each one (that costs the square of the run's length).
     whole = c_trace(steps, run)
     judge.checks = tuple((number, check) for number, check in judge.checks if check(whole))
+    return judge_steps(judge, steps, run), judge
+
+
+def judge_steps(judge: Judge, steps: Sequence[Step], run: RunResult) -> Optional[Violation]:
+    """@judge given a whole run step by step, up to its first violation (returned) or
+    the end of the C's run."""
     try:
         for step, result in zip(steps, run.steps):
             judge.take(step, result)
             if judge.c_ended:
                 break
     except Violation as violation:
-        return violation, judge
-    return None, judge
+        return violation
+    return None

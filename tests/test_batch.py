@@ -15,7 +15,7 @@ import pytest
 from qthrottle.cases import EXPECTED, SCHEMA_DIR, case_path
 from qthrottle.cases.seeded import SEEDED
 from qthrottle.engines.bounds import quiet_interval
-from qthrottle.engines.judge import CompareKeys, Judge, Violation, command, judge_run
+from qthrottle.engines.judge import CompareKeys, Judge, command, judge_run, judge_steps
 from qthrottle.engines.sampling import Sampler
 from qthrottle.engines.stateful import Subject
 from qthrottle.harness.build import build
@@ -216,14 +216,8 @@ def _judged_step_by_step(subject: Subject, ignored: FrozenSet[int], steps: List[
     """A judge that asks every trace check after every step (judge_run asks only the
     checks the whole run breaks): the invariant broken and the steps judged."""
     judge = Judge(subject.policy, subject.catalog, ignored)
-    try:
-        for step, result in zip(steps, run.steps):
-            judge.take(step, result)
-            if judge.c_ended:
-                break
-    except Violation as violation:
-        return violation.invariant, len(judge.records)
-    return None, len(judge.records)
+    violation = judge_steps(judge, steps, run)
+    return (violation.invariant if violation else None), len(judge.records)
 
 
 @pytest.mark.parametrize("name", [n for n, broken in EXPECTED.items() if broken] + list(SEEDED))
