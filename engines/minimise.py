@@ -12,8 +12,9 @@ steps merged into one, a clock step to the next deadline instead of a fixed step
 two operations removed together. ``plain_values`` rewrites event data towards the
 schema's plainest values (optional members dropped, model/members.py's filler values:
 the first string of a member's universe, the typical or first enum value, 0, false),
-in queued events and compared ones alike, wherever the failure still reproduces, so
-a counterexample reads like the proofs' ones.
+in queued events and compared ones alike, wherever the failure still reproduces (every
+value at once and all values but one first: one round when the failure needs a single
+value that is not plain), so a counterexample reads like the proofs' ones.
 
 Every check is a question about several candidates at once, "the first that still
 fails" (FirstFailing), so that an engine can replay a whole round of candidates on
@@ -148,8 +149,9 @@ def plain_values_batched(operations: Sequence[Any], events: Mapping[str, Event],
                          first_failing: FirstFailing) -> List[Any]:
     """The timeline with optional members dropped and plain values, wherever it still
     fails: the queued events' and the compared ones'. A value is replaced everywhere
-    the member has it, so that events sharing a key keep sharing it. Each round tries
-    every remaining rewrite at once and keeps the first that still fails."""
+    the member has it, so that events sharing a key keep sharing it. A first round tries
+    every rewrite together and all of them but one; then each round tries every
+    remaining rewrite alone and keeps the first that still fails."""
     current = list(operations)
 
     def plain(record: Tuple[str, EventData], member: Member, value: Any
@@ -166,8 +168,8 @@ def plain_values_batched(operations: Sequence[Any], events: Mapping[str, Event],
         rewritten = [plain(r, member, value) for r in records]
         return op if rewritten == records else _with_records(op, rewritten)
 
-    while True:
-        candidates: List[List[Any]] = []
+    def rewrites() -> List[Tuple[Member, Any]]:
+        found: List[Tuple[Member, Any]] = []
         for event, data in [r for op in current for r in _records(op)]:
             if data is None:
                 continue
@@ -176,9 +178,31 @@ def plain_values_batched(operations: Sequence[Any], events: Mapping[str, Event],
                 if member.name not in data or (not member.optional
                                                and value == filler(member)):
                     continue
-                candidate = [rewrite(other, member, value) for other in current]
-                if candidate != current and candidate not in candidates:
-                    candidates.append(candidate)
+                if (member, value) not in found:
+                    found.append((member, value))
+        return found
+
+    def applied(these: Sequence[Tuple[Member, Any]]) -> List[Any]:
+        candidate = current
+        for member, value in these:
+            candidate = [rewrite(op, member, value) for op in candidate]
+        return candidate
+
+    # Every rewrite at once, then all but one: one round when the failure needs at most
+    # one value that is not plain (a stop event's action).
+    every = rewrites()
+    if len(every) > 1:
+        candidates = [applied(every)] + [applied(every[:i] + every[i + 1:])
+                                         for i in range(len(every))]
+        found = first_failing(candidates)
+        if found is not None:
+            current = candidates[found]
+    while True:
+        candidates = []
+        for member, value in rewrites():
+            candidate = applied([(member, value)])
+            if candidate != current and candidate not in candidates:
+                candidates.append(candidate)
         found = first_failing(candidates) if candidates else None
         if found is None:
             return current

@@ -16,6 +16,7 @@ from qthrottle.engines.minimise import (
     minimise_batched,
     one_at_a_time,
     plain_values,
+    plain_values_batched,
     shorten,
 )
 from qthrottle.model.members import filler
@@ -113,6 +114,25 @@ def test_plain_values_drop_optional_members_and_take_the_filler() -> None:
     [plain] = plain_values(timeline, CATALOG.events, fails)
     assert plain.data == {m.name: filler(m) for m in block.members if not m.optional} | {
         "action": "stop"}
+
+
+def test_plain_values_try_every_value_plain_at_once_then_all_but_one() -> None:
+    """A failure that needs one value that is not plain (a stop event's action) is made
+    plain in one round, then one more finds nothing left to rewrite."""
+    block = CATALOG.events["BLOCK_IO_ERROR"]
+    drawn = {"qom-path": "/machine/peripheral/diskbZ", "device": "disk1", "node-name": "node1",
+             "operation": "write", "action": "stop", "nospace": True, "reason": "reason-b"}
+    rounds: List[int] = []
+
+    def first_failing(candidates: Sequence[List[Queue]]) -> Optional[int]:
+        rounds.append(len(candidates))
+        return next((i for i, c in enumerate(candidates)
+                     if c[0].data is not None and c[0].data.get("action") == "stop"), None)
+
+    [plain] = plain_values_batched([Queue(block.name, drawn)], CATALOG.events, first_failing)
+    assert plain.data == {m.name: filler(m) for m in block.members if not m.optional} | {
+        "action": "stop"}
+    assert rounds == [1 + len(drawn), 1]  # all at once, all but each one; then the action
 
 
 def test_shorten_removes_two_steps_that_only_go_together() -> None:
