@@ -252,29 +252,23 @@ def command(step: Step) -> Union[Operation, KeysCheck]:
     return step.check() if isinstance(step, CompareKeys) else step
 
 
-def clean(run: RunResult, policy: Policy, catalog: Catalog, steps: Sequence[Step]) -> bool:
+def clean(run: RunResult, policy: Policy, catalog: Catalog, steps: Sequence[Step],
+          trace: inv.Trace) -> bool:
     """Nothing in @run for a judge to look at: no crash, no finding, no key law broken,
-    and every step exactly as the reference model's (the same emissions, clock and
-    table). The C's trace is then the model's, on which every trace check holds
-    (tests/test_model.py asks it of the reference's traces), so the judge would find
-    nothing. A run that is not clean is judged step by step (``judge_run``)."""
+    and every step of its C trace (@trace, ``c_trace``) exactly as the reference model's
+    (the same emissions, clock and table). The C's trace is then the model's, on which
+    every trace check holds (tests/test_model.py asks it of the reference's traces), so
+    the judge would find nothing. A run that is not clean is judged step by step
+    (``judge_run``)."""
     if run.crash is not None:
         return False
-    model = ThrottleModel(policy, catalog)
-    now = 0
     for step, result in zip(steps, run.steps):
-        if result.findings:
+        if result.findings or isinstance(step, CompareKeys) and (
+                result.keys is None or broken_key_laws(step, result)):
             return False
-        if isinstance(step, CompareKeys):
-            if result.keys is None or broken_key_laws(step, result):
-                return False
-            continue
-        model_step = model.step(step)
-        c_step = inv.TraceStep(step, now, result.now, result.emitted, result.table)
-        if inv.mismatch_invariant(c_step, model_step, policy) is not None:
-            return False
-        now = result.now
-    return True
+    model = ThrottleModel(policy, catalog)
+    return all(inv.mismatch_invariant(c_step, model.step(c_step.operation), policy) is None
+               for c_step in trace)
 
 
 def c_trace(steps: Sequence[Step], run: RunResult) -> inv.Trace:
@@ -297,13 +291,13 @@ def judge_run(policy: Policy, catalog: Catalog, ignored: FrozenSet[int],
     """The verdict on a run that came back whole (Driver.run_batch of @steps): the first
     violation of an invariant not in @ignored, if any, and the judge with its records."""
     judge = Judge(policy, catalog, ignored)
-    if clean(run, policy, catalog, steps):
+    whole = c_trace(steps, run)
+    if clean(run, policy, catalog, steps, whole):
         return None, judge
     # A trace check's violation at a step stays one on every longer trace (each check
     # walks the trace step by step, with what the steps before left), so a check that
     # finds nothing on the whole run finds nothing after any of its steps either: it is
     # not asked after each one (that costs the square of the run's length).
-    whole = c_trace(steps, run)
     judge.checks = tuple((number, check) for number, check in judge.checks if check(whole))
     return judge_steps(judge, steps, run), judge
 
