@@ -100,6 +100,20 @@ def test_each_counterexample_is_at_the_exhaustive_minimum_and_one_minimal(name: 
                 assert violation is None or violation.invariant != number, (number, i)
 
 
+def runs_on_the_c(subject: Subject) -> List[RunResult]:
+    """Every run the subject's driver runs in batches from now on, in order."""
+    ran: List[RunResult] = []
+    run_batch = subject.driver.run_batch
+
+    def recorded(timelines: List[Any], settle: int = 0) -> List[RunResult]:
+        runs = run_batch(timelines, settle)
+        ran.extend(runs)
+        return runs
+
+    subject.driver.run_batch = recorded  # type: ignore[method-assign]
+    return ran
+
+
 def test_a_failure_is_minimised_from_the_step_that_broke_the_invariant(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The minimiser gets the failing run cut after the step that broke the invariant:
@@ -128,15 +142,7 @@ def test_a_minimiser_round_runs_at_most_2k_plus_1_candidates_on_the_c(k: int) ->
     round's candidates: each one that still fails may cost a sanitizer report."""
     crash = verify("optional-key").falsified[7].operations
     with open_subject(resolve("optional-key")) as subject:
-        ran: List[RunResult] = []
-        run_batch = subject.driver.run_batch
-
-        def counted(timelines: List[Any], settle: int = 0) -> List[RunResult]:
-            runs = run_batch(timelines, settle)
-            ran.extend(runs)
-            return runs
-
-        subject.driver.run_batch = counted  # type: ignore[method-assign]
+        ran = runs_on_the_c(subject)
         first = first_failing_on_c(subject, frozenset(), 7)
         assert first([[Advance(1)]] * k + [list(crash)] * 20) == k
         assert 0 < len(ran) <= 2 * k + 1
@@ -152,18 +158,10 @@ def test_minimiser_candidates_settle_but_count_only_their_own_steps() -> None:
     stop = Queue(event.name, {**{m.name: filler(m) for m in event.members if not m.optional},
                               "action": "stop"})
     with open_subject(resolve("stop-irreflexive")) as subject:
-        settled: List[bool] = []
-        run_batch = subject.driver.run_batch
-
-        def recorded(timelines: List[Any], settle: int = 0) -> List[RunResult]:
-            runs = run_batch(timelines, settle)
-            settled.extend(run.settled for run in runs)
-            return runs
-
-        subject.driver.run_batch = recorded  # type: ignore[method-assign]
+        ran = runs_on_the_c(subject)
         first = first_failing_on_c(subject, frozenset(), 3)
         assert first([[stop]]) is None
-        assert settled == [True]
+        assert [run.settled for run in ran] == [True]
         assert first([[stop], [stop, Advance(1_000_000_000)]]) == 1
 
 
