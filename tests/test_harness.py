@@ -209,6 +209,12 @@ def test_the_fork_server_keeps_a_spare_child_and_replaces_one_that_died() -> Non
         for _ in range(3):
             after = driver.run([vserport("vs0")])
             assert after.crash is None and len(after.emissions) == 1
+        # The server forks the next spare after it started the child that answered: wait
+        # for it, as for the kill above.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (
+                len(_children(server)) == 2 and spare not in _children(server)):
+            time.sleep(0.01)
         assert len(_children(server)) == 2 and spare not in _children(server)
 
 
