@@ -64,6 +64,7 @@ class ProofReport:
     policy: Optional[Policy] = None  # the policy the run invariants are judged by
     runs: Optional[induction.Strengthening] = None  # what the k-induction rests on
     not_applicable: Dict[int, str] = field(default_factory=dict)  # invariant -> why
+    cached: bool = False  # kept from an earlier proof of the same inputs (remembered.py)
 
     def status(self, invariant: int) -> Optional[str]:
         """FALSIFIED if any of its laws is, else UNKNOWN if any is, else PROVED."""
@@ -250,8 +251,10 @@ def prove_target(target: Target, timeout_ms: int = DEFAULT_TIMEOUT_MS,
     (without @replay_in_c, only the run laws': they rest on the per-key model, and one
     the C does not reproduce is UNKNOWN, never a verdict). Without @runs, the callback
     laws and totality only (invariants 1, 2 and 7): the run proofs cost the most."""
+    from .remembered import remembered_proof  # it builds on this module
+
     catalog = target.catalog()
     extraction = target.extract()
-    report = prove(extraction, catalog, target.name, timeout_ms, runs=runs, derived=derived)
+    report = remembered_proof(extraction, catalog, target.name, timeout_ms, runs, derived)
     replay_counterexamples(report, extraction, catalog, runs_only=not replay_in_c)
     return report

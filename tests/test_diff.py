@@ -224,6 +224,7 @@ def test_each_version_is_proved_in_a_fresh_process(monkeypatch: pytest.MonkeyPat
         pids.append(submit(pool, os.getpid).result())  # the same worker, after the proofs
         return future
     monkeypatch.setattr(ProcessPoolExecutor, "submit", recorded)
+    monkeypatch.setenv("QTHROTTLE_PROOF_CACHE", "off")  # z3 proves in those workers
     run = run_diff(DiffOptions("per-device", "stop-bypass", seed=int(SEED),
                                dynamic=Profile("diff", runs=10, steps=12)))
     assert run.old.proofs.falsified == frozenset({4}) and not run.new.proofs.falsified

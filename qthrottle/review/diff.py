@@ -56,6 +56,7 @@ from qthrottle.proofs.decision_diff import (
 from qthrottle.proofs.engine import PROVEN_INVARIANTS, ProofReport, prove_target
 from qthrottle.proofs.policy import DerivedPolicy
 from qthrottle.proofs.report import bounds as proof_bounds
+from qthrottle.proofs.report import kept
 from qthrottle.proofs.solve import DEFAULT_TIMEOUT_MS
 from qthrottle.review.counterexample import sanitizer_text
 from qthrottle.review.findings import CHANGE, FALSIFIED, LINT, UNKNOWN_FINDING, Finding, find
@@ -424,7 +425,9 @@ def _verdict(run: DiffRun) -> str:
 
 def _invariant_lines(run: DiffRun) -> List[str]:
     old, new = run.old, run.new
-    engines = f"z3 proofs in {old.proofs.seconds:.1f} s and {new.proofs.seconds:.1f} s"
+    engines = "z3 proofs in " + " and ".join(
+        f"{v.proofs.seconds:.1f} s" + (f" ({kept(v.proofs, '')})" if v.proofs.cached else "")
+        for v in (old, new))
     if run.stateful:
         engines += f", stateful engine ({PROFILES['quick'].describe()}, seed {run.seed})"
     else:

@@ -13,12 +13,13 @@ from qthrottle.engines import stateful
 from qthrottle.engines.bounds import Profile
 from qthrottle.engines.stateful import SearchResult, Subject
 from qthrottle.harness.target import Target
-from qthrottle.proofs.policy import DerivedPolicy, derive_policy
+from qthrottle.proofs.policy import DerivedPolicy
+from qthrottle.proofs.remembered import remembered_policy
 from qthrottle.proofs.solve import DEFAULT_TIMEOUT_MS
 
 
 def target_policy(target: Target, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> DerivedPolicy:
-    return derive_policy(target.extract(), target.catalog(), timeout_ms)
+    return remembered_policy(target.extract(), target.catalog(), timeout_ms)
 
 
 @contextmanager

@@ -1,0 +1,140 @@
+"""Proof results kept in the cache, by everything that decides them.
+
+z3 takes seconds per tree, and the same tree is proved again and again: a review of
+a second version of a series proves the trees of its unchanged patches again, `diff`
+in CI proves the same base tree on every run. A result is kept in the cache
+(harness/cache.py, kind "proofs") under the hash of everything it depends on:
+
+- the extraction (the throttle's code, as the prover reads it, and its file's path,
+  which reports name) and the QAPI catalog;
+- the rates the compiler computes from the rate table (its own cache key names the
+  compiler and the shims);
+- the solver timeout and the other arguments of the proof;
+- every source file of qthrottle itself, and the versions of Python, z3, tree-sitter
+  and its C grammar.
+
+A change to any of them is a different key: the proof runs again. Only results
+without UNKNOWN are kept: an UNKNOWN may be a solver timeout, which depends on the
+machine's load, and is asked again next time. A kept result that does not load is
+put aside and proved again (harness/cache.py's checks). QTHROTTLE_PROOF_CACHE=off
+proves everything again, every time, and keeps nothing.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import pickle
+import sys
+from dataclasses import replace
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Tuple, TypeVar
+
+import z3
+
+import qthrottle
+from qthrottle.harness import cache
+from qthrottle.harness.build import compiled_rates
+from qthrottle.harness.extract import Extraction
+from qthrottle.model.qapi_schema import Catalog
+
+from .engine import ProofReport, prove
+from .policy import DerivedPolicy, derive_policy
+from .solve import DEFAULT_TIMEOUT_MS
+
+KIND = "proofs"  # the cache's directory of proof results; derived policies: "policies"
+FILE = "result.pickle"
+FORMAT = 1  # of what a kept result holds; a new one is a new key
+SWITCH = "QTHROTTLE_PROOF_CACHE"  # "off": no result kept or used
+
+T = TypeVar("T")
+
+
+def enabled() -> bool:
+    return os.environ.get(SWITCH, "").strip().lower() != "off"
+
+
+@functools.lru_cache(maxsize=1)
+def _own_sources() -> str:
+    """A hash of every source file of the qthrottle package (the prover, the model, the
+    shims its rates are compiled with, and everything else)."""
+    package = Path(qthrottle.__file__).parent  # not resolved: its layers may be links
+    digest = hashlib.sha256()
+    for directory, subdirectories, files in os.walk(package, followlinks=True):
+        subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith((".py", ".h", ".c", ".json")):
+                path = Path(directory, name)
+                digest.update(str(path.relative_to(package)).encode() + b"\0")
+                digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "-"
+
+
+def _inputs(what: str, extraction: Extraction, catalog: Catalog,
+            arguments: Sequence[object]) -> str:
+    digest = hashlib.sha256()
+    for part in (FORMAT, what, _own_sources(), sys.version, z3.get_full_version(),
+                 _version("tree-sitter"), _version("tree-sitter-c"), repr(extraction),
+                 repr(catalog), repr(sorted(compiled_rates(extraction,
+                                                           tuple(catalog.events)).items())),
+                 *map(repr, arguments)):
+        digest.update(str(part).encode() + b"\0")
+    return digest.hexdigest()
+
+
+def _remembered(what: str, extraction: Extraction, catalog: Catalog,
+                arguments: Sequence[object], compute: Callable[[], T],
+                keep: Callable[[T], bool]) -> Tuple[T, bool]:
+    """The result, and whether it was kept from before."""
+    if not enabled():
+        return compute(), False
+    inputs = _inputs(what, extraction, catalog, arguments)
+    kind = KIND if what == "prove" else "policies"
+    entry = cache.entry_dir(kind, inputs)
+    problem = cache.check(entry, inputs, (FILE,))
+    if problem is None:
+        try:
+            return pickle.loads((entry / FILE).read_bytes()), True
+        except Exception as error:  # noqa: BLE001 - a result of another build of Python
+            problem = f"unreadable ({type(error).__name__})"
+    if problem != cache.MISSING:
+        cache.discard(entry, problem)
+    result = compute()
+    if keep(result):
+        with cache.staging(kind) as work:
+            (work / FILE).write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+            cache.publish(work, entry, inputs, (FILE,))
+    return result, False
+
+
+def remembered_proof(extraction: Extraction, catalog: Catalog, name: str,
+                     timeout_ms: int = DEFAULT_TIMEOUT_MS, runs: bool = True,
+                     derived: Optional[DerivedPolicy] = None) -> ProofReport:
+    """proofs.engine.prove, or its kept result; a kept one says so (ProofReport.cached).
+    The run invariants are judged by the policy the code implements, derived here when
+    not given (and kept too): `prove TREE` and `diff` then share a result."""
+    if runs and derived is None:
+        derived = remembered_policy(extraction, catalog, timeout_ms)
+    report, kept = _remembered(
+        "prove", extraction, catalog,
+        (name, timeout_ms, runs, derived and replace(derived, seconds=0.0)),
+        lambda: prove(extraction, catalog, name, timeout_ms, runs=runs, derived=derived),
+        lambda report: not report.unknown)
+    report.cached = kept
+    return report
+
+
+def remembered_policy(extraction: Extraction, catalog: Catalog,
+                      timeout_ms: int = DEFAULT_TIMEOUT_MS) -> DerivedPolicy:
+    """proofs.policy.derive_policy, or its kept result (kept when no key is UNKNOWN)."""
+    return _remembered("policy", extraction, catalog, (timeout_ms,),
+                       lambda: derive_policy(extraction, catalog, timeout_ms),
+                       lambda derived: not derived.unknown)[0]
