@@ -5,15 +5,17 @@ a second version of a series proves the trees of its unchanged patches again, `d
 in CI proves the same base tree on every run. A result is kept in the cache
 (harness/cache.py, kind "proofs") under the hash of everything it depends on:
 
-- the extraction (the throttle's code, as the prover reads it, and its file's path,
-  which reports name) and the QAPI catalog;
+- the extraction (the throttle's code, as the prover reads it, and its file's path
+  within its tree) and the QAPI catalog (its files' paths too);
 - the rates the compiler computes from the rate table (its own cache key names the
   compiler and the shims);
 - the solver timeout and the other arguments of the proof;
 - every source file of qthrottle itself, and the versions of Python, z3, tree-sitter
   and its C grammar.
 
-A change to any of them is a different key: the proof runs again. Only results
+A change to any of them is a different key: the proof runs again. The tree's own
+directory is not part of the key: a kept result names it TREE, and is read back with the
+directory of the tree asked about (a review proves its private copies of a tree). Only results
 without UNKNOWN are kept: an UNKNOWN may be a solver timeout, which depends on the
 machine's load, and is asked again next time. A kept result that does not load is
 put aside and proved again (harness/cache.py's checks). QTHROTTLE_PROOF_CACHE=off
@@ -21,15 +23,19 @@ proves everything again, every time, and keeps nothing.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
+import enum
 import functools
 import hashlib
 import os
 import pickle
+import re
 import sys
 from dataclasses import replace
 from importlib import metadata
-from pathlib import Path
-from typing import Callable, Optional, Sequence, Tuple, TypeVar
+from pathlib import Path, PurePath
+from typing import Any, Callable, Optional, Sequence, Tuple, TypeVar
 
 import z3
 
@@ -78,15 +84,56 @@ def _version(distribution: str) -> str:
         return "-"
 
 
+TREE = "\0tree\0"  # stands for the tree's directory in a key and a kept result
+
+
+def _tree(extraction: Extraction) -> Optional[re.Pattern[str]]:
+    """The directory of the tree @extraction's monitor.c is in (TREE/monitor/monitor.c;
+    the directory of a bundled case's file), as it appears in paths; None at the top."""
+    root = extraction.path.parent.parent
+    if len(root.parts) < 2:
+        return None
+    return re.compile(re.escape(str(root)) + r"(?=/|$|[^\w.+-])")
+
+
+def _moved(value: T, here: Callable[[str], str]) -> T:
+    """@value with every string passed through @here: a result's paths moved between a
+    tree's directory and TREE. Containers and dataclasses are copied, the rest kept."""
+    moved: Any
+    if isinstance(value, enum.Enum):  # a status is a str too
+        moved = value
+    elif isinstance(value, str):
+        moved = here(value)
+    elif isinstance(value, PurePath):
+        moved = type(value)(here(str(value)))
+    elif isinstance(value, dict):
+        moved = type(value)((_moved(k, here), _moved(v, here)) for k, v in value.items())
+    elif isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple
+        moved = type(value)(*(_moved(v, here) for v in value))
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        moved = type(value)(_moved(v, here) for v in value)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        moved = copy.copy(value)
+        for item in dataclasses.fields(value):
+            object.__setattr__(moved, item.name, _moved(getattr(value, item.name), here))
+    else:
+        moved = value
+    return moved  # type: ignore[no-any-return]
+
+
 def _inputs(what: str, extraction: Extraction, catalog: Catalog,
             arguments: Sequence[object]) -> str:
+    """The key: what decides the result. The tree's directory is not in it: the same
+    code elsewhere (a review's private copy of a tree) is the same proof."""
+    tree = _tree(extraction)
     digest = hashlib.sha256()
     for part in (FORMAT, what, _own_sources(), sys.version, z3.get_full_version(),
                  _version("tree-sitter"), _version("tree-sitter-c"), repr(extraction),
                  repr(catalog), repr(sorted(compiled_rates(extraction,
                                                            tuple(catalog.events)).items())),
                  *map(repr, arguments)):
-        digest.update(str(part).encode() + b"\0")
+        text = str(part)
+        digest.update((tree.sub(TREE, text) if tree else text).encode() + b"\0")
     return digest.hexdigest()
 
 
@@ -100,9 +147,12 @@ def _remembered(what: str, extraction: Extraction, catalog: Catalog,
     kind = KIND if what == "prove" else "policies"
     entry = cache.entry_dir(kind, inputs)
     problem = cache.check(entry, inputs, (FILE,))
+    tree = _tree(extraction)
     if problem is None:
         try:
-            return pickle.loads((entry / FILE).read_bytes()), True
+            kept = pickle.loads((entry / FILE).read_bytes())
+            here = str(extraction.path.parent.parent)
+            return (_moved(kept, lambda text: text.replace(TREE, here)) if tree else kept), True
         except Exception as error:  # noqa: BLE001 - a result of another build of Python
             problem = f"unreadable ({type(error).__name__})"
     if problem != cache.MISSING:
@@ -110,7 +160,8 @@ def _remembered(what: str, extraction: Extraction, catalog: Catalog,
     result = compute()
     if keep(result):
         with cache.staging(kind) as work:
-            (work / FILE).write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+            stored = _moved(result, lambda text: tree.sub(TREE, text)) if tree else result
+            (work / FILE).write_bytes(pickle.dumps(stored, protocol=pickle.HIGHEST_PROTOCOL))
             cache.publish(work, entry, inputs, (FILE,))
     return result, False
 

@@ -3,6 +3,8 @@ only, never an UNKNOWN, a damaged one proved again, QTHROTTLE_PROOF_CACHE=off ob
 from __future__ import annotations
 
 import re
+import shutil
+from enum import Enum
 from pathlib import Path
 from typing import Any, List
 
@@ -12,18 +14,32 @@ from qthrottle.cases import SCHEMA_DIR
 from qthrottle.cli import main
 from qthrottle.harness.target import Target, resolve
 from qthrottle.proofs import remembered
-from qthrottle.proofs.engine import ProofReport, prove_target
-from qthrottle.proofs.solve import UNKNOWN
+from qthrottle.proofs.engine import ProofReport, prove, prove_target
+from qthrottle.proofs.policy import derive_policy
+from qthrottle.proofs.solve import FALSIFIED, UNKNOWN
 from qthrottle.review.target_policy import target_policy
 
 
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cache directory of this file's tests: the drivers are built once."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture
-def proved(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> List[str]:
-    """A cache of the test's own; the names of the targets z3 proved (not kept ones)."""
-    monkeypatch.setenv("QTHROTTLE_CACHE_DIR", str(tmp_path / "cache"))
+def cache(builds: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """That cache directory, without proof results or policies kept before."""
+    for kind in (remembered.KIND, "policies"):
+        shutil.rmtree(builds / kind, ignore_errors=True)
+    monkeypatch.setenv("QTHROTTLE_CACHE_DIR", str(builds))
     monkeypatch.delenv(remembered.SWITCH, raising=False)
+    return builds
+
+
+@pytest.fixture
+def proved(cache: Path, monkeypatch: pytest.MonkeyPatch) -> List[str]:
+    """The names of the targets z3 proved (not the kept ones)."""
     names: List[str] = []
-    prove = remembered.prove
 
     def counted(extraction: Any, catalog: Any, name: str, *args: Any, **kwargs: Any
                 ) -> ProofReport:
@@ -33,100 +49,105 @@ def proved(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> List[str]:
     return names
 
 
+def quick(target: Target, **options: Any) -> ProofReport:
+    """The callback laws and totality (runs=False), kept like every proof: a tenth of the
+    time of the run invariants."""
+    return prove_target(target, runs=False, **options)
+
+
 def _answers(report: ProofReport) -> List[Any]:
     return [(r.invariant, r.law, r.status, r.reason, r.events, r.timeline, r.replay,
              r.confirmed) for r in report.results]
 
 
-def _entries(tmp_path: Path) -> List[Path]:
-    return sorted((tmp_path / "cache" / remembered.KIND).glob(f"*/{remembered.FILE}"))
+def _entries(cache: Path) -> List[Path]:
+    return sorted((cache / remembered.KIND).glob(f"*/{remembered.FILE}"))
 
 
-def _copy(tmp_path: Path, case: str, comment: str = "") -> Target:
-    """@case's monitor.c in @tmp_path, @comment added to a function the prover reads."""
+def _copy(tree: Path, case: str, comment: str = "") -> Target:
+    """@case's monitor.c as @tree/monitor/monitor.c, @comment added to a function the
+    prover reads."""
     source = resolve(case).monitor_c.read_text()
     changed = source.replace("static void monitor_qapi_event_handler(void *opaque)\n{\n",
                              "static void monitor_qapi_event_handler(void *opaque)\n{\n"
                              f"    /* {comment} */\n", 1) if comment else source
     assert changed != source or not comment
-    path = tmp_path / "monitor.c"
+    path = tree / "monitor" / "monitor.c"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(changed)
-    return Target(case, path, SCHEMA_DIR)
+    return Target(str(tree), path, SCHEMA_DIR)
 
 
-def test_a_proof_is_used_again_for_the_same_inputs_only(proved: List[str], tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    first = prove_target(resolve("stop-bypass"))
-    again = prove_target(resolve("stop-bypass"))
+def test_a_proof_is_used_again_for_the_same_inputs_only(proved: List[str], cache: Path,
+                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = quick(resolve("stop-bypass"))
+    again = quick(resolve("stop-bypass"))
     assert proved == ["stop-bypass"] and not first.cached and again.cached
-    assert _answers(again) == _answers(first) and again.policy == first.policy
-    assert len(_entries(tmp_path)) == 1
-    # Each input of the proof is in the key: another timeout, another path, the same path
-    # with one comment more in the code, another qthrottle.
-    prove_target(resolve("stop-bypass"), timeout_ms=9000)
-    prove_target(_copy(tmp_path, "stop-bypass"))
-    prove_target(_copy(tmp_path, "stop-bypass", "a reviewer's note"))
+    assert _answers(again) == _answers(first)
+    assert len(_entries(cache)) == 1
+    # Each input of the proof is in the key: another timeout, another file name in its
+    # tree, the same file with one comment more in the code, another qthrottle.
+    quick(resolve("stop-bypass"), timeout_ms=9000)
+    quick(_copy(tmp_path / "tree", "stop-bypass"))
+    quick(_copy(tmp_path / "tree", "stop-bypass", "a reviewer's note"))
     monkeypatch.setattr(remembered, "_own_sources", lambda: "another qthrottle")
-    prove_target(resolve("stop-bypass"))
-    assert proved == ["stop-bypass"] * 5 and len(_entries(tmp_path)) == 5
+    quick(resolve("stop-bypass"))
+    assert proved == ["stop-bypass"] * 2 + [str(tmp_path / "tree")] * 2 + ["stop-bypass"] \
+        and len(_entries(cache)) == 5
 
 
-def test_off_proves_every_time_and_keeps_nothing(proved: List[str], tmp_path: Path,
+def test_off_proves_every_time_and_keeps_nothing(proved: List[str], cache: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(remembered.SWITCH, "off")
-    assert not prove_target(resolve("stop-bypass")).cached
-    assert not prove_target(resolve("stop-bypass")).cached
-    assert proved == ["stop-bypass"] * 2 and _entries(tmp_path) == []
+    assert not quick(resolve("stop-bypass")).cached
+    assert not quick(resolve("stop-bypass")).cached
+    assert proved == ["stop-bypass"] * 2 and _entries(cache) == []
 
 
-def test_an_unknown_is_never_kept(proved: List[str], tmp_path: Path,
+def test_an_unknown_is_never_kept(proved: List[str], cache: Path,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """An UNKNOWN may be a solver timeout (the machine's load): asked again next time."""
-    prove = remembered.prove
+    counted = vars(remembered)["prove"]  # the fixture's
 
     def timed_out(*args: Any, **kwargs: Any) -> ProofReport:
-        report: ProofReport = prove(*args, **kwargs)
+        report: ProofReport = counted(*args, **kwargs)
         report.results[-1].status, report.results[-1].reason = UNKNOWN, "timeout"
         return report
     monkeypatch.setattr(remembered, "prove", timed_out)
     for _ in range(2):
-        assert prove_target(resolve("stop-bypass")).unknown
-    assert proved == ["stop-bypass"] * 2 and _entries(tmp_path) == []
+        assert quick(resolve("stop-bypass")).unknown
+    assert proved == ["stop-bypass"] * 2 and _entries(cache) == []
 
 
-def test_a_damaged_result_is_proved_again(proved: List[str], tmp_path: Path,
+def test_a_damaged_result_is_proved_again(proved: List[str], cache: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    first = prove_target(resolve("stop-bypass"))
-    (entry,) = _entries(tmp_path)
+    first = quick(resolve("stop-bypass"))
+    (entry,) = _entries(cache)
     entry.write_bytes(entry.read_bytes()[:100])
-    again = prove_target(resolve("stop-bypass"))
+    again = quick(resolve("stop-bypass"))
     assert proved == ["stop-bypass"] * 2 and not again.cached
     assert _answers(again) == _answers(first)
     assert re.search(r"qthrottle: warning: cache entry .* is damaged .*: made again",
                      capsys.readouterr().err)
-    assert prove_target(resolve("stop-bypass")).cached  # kept again, intact
+    assert quick(resolve("stop-bypass")).cached  # kept again, intact
 
 
-def test_the_derived_policy_is_kept_too(tmp_path: Path,
+def test_the_derived_policy_is_kept_too(cache: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("QTHROTTLE_CACHE_DIR", str(tmp_path / "cache"))
     derived: List[str] = []
-    derive = remembered.derive_policy
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         derived.append("derived")
-        return derive(*args, **kwargs)
+        return derive_policy(*args, **kwargs)
     monkeypatch.setattr(remembered, "derive_policy", counted)
     assert target_policy(resolve("per-device")) == target_policy(resolve("per-device"))
     assert derived == ["derived"]
 
 
-def test_prove_says_a_result_was_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_prove_says_a_result_was_kept(cache: Path, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     """The same answer, exit code and counterexamples replayed on the C; the header says
     where the result came from."""
-    monkeypatch.setenv("QTHROTTLE_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv(remembered.SWITCH, raising=False)
     outputs = []
     for _ in range(2):
         assert main(["prove", "per-device"]) == 1
@@ -137,10 +158,8 @@ def test_prove_says_a_result_was_kept(tmp_path: Path, monkeypatch: pytest.Monkey
     assert outputs[1].replace(kept, "") == outputs[0]
 
 
-def test_diff_says_which_side_was_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_diff_says_which_side_was_kept(cache: Path, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("QTHROTTLE_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv(remembered.SWITCH, raising=False)
     assert main(["prove", "stop-bypass"]) == 0
     assert main(["diff", "per-device", "stop-bypass", "--timelines", "20"]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines()
@@ -148,3 +167,28 @@ def test_diff_says_which_side_was_kept(tmp_path: Path, monkeypatch: pytest.Monke
     # OLD was proved here, NEW by `prove` before
     assert re.search(r"z3 proofs in [\d.]+ s and [\d.]+ s \(kept from an earlier run of the "
                      r"same inputs: QTHROTTLE_PROOF_CACHE=off proves again\);", line), line
+
+
+def test_the_same_tree_elsewhere_is_the_same_proof_naming_its_own_files(
+        proved: List[str], tmp_path: Path) -> None:
+    """A review proves private copies of a tree: the kept result of one copy is the
+    result of another, with the other's paths (totality names the line of an abort)."""
+    first = quick(_copy(tmp_path / "one", "optional-key"))
+    again = quick(_copy(tmp_path / "two-longer", "optional-key"))
+    assert proved == [str(tmp_path / "one")] and again.cached
+    assert first.status(7) == again.status(7) == FALSIFIED
+    assert str(tmp_path / "one") in repr(first)
+    assert str(tmp_path / "one") not in repr(again)
+    assert _answers(again) == [_moved(answer, str(tmp_path / "one"), str(tmp_path / "two-longer"))
+                               for answer in _answers(first)]
+
+
+def _moved(value: Any, old: str, new: str) -> Any:
+    """@value's strings with @old made @new (its containers are tuples, lists, dicts)."""
+    if isinstance(value, str) and not isinstance(value, Enum):
+        return value.replace(old, new)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_moved(v, old, new) for v in value)
+    if isinstance(value, dict):
+        return {k: _moved(v, old, new) for k, v in value.items()}
+    return value
