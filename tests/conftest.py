@@ -5,6 +5,12 @@ qtest-capable binary from ``qthrottle fetch-qemu --build``; fixtures never fetch
 build. A missing tree or binary skips with a visible reason, except under CI=true,
 where it fails: CI must exercise the real sources. QTHROTTLE_QEMU_TREE names an optional
 extra tree (a user's QEMU checkout); it never fails CI.
+
+Proof results are kept in the cache directory like the builds (proofs/remembered.py),
+keyed by qthrottle's own sources: a run of the suite proves a tree once, and a second
+run of the same code uses what the first kept. A test that changes the prover in its
+process (a monkeypatch) and then proves through prove_target, the CLI, diff or review
+sets QTHROTTLE_PROOF_CACHE=off: what it proves is not what the key says.
 """
 
 from __future__ import annotations
