@@ -42,6 +42,31 @@ def one_at_a_time(fails: Callable[[List[Any]], bool]) -> FirstFailing:
     return first
 
 
+def answered_once(first_failing: FirstFailing) -> FirstFailing:
+    """@first_failing, never asked about a candidate whose answer it gave before: the
+    passes propose some candidates again (ddmin's halves of a pair are the pair pass's
+    single items, the single removals of two items are ddmin's halves). Answers are
+    deterministic (the C and the judge are), so a known one stands: candidates known to
+    pass are left out of the question, and one known to fail ends it. A candidate is
+    known by its repr (timelines hold dicts)."""
+    known: dict[str, bool] = {}
+
+    def first(candidates: Sequence[List[Any]]) -> Optional[int]:
+        keys = [repr(c) for c in candidates]
+        end = next((i for i, k in enumerate(keys) if known.get(k)), len(keys))
+        asked = [i for i in range(end)  # each unknown one once, as it first comes
+                 if keys[i] not in known and keys.index(keys[i]) == i]
+        found = first_failing([candidates[i] for i in asked]) if asked else None
+        for position, index in enumerate(asked):
+            if found is not None and position > found:
+                break  # not run, or run after the failing one: not known
+            known[keys[index]] = position == found
+        if found is not None:
+            return asked[found]
+        return end if end < len(keys) else None
+    return first
+
+
 def _chunks(items: List[T], count: int) -> List[List[T]]:
     size, extra = divmod(len(items), count)
     bounds = [i * size + min(i, extra) for i in range(count + 1)]
@@ -51,7 +76,7 @@ def _chunks(items: List[T], count: int) -> List[List[T]]:
 def minimise(items: Sequence[T], fails: Callable[[List[T]], bool],
              keep_one: bool = False) -> List[T]:
     """@items made 1-minimal for @fails, one check at a time (see ``minimise_batched``)."""
-    return minimise_batched(items, one_at_a_time(fails), keep_one)
+    return minimise_batched(items, answered_once(one_at_a_time(fails)), keep_one)
 
 
 def minimise_batched(items: Sequence[T], first_failing: FirstFailing,
@@ -126,7 +151,7 @@ def shorten(operations: Sequence[Any], first_failing: FirstFailing) -> List[Any]
 def plain_values(operations: Sequence[Any], events: Mapping[str, Event],
                  fails: Callable[[List[Any]], bool]) -> List[Any]:
     """``plain_values_batched``, one check at a time."""
-    return plain_values_batched(operations, events, one_at_a_time(fails))
+    return plain_values_batched(operations, events, answered_once(one_at_a_time(fails)))
 
 
 def _records(op: Any) -> List[Tuple[str, EventData]]:

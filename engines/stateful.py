@@ -61,6 +61,7 @@ from qthrottle.engines.judge import command, judge_run
 from qthrottle.engines.judge import trace_checks as trace_checks
 from qthrottle.engines.minimise import (
     FirstFailing,
+    answered_once,
     minimise_batched,
     plain_values_batched,
     shorten,
@@ -184,7 +185,7 @@ def minimize(subject: Subject, ignored: FrozenSet[int], invariant: int,
     """The timeline made 1-minimal, shorter where it can be and plain (engines/minimise.py)
     for the same broken invariant, each round's candidates replayed on the C
     (``first_failing_on_c``)."""
-    first_failing = first_failing_on_c(subject, ignored, invariant)
+    first_failing = answered_once(first_failing_on_c(subject, ignored, invariant))
     shortest = shorten(minimise_batched(operations, first_failing), first_failing)
     return plain_values_batched(shortest, subject.catalog.events, first_failing)
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from qthrottle.cases import SCHEMA_DIR
 from qthrottle.engines.judge import CompareKeys
 from qthrottle.engines.minimise import (
+    answered_once,
     minimise,
     minimise_batched,
     one_at_a_time,
@@ -67,6 +68,44 @@ def test_a_round_at_once_gives_what_one_at_a_time_gives(items: List[int],
 
     if fails(items):
         assert minimise_batched(items, first_failing) == minimise(items, fails)
+
+
+@settings(max_examples=200, derandomize=True)
+@given(st.lists(st.lists(st.lists(st.integers(0, 3), max_size=3), min_size=1, max_size=6),
+                max_size=8),
+       st.frozensets(st.integers(0, 3), min_size=1, max_size=2))
+def test_a_known_answer_is_not_asked_again_and_stands(rounds: List[List[List[int]]],
+                                                      wanted: FrozenSet[int]) -> None:
+    """answered_once answers every round as the question itself would, and never asks
+    about a candidate it was told about: one that passed, or the one that failed."""
+    told: List[str] = []
+
+    def first_failing(candidates: Sequence[List[int]]) -> Optional[int]:
+        found = next((i for i, c in enumerate(candidates) if wanted <= set(c)), None)
+        told.extend(repr(c) for c in candidates[:len(candidates) if found is None else found + 1])
+        return found
+
+    def plain(candidates: Sequence[List[int]]) -> Optional[int]:
+        return next((i for i, c in enumerate(candidates) if wanted <= set(c)), None)
+
+    once = answered_once(first_failing)
+    for candidates in rounds:
+        assert once(candidates) == plain(candidates)
+    assert len(told) == len(set(told))
+
+
+def test_the_minimiser_asks_about_each_candidate_once() -> None:
+    """Its passes propose candidates again (ddmin's halves of the pair found first are
+    the pair pass's single items): each is checked once."""
+    asked: List[List[int]] = []
+
+    def fails(candidate: List[int]) -> bool:
+        asked.append(candidate)
+        return {5, 15} <= set(candidate)
+
+    assert minimise(list(range(16)), fails) == [5, 15]
+    assert sorted(map(repr, asked)) == sorted(set(map(repr, asked)))
+    assert asked[-1] == [5]  # [15] was asked in the pair pass: [5] alone is what is left
 
 
 def test_a_failure_of_the_last_item_and_one_other_takes_one_round() -> None:
