@@ -453,7 +453,8 @@ def bench_qemu(args: argparse.Namespace) -> List[str]:
             start = time.perf_counter()
             done = subprocess.run([sys.executable, "-m", "qthrottle", "verify", str(tree),
                                    "--seed", str(seed), "--profile", PROFILE.name],
-                                  capture_output=True, text=True, check=False)
+                                  capture_output=True, text=True, check=False,
+                                  env={**os.environ, "QTHROTTLE_PROOF_CACHE": "off"})
             verify_times.append(time.perf_counter() - start)
             codes.append(done.returncode)
         progress(f"QEMU {version}: driver throughput")
@@ -668,7 +669,8 @@ def report(args: argparse.Namespace, head: List[str], results: List[CaseResult],
             lines += details(result)
     lines += ["", "Real QEMU (Debian sources): proof time (all theorems) and verdict, full "
               f"`qthrottle verify --profile {PROFILE.name}` time",
-              f"(build cached, seeds 1..{n}) and exit codes, driver throughput (operations/s, "
+              f"(build cached, proofs not: QTHROTTLE_PROOF_CACHE=off; seeds 1..{n}) and exit "
+              "codes, driver throughput (operations/s, "
               "harness_bench's timeline); medians of " + str(n),
               f"{'release':<11} {'tree':<34} {'proofs':>7} {'verdict':<22} {'verify':>8} "
               f"{'exit codes':<15} {'ops/s':>8}", *qemu,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -48,12 +49,13 @@ def main() -> None:
         argv = [str(command), "review", str(series), "--git", str(repository.path),
                 "--base", "base", "--seed", str(args.seed), "--timelines",
                 str(args.timelines), "--format", "json"]
-        print(f"command: {shlex.join(argv)}")
+        print(f"command: QTHROTTLE_PROOF_CACHE=off {shlex.join(argv)} (every tree proved)")
         times: List[float] = []
         report: Dict[str, Any] = {}
         for _ in range(args.repeats):
             start = time.perf_counter()
-            result = subprocess.run(argv, capture_output=True, text=True, check=False)
+            result = subprocess.run(argv, capture_output=True, text=True, check=False,
+                                    env={**os.environ, "QTHROTTLE_PROOF_CACHE": "off"})
             times.append(time.perf_counter() - start)
             if result.returncode not in (0, 1, 3):
                 sys.exit(f"qthrottle review failed ({result.returncode}): {result.stderr}")

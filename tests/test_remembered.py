@@ -13,7 +13,7 @@ import pytest
 from qthrottle.cases import SCHEMA_DIR
 from qthrottle.cli import main
 from qthrottle.harness.target import Target, resolve
-from qthrottle.proofs import remembered
+from qthrottle.proofs import engine, remembered
 from qthrottle.proofs.engine import ProofReport, prove, prove_target
 from qthrottle.proofs.policy import derive_policy
 from qthrottle.proofs.solve import FALSIFIED, UNKNOWN
@@ -148,10 +148,24 @@ def test_prove_says_a_result_was_kept(cache: Path, monkeypatch: pytest.MonkeyPat
                                       capsys: pytest.CaptureFixture[str]) -> None:
     """The same answer, exit code and counterexamples replayed on the C; the header says
     where the result came from."""
-    outputs = []
+    replayed: List[str] = []
+
+    def counted(name: str) -> Any:
+        original = getattr(engine, name)
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            replayed.append(name)
+            return original(*args, **kwargs)
+        return run
+    for name in ("replay", "replay_run"):  # what runs a counterexample on the C
+        monkeypatch.setattr(engine, name, counted(name))
+    outputs, replays = [], []
     for _ in range(2):
         assert main(["prove", "per-device"]) == 1
         outputs.append(capsys.readouterr().out)
+        replays.append(sorted(replayed))
+        replayed.clear()
+    assert replays[0] == replays[1] == ["replay", "replay_run"]  # kept: on the C again
     kept = "kept from an earlier run of the same inputs: QTHROTTLE_PROOF_CACHE=off proves again; "
     assert kept not in outputs[0] and f"s ({kept}z3 " in outputs[1]
     assert "replay against the C (confirmed by the C)" in outputs[1]
