@@ -9,7 +9,8 @@ in CI proves the same base tree on every run. A result is kept in the cache
   within its tree) and the QAPI catalog (its files' paths too);
 - the rates the compiler computes from the rate table (its own cache key names the
   compiler and the shims);
-- the solver timeout and the other arguments of the proof;
+- the solver timeout and the other arguments of the proof (not the target's name, a
+  label: a kept result takes the name it is asked under);
 - every source file of qthrottle itself, and the versions of Python, z3, tree-sitter
   and its C grammar.
 
@@ -174,12 +175,12 @@ def remembered_proof(extraction: Extraction, catalog: Catalog, name: str,
     not given (and kept too): `prove TREE` and `diff` then share a result."""
     if runs and derived is None:
         derived = remembered_policy(extraction, catalog, timeout_ms)
-    report, kept = _remembered(
+    report, kept = _remembered(  # the name is a label only: not in the key
         "prove", extraction, catalog,
-        (name, timeout_ms, runs, derived and replace(derived, seconds=0.0)),
+        (timeout_ms, runs, derived and replace(derived, seconds=0.0)),
         lambda: prove(extraction, catalog, name, timeout_ms, runs=runs, derived=derived),
         lambda report: not report.unknown)
-    report.cached = kept
+    report.target, report.cached = name, kept
     return report
 
 

@@ -85,6 +85,10 @@ def test_a_proof_is_used_again_for_the_same_inputs_only(proved: List[str], cache
     assert proved == ["stop-bypass"] and not first.cached and again.cached
     assert _answers(again) == _answers(first)
     assert len(_entries(cache)) == 1
+    # The name is a label (a review's "base (0123abcd) in ~/src/qemu"), not an input.
+    renamed = quick(Target("base (0123abcd) in ~/src/qemu", resolve("stop-bypass").monitor_c,
+                           SCHEMA_DIR))
+    assert renamed.cached and renamed.target == "base (0123abcd) in ~/src/qemu"
     # Each input of the proof is in the key: another timeout, another file name in its
     # tree, the same file with one comment more in the code, another qthrottle.
     quick(resolve("stop-bypass"), timeout_ms=9000)
