@@ -16,6 +16,7 @@ from qthrottle.harness.target import Target, resolve
 from qthrottle.proofs import engine, remembered
 from qthrottle.proofs.engine import ProofReport, prove, prove_target
 from qthrottle.proofs.policy import derive_policy
+from qthrottle.proofs.report import KEPT
 from qthrottle.proofs.solve import FALSIFIED, UNKNOWN
 from qthrottle.review.target_policy import target_policy
 
@@ -174,6 +175,14 @@ def test_prove_says_a_result_was_kept(cache: Path, monkeypatch: pytest.MonkeyPat
     assert kept not in outputs[0] and f"s ({kept}z3 " in outputs[1]
     assert "replay against the C (confirmed by the C)" in outputs[1]
     assert outputs[1].replace(kept, "") == outputs[0]
+
+
+def test_verify_says_a_result_was_kept(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    outputs = []
+    for _ in range(2):
+        assert main(["verify", "stop-bypass", "--profile", "smoke", "--seed", "1"]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert f"({KEPT}; z3 " not in outputs[0] and f"({KEPT}; z3 " in outputs[1]
 
 
 def test_diff_says_which_side_was_kept(cache: Path, monkeypatch: pytest.MonkeyPatch,
