@@ -250,7 +250,9 @@ def prove_target(target: Target, timeout_ms: int = DEFAULT_TIMEOUT_MS,
     """Extract a target, prove its invariants, replay counterexamples against its C
     (without @replay_in_c, only the run laws': they rest on the per-key model, and one
     the C does not reproduce is UNKNOWN, never a verdict). Without @runs, the callback
-    laws and totality only (invariants 1, 2 and 7): the run proofs cost the most."""
+    laws and totality only (invariants 1, 2 and 7): the run proofs cost the most. The
+    proofs' result is kept and used again for the same inputs (remembered.py); the
+    replays run every time."""
     from .remembered import remembered_proof  # it builds on this module
 
     catalog = target.catalog()
