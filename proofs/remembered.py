@@ -11,8 +11,8 @@ in CI proves the same base tree on every run. A result is kept in the cache
   compiler and the shims);
 - the solver timeout and the other arguments of the proof (not the target's name, a
   label: a kept result takes the name it is asked under);
-- every source file of qthrottle itself, and the versions of Python, z3, tree-sitter
-  and its C grammar.
+- every source file of the prover and of the layers below it (PROVER_LAYERS), and the
+  versions of Python, z3, tree-sitter and its C grammar.
 
 A change to any of them is a different key: the proof runs again. The tree's own
 directory is not part of the key: a kept result names it TREE, and is read back with the
@@ -62,20 +62,35 @@ def enabled() -> bool:
     return os.environ.get(SWITCH, "").strip().lower() != "off"
 
 
+# What the prover is made of: its own layer and the layers below it, which are all it
+# may import (pyproject.toml's import-linter contract, checked by lint-imports and
+# tests/test_remembered.py). A change to the engines, the reviews or the command line
+# decides no proof, and keeps the results kept.
+PROVER_LAYERS = ("proofs", "harness", "model", "cases", "core")
+
+
+def sources_digest(package: Path, layers: Sequence[str] = PROVER_LAYERS) -> str:
+    """A hash of every source file of @layers of the package at @package (modules and
+    subpackages, with the shims, the bundled cases and their schema)."""
+    digest = hashlib.sha256()
+    for layer in sorted(layers):
+        module = package / f"{layer}.py"
+        found = [module] if module.is_file() else []
+        for directory, subdirectories, files in os.walk(package / layer, followlinks=True):
+            subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
+            found += [Path(directory, name) for name in sorted(files)
+                      if name.endswith((".py", ".h", ".c", ".json"))]
+        for path in found:
+            digest.update(str(path.relative_to(package)).encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    digest.update((package / "__init__.py").read_bytes())
+    return digest.hexdigest()
+
+
 @functools.lru_cache(maxsize=1)
 def _own_sources() -> str:
-    """A hash of every source file of the qthrottle package (the prover, the model, the
-    shims its rates are compiled with, and everything else)."""
-    package = Path(qthrottle.__file__).parent  # not resolved: its layers may be links
-    digest = hashlib.sha256()
-    for directory, subdirectories, files in os.walk(package, followlinks=True):
-        subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
-        for name in sorted(files):
-            if name.endswith((".py", ".h", ".c", ".json")):
-                path = Path(directory, name)
-                digest.update(str(path.relative_to(package)).encode() + b"\0")
-                digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()
+    """sources_digest of this qthrottle (its layers may be links: not resolved)."""
+    return sources_digest(Path(qthrottle.__file__).parent)
 
 
 def _version(distribution: str) -> str:

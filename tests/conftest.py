@@ -7,8 +7,8 @@ where it fails: CI must exercise the real sources. QTHROTTLE_QEMU_TREE names an 
 extra tree (a user's QEMU checkout); it never fails CI.
 
 Proof results are kept in the cache directory like the builds (proofs/remembered.py),
-keyed by qthrottle's own sources: a run of the suite proves a tree once, and a second
-run of the same code uses what the first kept. A test that changes the prover in its
+keyed by the sources of the prover and the layers below it: a run of the suite proves a
+tree once, and a later run whose change left those alone uses what the first kept. A test that changes the prover in its
 process (a monkeypatch) and then proves through prove_target, the CLI, diff or review
 sets QTHROTTLE_PROOF_CACHE=off: what it proves is not what the key says.
 """

@@ -10,6 +10,7 @@ from typing import Any, List
 
 import pytest
 
+import qthrottle
 from qthrottle.cases import SCHEMA_DIR
 from qthrottle.cli import main
 from qthrottle.harness.target import Target, resolve
@@ -19,6 +20,8 @@ from qthrottle.proofs.policy import derive_policy
 from qthrottle.proofs.report import KEPT
 from qthrottle.proofs.solve import FALSIFIED, UNKNOWN
 from qthrottle.review.target_policy import target_policy
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +222,31 @@ def _moved(value: Any, old: str, new: str) -> Any:
     if isinstance(value, dict):
         return {k: _moved(v, old, new) for k, v in value.items()}
     return value
+
+
+def test_the_key_holds_the_prover_and_the_layers_below_it(tmp_path: Path) -> None:
+    """A change to the engines, a review or the command line keeps the results kept; a
+    change to what the prover is made of does not. The prover's layers are the ones the
+    import-linter contract lets proofs/ import."""
+    import tomllib  # type: ignore[import-not-found,unused-ignore]  # 3.11: the suite's
+    contract = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (layers,) = [c["layers"] for c in contract["contracts"] if c["type"] == "layers"]
+    prover = layers.index("proofs | engines")
+    below = [name.strip() for layer in layers[prover + 1:] for name in layer.split("|")]
+    assert sorted(remembered.PROVER_LAYERS) == sorted(["proofs", *below])
+
+    package = tmp_path / "qthrottle"
+    shutil.copytree(Path(qthrottle.__file__).parent, package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    digest = remembered.sources_digest(package)
+    for outside in ("engines/minimise.py", "review/diff.py", "cli/prove.py"):
+        with (package / outside).open("a") as stream:
+            stream.write("# a change that decides no proof\n")
+        assert remembered.sources_digest(package) == digest, outside
+    for inside in ("proofs/translate.py", "model/invariants.py", "harness/shims/driver.c",
+                   "core.py", "cases/qapi/block.json"):
+        with (package / inside).open("a") as stream:
+            stream.write("\n")
+        changed = remembered.sources_digest(package)
+        assert changed != digest, inside
+        digest = changed
