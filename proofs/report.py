@@ -19,17 +19,21 @@ def bounds(timeout_ms: int) -> str:
     return f"z3 {z3.get_version_string()}, solver timeout {timeout_ms} ms per query"
 
 
-KEPT = "kept from an earlier run of the same inputs: QTHROTTLE_PROOF_CACHE=off proves again"
+KEPT = "kept from an earlier run of the same inputs"
+AGAIN = "QTHROTTLE_PROOF_CACHE=off proves again"
 
 
-def kept(report: ProofReport, end: str = "; ") -> str:
-    """Where a report's results came from, when from the cache (proofs/remembered.py)."""
-    return KEPT + end if report.cached else ""
+def took(report: ProofReport) -> str:
+    """How long the proofs took, "in 4.3 s", or where they came from when they were kept
+    (proofs/remembered.py): "kept from an earlier run of the same inputs, 4.3 s then"."""
+    return f"{KEPT}, {report.seconds:.1f} s then" if report.cached \
+        else f"in {report.seconds:.1f} s"
 
 
 def summary(report: ProofReport) -> List[str]:
     """The per-invariant table, laws of one invariant indented below it."""
-    lines = [f"   z3 proofs in {report.seconds:.1f} s ({kept(report)}{bounds(report.timeout_ms)}):"]
+    again = f"{AGAIN}; " if report.cached else ""
+    lines = [f"   z3 proofs {took(report)} ({again}{bounds(report.timeout_ms)}):"]
     for number, name in INVARIANTS.items():
         if number not in PROVEN_INVARIANTS:
             lines.append(f"  {number}  {name:<62} {NOT_PROVEN}")

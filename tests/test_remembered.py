@@ -17,7 +17,7 @@ from qthrottle.harness.target import Target, resolve
 from qthrottle.proofs import engine, remembered
 from qthrottle.proofs.engine import ProofReport, prove, prove_target
 from qthrottle.proofs.policy import derive_policy
-from qthrottle.proofs.report import KEPT
+from qthrottle.proofs.report import AGAIN, KEPT
 from qthrottle.proofs.solve import FALSIFIED, UNKNOWN
 from qthrottle.review.target_policy import target_policy
 
@@ -174,10 +174,14 @@ def test_prove_says_a_result_was_kept(cache: Path, monkeypatch: pytest.MonkeyPat
         replays.append(sorted(replayed))
         replayed.clear()
     assert replays[0] == replays[1] == ["replay", "replay_run"]  # kept: on the C again
-    kept = "kept from an earlier run of the same inputs: QTHROTTLE_PROOF_CACHE=off proves again; "
-    assert kept not in outputs[0] and f"s ({kept}z3 " in outputs[1]
+    # "z3 proofs in 4.3 s (z3 ..." once, "z3 proofs kept from an earlier run of the same
+    # inputs, 4.3 s then (QTHROTTLE_PROOF_CACHE=off proves again; z3 ..." the second time
+    seconds = re.search(r"z3 proofs in ([\d.]+) s \(z3 ", outputs[0])
+    assert seconds is not None and KEPT not in outputs[0]
+    kept = f"z3 proofs {KEPT}, {seconds.group(1)} s then ({AGAIN}; z3 "
+    assert kept in outputs[1]
     assert "replay against the C (confirmed by the C)" in outputs[1]
-    assert outputs[1].replace(kept, "") == outputs[0]
+    assert outputs[1].replace(kept, f"z3 proofs in {seconds.group(1)} s (z3 ") == outputs[0]
 
 
 def test_verify_says_a_result_was_kept(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -185,7 +189,8 @@ def test_verify_says_a_result_was_kept(cache: Path, capsys: pytest.CaptureFixtur
     for _ in range(2):
         assert main(["verify", "stop-bypass", "--profile", "smoke", "--seed", "1"]) == 0
         outputs.append(capsys.readouterr().out)
-    assert f"({KEPT}; z3 " not in outputs[0] and f"({KEPT}; z3 " in outputs[1]
+    assert KEPT not in outputs[0] and re.search(
+        rf"z3 proofs {KEPT}, [\d.]+ s then \({AGAIN}; z3 ", outputs[1])
 
 
 def test_diff_says_which_side_was_kept(cache: Path, monkeypatch: pytest.MonkeyPatch,
@@ -195,8 +200,8 @@ def test_diff_says_which_side_was_kept(cache: Path, monkeypatch: pytest.MonkeyPa
     line = next(line for line in capsys.readouterr().out.splitlines()
                 if line.startswith("invariants, old -> new"))
     # OLD was proved here, NEW by `prove` before
-    assert re.search(r"z3 proofs in [\d.]+ s and [\d.]+ s \(kept from an earlier run of the "
-                     r"same inputs: QTHROTTLE_PROOF_CACHE=off proves again\);", line), line
+    assert re.search(rf"z3 proofs: OLD in [\d.]+ s, NEW {KEPT}, [\d.]+ s then \({AGAIN}\);",
+                     line), line
 
 
 def test_the_same_tree_elsewhere_is_the_same_proof_naming_its_own_files(

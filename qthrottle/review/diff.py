@@ -55,8 +55,8 @@ from qthrottle.proofs.decision_diff import (
 )
 from qthrottle.proofs.engine import PROVEN_INVARIANTS, ProofReport, prove_target
 from qthrottle.proofs.policy import DerivedPolicy
+from qthrottle.proofs.report import AGAIN, took
 from qthrottle.proofs.report import bounds as proof_bounds
-from qthrottle.proofs.report import kept
 from qthrottle.proofs.solve import DEFAULT_TIMEOUT_MS
 from qthrottle.review.counterexample import sanitizer_text
 from qthrottle.review.findings import CHANGE, FALSIFIED, LINT, UNKNOWN_FINDING, Finding, find
@@ -425,9 +425,10 @@ def _verdict(run: DiffRun) -> str:
 
 def _invariant_lines(run: DiffRun) -> List[str]:
     old, new = run.old, run.new
-    engines = "z3 proofs in " + " and ".join(
-        f"{v.proofs.seconds:.1f} s" + (f" ({kept(v.proofs, '')})" if v.proofs.cached else "")
-        for v in (old, new))
+    engines = f"z3 proofs in {old.proofs.seconds:.1f} s and {new.proofs.seconds:.1f} s"
+    if old.proofs.cached or new.proofs.cached:
+        engines = "z3 proofs: " + ", ".join(
+            f"{v.label.upper()} {took(v.proofs)}" for v in (old, new)) + f" ({AGAIN})"
     if run.stateful:
         engines += f", stateful engine ({PROFILES['quick'].describe()}, seed {run.seed})"
     else:
