@@ -50,7 +50,8 @@ from .engine import ProofReport, prove
 from .policy import DerivedPolicy, derive_policy
 from .solve import DEFAULT_TIMEOUT_MS
 
-KIND = "proofs"  # the cache's directory of proof results; derived policies: "policies"
+KIND = "proofs"  # the cache's directory of proof results
+POLICY_KIND = "policies"  # and of derived policies
 FILE = "result.pickle"
 FORMAT = 1  # of what a kept result holds; a new one is a new key
 SWITCH = "QTHROTTLE_PROOF_CACHE"  # "off": no result kept or used
@@ -160,7 +161,7 @@ def _remembered(what: str, extraction: Extraction, catalog: Catalog,
     if not enabled():
         return compute(), False
     inputs = _inputs(what, extraction, catalog, arguments)
-    kind = KIND if what == "prove" else "policies"
+    kind = KIND if what == "prove" else POLICY_KIND
     entry = cache.entry_dir(kind, inputs)
     problem = cache.check(entry, inputs, (FILE,))
     tree = _tree(extraction)

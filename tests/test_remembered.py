@@ -33,7 +33,7 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def cache(builds: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """That cache directory, without proof results or policies kept before."""
-    for kind in (remembered.KIND, "policies"):
+    for kind in (remembered.KIND, remembered.POLICY_KIND):
         shutil.rmtree(builds / kind, ignore_errors=True)
     monkeypatch.setenv("QTHROTTLE_CACHE_DIR", str(builds))
     monkeypatch.delenv(remembered.SWITCH, raising=False)
