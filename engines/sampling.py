@@ -42,6 +42,8 @@ from qthrottle.model.timeline import Advance, AdvanceToNext, EventData, Queue
 POOL_EXAMPLES = 2  # hypothesis examples drawn per pool: the simplest, then one at random
 POOL_VALUES = 16  # values per member per example
 STOP_DRAWS = 8  # draws of the stop rule for a stop event
+STOP_PROBES = 2  # a search's first runs of a stop event alone, and after one of its key
+PROBE_STOP_DRAWS = 64  # draws of a probe's stop event (one draw in 4 to 11 makes one, by seed)
 
 
 @functools.lru_cache(maxsize=16)
@@ -112,11 +114,11 @@ class Sampler:
         event = self.random.choice(self.stop_events)
         return Queue(event.name, self._stop_data(event))
 
-    def _stop_data(self, event: Event) -> EventData:
-        """Data of @event, drawn again up to STOP_DRAWS times until it makes a stop event
+    def _stop_data(self, event: Event, draws: int = STOP_DRAWS) -> EventData:
+        """Data of @event, drawn again up to @draws times until it makes a stop event
         (drawn once for another event than BLOCK_IO_ERROR: none can make one)."""
         data = self.values.data(event)
-        for _ in range(STOP_DRAWS - 1 if event.name == STOP_EVENT else 0):
+        for _ in range(draws - 1 if event.name == STOP_EVENT else 0):
             if is_stop_event(event.name, data):
                 break
             data = self.values.data(event)
@@ -147,6 +149,32 @@ class Sampler:
         each event tried alike, however many there are)."""
         self.compared += 1
         return [self._compare(self.focus[(self.compared - 1) % len(self.focus)])]
+
+    def probes(self) -> List[List[Step]]:
+        """Runs of one or two steps that ask two invariants directly, as compare() asks the
+        key laws: each focus event queued alone, whose run's settling clock step asks
+        that its key is removable (3); a stop event alone, and after an event of its key
+        (4: never delayed, merged or dropped), STOP_PROBES times each, the stop event's
+        values drawn again up to PROBE_STOP_DRAWS times until they make one. A probe that
+        fails is at or next to its shortest counterexample already."""
+        runs: List[List[Step]] = [[self._queue([event])] for event in self.focus]
+        for event in (e for e in self.focus if e.name == STOP_EVENT):
+            for _ in range(STOP_PROBES):
+                runs.append([Queue(event.name, self._stop_data(event, PROBE_STOP_DRAWS))])
+                first = self.values.data(event)
+                runs.append([Queue(event.name, first),
+                             Queue(event.name, self._stop_of_key(event, first))])
+        return runs
+
+    def _stop_of_key(self, event: Event, data: EventData) -> EventData:
+        """@event's data of @data's key, its other members drawn anew up to
+        PROBE_STOP_DRAWS times until they make a stop event."""
+        drawn = self._same_key(event.name, data)
+        for _ in range(PROBE_STOP_DRAWS - 1):
+            if is_stop_event(event.name, drawn):
+                break
+            drawn = self._same_key(event.name, data)
+        return drawn
 
     def _compare(self, event: Optional[Event] = None) -> CompareKeys:
         """Two events of one name (@event's, or drawn), of the same key half the time

@@ -93,6 +93,7 @@ class SearchResult:
 # Invariants judged by the policy's keys: not judged where a key is UNKNOWN.
 KEYED_INVARIANTS = frozenset({5, 6})
 KEY_LAWS = frozenset({1, 2})  # what the callbacks answer directly (the compare rule)
+PROBED = frozenset({3, 4})  # what runs of one or two steps ask directly (Sampler.probes)
 
 
 @dataclass
@@ -167,11 +168,14 @@ def first_failing_on_c(subject: Subject, ignored: FrozenSet[int], invariant: int
     settle = quiet_interval(subject.policy.rates.values())
 
     def first(candidates: Sequence[List[Step]]) -> Optional[int]:
+        # A candidate of no steps breaks nothing (the judge has no step to check), so it
+        # is answered without a run.
+        asked = [i for i, steps in enumerate(candidates) if steps]
         start, size = 0, 1
-        while start < len(candidates):
-            chunk = candidates[start:start + size]
-            for index, (steps, (_, run)) in enumerate(
-                    zip(chunk, run_batched(subject, chunk, settle)), start):
+        while start < len(asked):
+            chunk = [candidates[i] for i in asked[start:start + size]]
+            for index, steps, (_, run) in zip(asked[start:start + size], chunk,
+                                              run_batched(subject, chunk, settle)):
                 violation, _ = judge_run(subject.policy, subject.catalog, ignored, steps, run)
                 if violation is not None and violation.invariant == invariant:
                     return index
@@ -240,13 +244,17 @@ def search(subject: Subject, profile: Profile, seed_value: int,
         try:
             sampler = Sampler(subject.events, subject.policy, profile.steps, seed_value)
             result.searches, left, size = 1, profile.runs, FIRST_BATCH
+            # The first batches ask directly what needs no timeline: the key laws (one-step
+            # compare runs), then the probes; both go to the C at once (IN_FLIGHT).
+            first_batches: List[Callable[[], List[List[Step]]]] = [
+                *([lambda: [sampler.compare() for _ in range(KEY_LAW_RUNS)]]
+                  if KEY_LAWS & searched_for() else []),
+                *([sampler.probes] if PROBED & searched_for() else [])]
 
             def start_next() -> None:
                 nonlocal left, size
-                if left == profile.runs and result.searches == 1 and \
-                        KEY_LAWS & searched_for():
-                    # The first batch: the key laws, asked directly (one-step runs).
-                    timelines = [sampler.compare() for _ in range(min(KEY_LAW_RUNS, left))]
+                if first_batches:
+                    timelines = first_batches.pop(0)()[:left]
                 else:
                     # Batches grow: a bug found in the first runs is found without the rest.
                     timelines = [sampler.timeline() for _ in range(min(size, left))]
@@ -274,13 +282,13 @@ def search(subject: Subject, profile: Profile, seed_value: int,
                 return True
 
             while looked_for() and (in_flight or left > 0):
+                # The next batch starts once this one is judged: a failure in it is then
+                # minimised with one batch running on the C, not two.
                 while len(in_flight) < IN_FLIGHT and left > 0:
                     start_next()
                 timelines, batch = in_flight.popleft()
                 runs = subject.driver.finish_batch(batch)
                 judged += len(runs)
-                if left > 0:
-                    start_next()
                 for failure in _failures(subject, looked_for(), timelines, runs, settle):
                     if failure.crashed and not stop_at_first:
                         postponed.append((judged, failure))

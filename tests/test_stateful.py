@@ -14,7 +14,7 @@ from qthrottle.engines.bounds import KEY_LAW_RUNS, PROFILES, clock_steps
 from qthrottle.engines.exhaustive import alphabet
 from qthrottle.engines.exhaustive import shortest as exhaustive_shortest
 from qthrottle.engines.judge import broken_key_laws
-from qthrottle.engines.sampling import STOP_DRAWS, Sampler
+from qthrottle.engines.sampling import PROBE_STOP_DRAWS, STOP_DRAWS, STOP_PROBES, Sampler
 from qthrottle.engines.stateful import (
     CompareKeys,
     SearchResult,
@@ -150,6 +150,52 @@ def test_a_minimiser_round_runs_at_most_2k_plus_1_candidates_on_the_c(k: int) ->
         assert first([[Advance(1)]] * 3) is None and len(ran) == 3  # none fails: all run
 
 
+def test_a_candidate_of_no_steps_is_answered_without_a_run() -> None:
+    """The empty timeline breaks nothing (the judge has no step to check): the minimiser's
+    question answers it without the C, and still finds the first failing candidate."""
+    event = CATALOG.events["BLOCK_IO_ERROR"]
+    stop = Queue(event.name, {**{m.name: filler(m) for m in event.members if not m.optional},
+                              "action": "stop"})
+    with open_subject(resolve("stop-irreflexive")) as subject:
+        ran = runs_on_the_c(subject)
+        first = first_failing_on_c(subject, frozenset(), 3)
+        assert first([[]]) is None and ran == []
+        assert first([[], [], [stop, Advance(1_000_000_000)]]) == 2 and len(ran) == 1
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "a candidate of no steps breaks nothing and is answered without a run" in readme
+
+
+def test_a_failure_is_minimised_with_one_batch_on_the_c(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """The next batch starts once one is judged: while a failure is minimised, one of the
+    search's batches runs on the C, not IN_FLIGHT."""
+    in_flight: List[int] = [0]
+    seen: List[int] = []
+    minimize = stateful.minimize
+
+    def watched(*args: Any) -> List[Step]:
+        seen.append(in_flight[0])
+        return minimize(*args)
+    monkeypatch.setattr(stateful, "minimize", watched)
+    with open_subject(resolve("stop-irreflexive")) as subject:
+        start_batch, finish_batch = subject.driver.start_batch, subject.driver.finish_batch
+
+        def started(timelines: List[Any], settle: int = 0) -> Any:
+            in_flight[0] += 1
+            return start_batch(timelines, settle)
+
+        def finished(batch: Any) -> List[RunResult]:
+            in_flight[0] -= 1
+            return finish_batch(batch)
+        subject.driver.start_batch = started  # type: ignore[method-assign]
+        subject.driver.finish_batch = finished  # type: ignore[method-assign]
+        result = search(subject, PROFILES["smoke"], 1)
+    assert len(seen) == len(result.falsified) >= 3 and stateful.IN_FLIGHT == 2
+    assert seen[0] == 1 and max(seen) <= 1, seen
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "a failure is minimised with one batch running on the C, not two" in readme
+
+
 def test_minimiser_candidates_settle_but_count_only_their_own_steps() -> None:
     """Each candidate runs with the settling clock step (a run left busy goes on only in
     a fresh process) but is judged on its own steps: "stop" alone breaks invariant 3 only
@@ -241,6 +287,56 @@ def test_a_search_asks_the_key_laws_first() -> None:
     assert 1 < len(focus) < KEY_LAW_RUNS
     assert [t[0].records[0][0] for t in first] == [
         focus[i % len(focus)] for i in range(KEY_LAW_RUNS)]
+
+
+def started_batches(subject: Subject) -> List[List[Any]]:
+    """The timelines of every batch the subject's driver starts from now on, in order."""
+    started: List[List[Any]] = []
+    start_batch = subject.driver.start_batch
+
+    def recorded(timelines: List[Any], settle: int = 0) -> object:
+        started.append(list(timelines))
+        return start_batch(timelines, settle)
+    subject.driver.start_batch = recorded  # type: ignore[method-assign]
+    return started
+
+
+def test_a_search_probes_each_event_alone_then_the_stop_event() -> None:
+    """Its second batch is the probes (Sampler.probes): each focus event queued alone, in
+    turn (the run's settling clock step asks that its key is removable: 3), then
+    STOP_PROBES times a stop event alone and one after an event of its key (4)."""
+    with open_subject(resolve("stop-irreflexive")) as subject:
+        focus = [e.name for e in subject.events.focus]
+        keys = subject.policy.keys["BLOCK_IO_ERROR"]
+        started = started_batches(subject)
+        search(subject, PROFILES["smoke"], 1)
+    probes = started[1]
+    assert [[step.event for step in run] for run in probes[:len(focus)]] == [
+        [name] for name in focus]
+    stops = probes[len(focus):]
+    assert len(probes) == len(focus) + 2 * STOP_PROBES and len(stops) == 2 * STOP_PROBES
+    for alone, (before, stop) in zip(stops[::2], stops[1::2]):
+        assert len(alone) == 1 and is_stop_event(alone[0].event, alone[0].data)
+        assert before.event == stop.event == "BLOCK_IO_ERROR"
+        assert is_stop_event(stop.event, stop.data)
+        assert {k: before.data.get(k) for k in keys} == {k: stop.data.get(k) for k in keys}
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "then twice a stop event alone and a stop event after an event of its key" in readme
+    assert "drawn again up to 64 times" in readme
+    assert (STOP_PROBES, PROBE_STOP_DRAWS) == (2, 64)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_probes_alone_find_what_needs_two_steps(seed: int,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every drawn timeline one clock step, which breaks nothing, the key-law runs and
+    the probes find stop-irreflexive's dangling entry (3) and its delayed stop (4), each
+    in two steps."""
+    monkeypatch.setattr(Sampler, "timeline", lambda self: [Advance(1)])
+    with open_subject(resolve("stop-irreflexive")) as subject:
+        result = search(subject, PROFILES["smoke"], seed)
+    assert {3, 4} <= result.falsified.keys(), result.unknown
+    assert [len(result.falsified[n].operations) for n in (3, 4)] == [2, 2]
 
 
 @pytest.mark.parametrize("index", [0, 1])
