@@ -151,13 +151,22 @@ class Sampler:
         return [self._compare(self.focus[(self.compared - 1) % len(self.focus)])]
 
     def probes(self) -> List[List[Step]]:
-        """Runs of one or two steps that ask two invariants directly, as compare() asks the
-        key laws: each focus event queued alone, whose run's settling clock step asks
-        that its key is removable (3); a stop event alone, and after an event of its key
-        (4: never delayed, merged or dropped), STOP_PROBES times each, the stop event's
-        values drawn again up to PROBE_STOP_DRAWS times until they make one. A probe that
-        fails is at or next to its shortest counterexample already."""
-        runs: List[List[Step]] = [[self._queue([event])] for event in self.focus]
+        """Runs of two or three steps that ask directly what the throttle must do, as
+        compare() asks the key laws. For each throttled focus event in turn: it, an
+        event of its key, and the clock stepped by its rate (the second is emitted then,
+        not before nor after: 5). Then STOP_PROBES times: a stop event alone (its run's
+        settling clock step asks that its key, if inserted, is removable: 3) and one
+        after an event of its key (never delayed, merged or dropped: 4), its values
+        drawn again up to PROBE_STOP_DRAWS times until they make one. A probe that fails
+        is at or next to its shortest counterexample already."""
+        runs: List[List[Step]] = []
+        for event in self.focus:
+            rate = self.policy.rates.get(event.name, 0)
+            if rate:
+                first = self.values.data(event)
+                runs.append([Queue(event.name, first),
+                             Queue(event.name, self._same_key(event.name, first)),
+                             Advance(rate)])
         for event in (e for e in self.focus if e.name == STOP_EVENT):
             for _ in range(STOP_PROBES):
                 runs.append([Queue(event.name, self._stop_data(event, PROBE_STOP_DRAWS))])

@@ -93,7 +93,7 @@ class SearchResult:
 # Invariants judged by the policy's keys: not judged where a key is UNKNOWN.
 KEYED_INVARIANTS = frozenset({5, 6})
 KEY_LAWS = frozenset({1, 2})  # what the callbacks answer directly (the compare rule)
-PROBED = frozenset({3, 4})  # what runs of one or two steps ask directly (Sampler.probes)
+PROBED = frozenset({3, 4, 5})  # what the probes ask directly (Sampler.probes)
 
 
 @dataclass

@@ -24,7 +24,8 @@ from qthrottle.engines.stateful import (
     replay,
     search,
 )
-from qthrottle.harness.driver import Keys, KeysCheck, RunResult, StepResult
+from qthrottle.harness.build import build
+from qthrottle.harness.driver import Driver, Keys, KeysCheck, RunResult, StepResult
 from qthrottle.harness.qemu_sources import cached_tree
 from qthrottle.harness.target import resolve
 from qthrottle.model.invariants import is_stop_event
@@ -301,29 +302,56 @@ def started_batches(subject: Subject) -> List[List[Any]]:
     return started
 
 
-def test_a_search_probes_each_event_alone_then_the_stop_event() -> None:
-    """Its second batch is the probes (Sampler.probes): each focus event queued alone, in
-    turn (the run's settling clock step asks that its key is removable: 3), then
-    STOP_PROBES times a stop event alone and one after an event of its key (4)."""
+def test_a_search_probes_the_rates_then_the_stop_event() -> None:
+    """Its second batch is the probes (Sampler.probes): for each throttled focus event in
+    turn, it, an event of its key and the clock stepped by its rate (5); then
+    STOP_PROBES times a stop event alone (its settling clock step asks 3) and one after
+    an event of its key (4)."""
     with open_subject(resolve("stop-irreflexive")) as subject:
-        focus = [e.name for e in subject.events.focus]
-        keys = subject.policy.keys["BLOCK_IO_ERROR"]
+        throttled = [e.name for e in subject.events.focus if subject.policy.throttled(e.name)]
+        policy = subject.policy
         started = started_batches(subject)
         search(subject, PROFILES["smoke"], 1)
     probes = started[1]
-    assert [[step.event for step in run] for run in probes[:len(focus)]] == [
-        [name] for name in focus]
-    stops = probes[len(focus):]
-    assert len(probes) == len(focus) + 2 * STOP_PROBES and len(stops) == 2 * STOP_PROBES
+    assert len(throttled) > 1 and len(probes) == len(throttled) + 2 * STOP_PROBES
+    for name, (first, again, clock) in zip(throttled, probes):
+        assert first.event == again.event == name and clock == Advance(policy.rates[name])
+        keys = policy.keys.get(name, ())
+        assert {k: first.data.get(k) for k in keys} == {k: again.data.get(k) for k in keys}
+    stops = probes[len(throttled):]
+    keys = policy.keys["BLOCK_IO_ERROR"]
     for alone, (before, stop) in zip(stops[::2], stops[1::2]):
         assert len(alone) == 1 and is_stop_event(alone[0].event, alone[0].data)
         assert before.event == stop.event == "BLOCK_IO_ERROR"
         assert is_stop_event(stop.event, stop.data)
         assert {k: before.data.get(k) for k in keys} == {k: stop.data.get(k) for k in keys}
     readme = " ".join((ROOT / "README.md").read_text().split())
-    assert "then twice a stop event alone and a stop event after an event of its key" in readme
+    assert "an event of its key and the clock stepped by its rate" in readme
+    assert "then twice a stop event alone (its run's settling clock step asks that its key is removable: 3) and a stop event after an event of its key (4)" in readme
     assert "drawn again up to 64 times" in readme
     assert (STOP_PROBES, PROBE_STOP_DRAWS) == (2, 64)
+
+
+@pytest.mark.parametrize("change", ["* 2", "/ 2"])
+def test_the_probes_alone_find_a_changed_rate(change: str, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every drawn timeline one clock step, which breaks nothing, the probes find a
+    rate doubled or halved in stop-bypass's table (judged against the original's
+    policy), for the last throttled event of the table."""
+    monkeypatch.setattr(Sampler, "timeline", lambda self: [Advance(1)])
+    source = (ROOT / "cases" / "stop-bypass.c").read_text()
+    line = "[QAPI_EVENT_WATCHDOG]                  = { 1000 * SCALE_MS },"
+    assert source.count(line) == 1
+    (tmp_path / "monitor.c").write_text(source.replace(
+        line, line.replace("1000 * SCALE_MS", f"(1000 * SCALE_MS) {change}")))
+    mutant = resolve(str(tmp_path / "monitor.c"), SCHEMA_DIR)
+    with open_subject(resolve("stop-bypass")) as original:
+        binary = build(mutant.extract(), tuple(original.catalog.events)).binary
+        with Driver(binary) as driver:
+            subject = Subject.create(driver, original.policy, original.catalog)
+            result = search(subject, PROFILES["smoke"], SEED, stop_at_first=True)
+    assert list(result.falsified) == [5], result.unknown
+    assert len(result.falsified[5].operations) <= 3
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
