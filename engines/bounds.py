@@ -41,6 +41,9 @@ FIRST_BATCH = 4  # a search's first batch of timelines; each next one twice as l
 # One-step runs of the compare rule in a search's first batch: the key laws (1, 2) need no
 # timeline, and a broken one is the quickest counterexample to minimise and to read.
 KEY_LAW_RUNS = 32
+# Probes of a stop event in a search's second batch (engines/sampling.Sampler.probes): a
+# stop event alone, and one after an event of its key, this many times each.
+STOP_PROBES = 2
 IN_FLIGHT = 2  # batches a search keeps on the C: one runs while the engine judges another
 # Runs a crash found by a search waits before it is minimised (each candidate of its
 # minimisation that still fails costs a sanitizer report and a fresh process), so that

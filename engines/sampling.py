@@ -31,7 +31,7 @@ from hypothesis import errors, given, seed
 from hypothesis import strategies as st
 
 from qthrottle.core import check_interrupted
-from qthrottle.engines.bounds import clock_steps, search_settings
+from qthrottle.engines.bounds import STOP_PROBES, clock_steps, search_settings
 from qthrottle.engines.generate import EventsUnderTest, member_value
 from qthrottle.engines.judge import CompareKeys, Step
 from qthrottle.model.invariants import STOP_EVENT, is_stop_event
@@ -42,7 +42,6 @@ from qthrottle.model.timeline import Advance, AdvanceToNext, EventData, Queue
 POOL_EXAMPLES = 2  # hypothesis examples drawn per pool: the simplest, then one at random
 POOL_VALUES = 16  # values per member per example
 STOP_DRAWS = 8  # draws of the stop rule for a stop event
-STOP_PROBES = 2  # a search's first runs of a stop event alone, and after one of its key
 PROBE_STOP_DRAWS = 64  # draws of a probe's stop event (one draw in 4 to 11 makes one, by seed)
 
 

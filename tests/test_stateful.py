@@ -10,11 +10,11 @@ import pytest
 
 from qthrottle.cases import EXPECTED, MAY_ALSO_BREAK, SCHEMA_DIR
 from qthrottle.engines import stateful
-from qthrottle.engines.bounds import KEY_LAW_RUNS, PROFILES, clock_steps
+from qthrottle.engines.bounds import KEY_LAW_RUNS, PROFILES, STOP_PROBES, clock_steps
 from qthrottle.engines.exhaustive import alphabet
 from qthrottle.engines.exhaustive import shortest as exhaustive_shortest
 from qthrottle.engines.judge import broken_key_laws
-from qthrottle.engines.sampling import PROBE_STOP_DRAWS, STOP_DRAWS, STOP_PROBES, Sampler
+from qthrottle.engines.sampling import PROBE_STOP_DRAWS, STOP_DRAWS, Sampler
 from qthrottle.engines.stateful import (
     CompareKeys,
     SearchResult,
