@@ -18,6 +18,9 @@ equal chances:
   compare        the callbacks called directly on two events of one name (1, 2),
                  of one key half the time
 
+A search's first runs are not drawn by the rules: compare() runs (the key laws) and
+probes() (each throttled event's window, a stop event alone and after one of its key).
+
 ``plain_random`` draws the peer the benchmark compares with: every event of the
 schema and every kind of step alike, with none of the rules above.
 """
@@ -152,8 +155,8 @@ class Sampler:
     def probes(self) -> List[List[Step]]:
         """Runs of two or three steps that ask directly what the throttle must do, as
         compare() asks the key laws. For each throttled focus event in turn: it, an
-        event of its key, and the clock stepped by its rate (the second is emitted then,
-        not before nor after: 5). Then STOP_PROBES times: a stop event alone (its run's
+        event of its key, and the clock stepped by its rate (the window the second one
+        waits out: 5). Then STOP_PROBES times: a stop event alone (its run's
         settling clock step asks that its key, if inserted, is removable: 3) and one
         after an event of its key (never delayed, merged or dropped: 4), its values
         drawn again up to PROBE_STOP_DRAWS times until they make one. A probe that fails

@@ -2,7 +2,8 @@
 timelines drawn from the schema.
 
 Timelines come from engines/sampling.py (the engine's rules, values from the
-schema's strategies); they go to the C in batches (Driver.run_batch: a whole batch
+schema's strategies; the first two batches ask the key laws and the probes directly,
+before any timeline is drawn); they go to the C in batches (Driver.run_batch: a whole batch
 per round trip, results per step, a crash costs one run) and every run ends quiet
 (the clock run past the last window), so that leaks are looked for in every run.
 Each run is judged by engines/judge.py: after each step, the invariants of
