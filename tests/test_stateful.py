@@ -151,12 +151,17 @@ def test_a_minimiser_round_runs_at_most_2k_plus_1_candidates_on_the_c(k: int) ->
         assert first([[Advance(1)]] * 3) is None and len(ran) == 3  # none fails: all run
 
 
+def plain_stop() -> Queue:
+    """A stop event of the plainest values (the schema's required members only)."""
+    event = CATALOG.events["BLOCK_IO_ERROR"]
+    return Queue(event.name, {**{m.name: filler(m) for m in event.members if not m.optional},
+                              "action": "stop"})
+
+
 def test_a_candidate_of_no_steps_is_answered_without_a_run() -> None:
     """The empty timeline breaks nothing (the judge has no step to check): the minimiser's
     question answers it without the C, and still finds the first failing candidate."""
-    event = CATALOG.events["BLOCK_IO_ERROR"]
-    stop = Queue(event.name, {**{m.name: filler(m) for m in event.members if not m.optional},
-                              "action": "stop"})
+    stop = plain_stop()
     with open_subject(resolve("stop-irreflexive")) as subject:
         ran = runs_on_the_c(subject)
         first = first_failing_on_c(subject, frozenset(), 3)
@@ -201,9 +206,7 @@ def test_minimiser_candidates_settle_but_count_only_their_own_steps() -> None:
     """Each candidate runs with the settling clock step (a run left busy goes on only in
     a fresh process) but is judged on its own steps: "stop" alone breaks invariant 3 only
     once the clock runs on, so it is no candidate for 3; "stop ; +1 s" is."""
-    event = CATALOG.events["BLOCK_IO_ERROR"]
-    stop = Queue(event.name, {**{m.name: filler(m) for m in event.members if not m.optional},
-                              "action": "stop"})
+    stop = plain_stop()
     with open_subject(resolve("stop-irreflexive")) as subject:
         ran = runs_on_the_c(subject)
         first = first_failing_on_c(subject, frozenset(), 3)
