@@ -268,31 +268,6 @@ def test_the_stop_rule_queues_stop_events() -> None:
     assert "the first a stop event half the time" in readme
 
 
-def test_a_search_asks_the_key_laws_first() -> None:
-    """Its first batch is one-step compare runs (engines/bounds.KEY_LAW_RUNS), on the
-    events in turn, so that each event's key laws are asked alike however many events
-    there are; the later ones are timelines."""
-    with open_subject(resolve("per-device")) as subject:
-        focus = [e.name for e in subject.events.focus]
-        started = []
-        start_batch = subject.driver.start_batch
-
-        def recorded(timelines: list, settle: int = 0) -> object:  # type: ignore[type-arg]
-            started.append(timelines)
-            return start_batch(timelines, settle)
-        subject.driver.start_batch = recorded  # type: ignore[method-assign]
-        search(subject, PROFILES["smoke"], 1)
-
-    def law_run(timeline: list) -> bool:  # type: ignore[type-arg]
-        return len(timeline) == 1 and isinstance(timeline[0], KeysCheck)
-    first, later = started[0], [t for batch in started[1:] for t in batch]
-    assert [law_run(t) for t in first] == [True] * KEY_LAW_RUNS
-    assert sum(map(law_run, later)) < KEY_LAW_RUNS // 4  # the compare rule alone, by chance
-    assert 1 < len(focus) < KEY_LAW_RUNS
-    assert [t[0].records[0][0] for t in first] == [
-        focus[i % len(focus)] for i in range(KEY_LAW_RUNS)]
-
-
 def started_batches(subject: Subject) -> List[List[Any]]:
     """The timelines of every batch the subject's driver starts from now on, in order."""
     started: List[List[Any]] = []
@@ -303,6 +278,25 @@ def started_batches(subject: Subject) -> List[List[Any]]:
         return start_batch(timelines, settle)
     subject.driver.start_batch = recorded  # type: ignore[method-assign]
     return started
+
+
+def test_a_search_asks_the_key_laws_first() -> None:
+    """Its first batch is one-step compare runs (engines/bounds.KEY_LAW_RUNS), on the
+    events in turn, so that each event's key laws are asked alike however many events
+    there are; the later ones are timelines."""
+    with open_subject(resolve("per-device")) as subject:
+        focus = [e.name for e in subject.events.focus]
+        started = started_batches(subject)
+        search(subject, PROFILES["smoke"], 1)
+
+    def law_run(timeline: list) -> bool:  # type: ignore[type-arg]
+        return len(timeline) == 1 and isinstance(timeline[0], KeysCheck)
+    first, later = started[0], [t for batch in started[1:] for t in batch]
+    assert [law_run(t) for t in first] == [True] * KEY_LAW_RUNS
+    assert sum(map(law_run, later)) < KEY_LAW_RUNS // 4  # the compare rule alone, by chance
+    assert 1 < len(focus) < KEY_LAW_RUNS
+    assert [t[0].records[0][0] for t in first] == [
+        focus[i % len(focus)] for i in range(KEY_LAW_RUNS)]
 
 
 def test_a_search_probes_the_rates_then_the_stop_event() -> None:
