@@ -116,14 +116,17 @@ class Sampler:
         event = self.random.choice(self.stop_events)
         return Queue(event.name, self._stop_data(event))
 
-    def _stop_data(self, event: Event, draws: int = STOP_DRAWS) -> EventData:
-        """Data of @event, drawn again up to @draws times until it makes a stop event
-        (drawn once for another event than BLOCK_IO_ERROR: none can make one)."""
-        data = self.values.data(event)
+    def _stop_data(self, event: Event, draws: int = STOP_DRAWS,
+                   draw: Optional[Callable[[], EventData]] = None) -> EventData:
+        """Data of @event (by @draw, else drawn from the pools), drawn again up to @draws
+        times until it makes a stop event (drawn once for another event than
+        BLOCK_IO_ERROR: none can make one)."""
+        draw = draw or (lambda: self.values.data(event))
+        data = draw()
         for _ in range(draws - 1 if event.name == STOP_EVENT else 0):
             if is_stop_event(event.name, data):
                 break
-            data = self.values.data(event)
+            data = draw()
         return data
 
     def _again(self, so_far: List[Step]) -> Step:
@@ -173,19 +176,10 @@ class Sampler:
             for _ in range(STOP_PROBES):
                 runs.append([Queue(event.name, self._stop_data(event, PROBE_STOP_DRAWS))])
                 first = self.values.data(event)
-                runs.append([Queue(event.name, first),
-                             Queue(event.name, self._stop_of_key(event, first))])
+                of_its_key = functools.partial(self._same_key, event.name, first)
+                stop = self._stop_data(event, PROBE_STOP_DRAWS, of_its_key)
+                runs.append([Queue(event.name, first), Queue(event.name, stop)])
         return runs
-
-    def _stop_of_key(self, event: Event, data: EventData) -> EventData:
-        """@event's data of @data's key, its other members drawn anew up to
-        PROBE_STOP_DRAWS times until they make a stop event."""
-        drawn = self._same_key(event.name, data)
-        for _ in range(PROBE_STOP_DRAWS - 1):
-            if is_stop_event(event.name, drawn):
-                break
-            drawn = self._same_key(event.name, data)
-        return drawn
 
     def _compare(self, event: Optional[Event] = None) -> CompareKeys:
         """Two events of one name (@event's, or drawn), of the same key half the time
