@@ -104,13 +104,14 @@ def _version(distribution: str) -> str:
 TREE = "\0tree\0"  # stands for the tree's directory in a key and a kept result
 
 
-def _tree(extraction: Extraction) -> Optional[re.Pattern[str]]:
+def _tree(extraction: Extraction) -> Optional[Tuple[str, re.Pattern[str]]]:
     """The directory of the tree @extraction's monitor.c is in (TREE/monitor/monitor.c;
-    the directory of a bundled case's file), as it appears in paths; None at the top."""
+    the directory of a bundled case's file), and how it appears in paths; None at the
+    top."""
     root = extraction.path.parent.parent
     if len(root.parts) < 2:
         return None
-    return re.compile(re.escape(str(root)) + r"(?=/|$|[^\w.+-])")
+    return str(root), re.compile(re.escape(str(root)) + r"(?=/|$|[^\w.+-])")
 
 
 def _moved(value: T, here: Callable[[str], str]) -> T:
@@ -138,38 +139,40 @@ def _moved(value: T, here: Callable[[str], str]) -> T:
     return moved  # type: ignore[no-any-return]
 
 
-def _inputs(what: str, extraction: Extraction, catalog: Catalog,
-            arguments: Sequence[object]) -> str:
-    """The key: what decides the result. The tree's directory is not in it: the same
-    code elsewhere (a review's private copy of a tree) is the same proof."""
-    tree = _tree(extraction)
+def _inputs(kind: str, extraction: Extraction, catalog: Catalog,
+            arguments: Sequence[object], tree: Optional[Tuple[str, re.Pattern[str]]]) -> str:
+    """The key: what decides the result. The tree's directory (@tree, ``_tree``) is not
+    in it: the same code elsewhere (a review's private copy of a tree) is the same
+    proof."""
     digest = hashlib.sha256()
-    for part in (FORMAT, what, _own_sources(), sys.version, z3.get_full_version(),
+    for part in (FORMAT, kind, _own_sources(), sys.version, z3.get_full_version(),
                  _version("tree-sitter"), _version("tree-sitter-c"), repr(extraction),
                  repr(catalog), repr(sorted(compiled_rates(extraction,
                                                            tuple(catalog.events)).items())),
                  *map(repr, arguments)):
         text = str(part)
-        digest.update((tree.sub(TREE, text) if tree else text).encode() + b"\0")
+        digest.update((tree[1].sub(TREE, text) if tree else text).encode() + b"\0")
     return digest.hexdigest()
 
 
-def _remembered(what: str, extraction: Extraction, catalog: Catalog,
+def _remembered(kind: str, extraction: Extraction, catalog: Catalog,
                 arguments: Sequence[object], compute: Callable[[], T],
                 keep: Callable[[T], bool]) -> Tuple[T, bool]:
-    """The result, and whether it was kept from before."""
+    """The result, from the cache's @kind directory if it was kept there before, and
+    whether it was."""
     if not enabled():
         return compute(), False
-    inputs = _inputs(what, extraction, catalog, arguments)
-    kind = KIND if what == "prove" else POLICY_KIND
+    tree = _tree(extraction)
+    inputs = _inputs(kind, extraction, catalog, arguments, tree)
     entry = cache.entry_dir(kind, inputs)
     problem = cache.check(entry, inputs, (FILE,))
-    tree = _tree(extraction)
     if problem is None:
         try:
             kept = pickle.loads((entry / FILE).read_bytes())
-            here = str(extraction.path.parent.parent)
-            return (_moved(kept, lambda text: text.replace(TREE, here)) if tree else kept), True
+            if tree is not None:
+                root = tree[0]
+                kept = _moved(kept, lambda text: text.replace(TREE, root))
+            return kept, True
         except Exception as error:  # noqa: BLE001 - a result of another build of Python
             problem = f"unreadable ({type(error).__name__})"
     if problem != cache.MISSING:
@@ -177,7 +180,10 @@ def _remembered(what: str, extraction: Extraction, catalog: Catalog,
     result = compute()
     if keep(result):
         with cache.staging(kind) as work:
-            stored = _moved(result, lambda text: tree.sub(TREE, text)) if tree else result
+            stored = result
+            if tree is not None:
+                pattern = tree[1]
+                stored = _moved(result, lambda text: pattern.sub(TREE, text))
             (work / FILE).write_bytes(pickle.dumps(stored, protocol=pickle.HIGHEST_PROTOCOL))
             cache.publish(work, entry, inputs, (FILE,))
     return result, False
@@ -192,7 +198,7 @@ def remembered_proof(extraction: Extraction, catalog: Catalog, name: str,
     if runs and derived is None:
         derived = remembered_policy(extraction, catalog, timeout_ms)
     report, kept = _remembered(  # the name is a label only: not in the key
-        "prove", extraction, catalog,
+        KIND, extraction, catalog,
         (timeout_ms, runs, derived and replace(derived, seconds=0.0)),
         lambda: prove(extraction, catalog, name, timeout_ms, runs=runs, derived=derived),
         lambda report: not report.unknown)
@@ -203,6 +209,6 @@ def remembered_proof(extraction: Extraction, catalog: Catalog, name: str,
 def remembered_policy(extraction: Extraction, catalog: Catalog,
                       timeout_ms: int = DEFAULT_TIMEOUT_MS) -> DerivedPolicy:
     """proofs.policy.derive_policy, or its kept result (kept when no key is UNKNOWN)."""
-    return _remembered("policy", extraction, catalog, (timeout_ms,),
+    return _remembered(POLICY_KIND, extraction, catalog, (timeout_ms,),
                        lambda: derive_policy(extraction, catalog, timeout_ms),
                        lambda derived: not derived.unknown)[0]
