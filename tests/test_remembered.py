@@ -193,6 +193,17 @@ def test_verify_says_a_result_was_kept(cache: Path, capsys: pytest.CaptureFixtur
         rf"z3 proofs {KEPT}, [\d.]+ s then \({AGAIN}; z3 ", outputs[1])
 
 
+def test_explore_says_a_result_was_kept(cache: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    outputs = []
+    for _ in range(2):
+        assert main(["explore", "per-device", "--invariant", "4", "--seed", "1",
+                     "--output", str(tmp_path)]) == 1
+        outputs.append(capsys.readouterr().out)
+    assert KEPT not in outputs[0] and re.search(r"z3 proofs in [\d.]+ s: ", outputs[0])
+    assert re.search(rf"z3 proofs {KEPT}, [\d.]+ s then \({AGAIN}\): ", outputs[1]), outputs[1]
+
+
 def test_diff_says_which_side_was_kept(cache: Path, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["prove", "stop-bypass"]) == 0

@@ -20,7 +20,7 @@ from qthrottle.harness.target import Target, resolve
 from qthrottle.model.invariants import INVARIANTS
 from qthrottle.model.policy import Policy
 from qthrottle.proofs.engine import PROVEN_INVARIANTS, RUN_LAW, prove_target
-from qthrottle.proofs.report import bounds, took
+from qthrottle.proofs.report import AGAIN, bounds, took
 from qthrottle.proofs.solve import FALSIFIED, PROVED, UNKNOWN
 from qthrottle.review import html
 from qthrottle.review.counterexample import (
@@ -63,7 +63,8 @@ def _prove(target: Target, subject: Subject, exploration: Exploration,
     report = prove_target(target, timeout_ms, replay_in_c=False)
     laws = {r.law if r.law != RUN_LAW else f"{r.law} ({r.invariant})": r.status
             for r in report.results}
-    print(f"   z3 proofs {took(report)}: "
+    again = f" ({AGAIN})" if report.cached else ""
+    print(f"   z3 proofs {took(report)}{again}: "
           + ", ".join(f"{law} {status}" for law, status in laws.items()))
     for number in sorted(exploration.wanted & set(PROVEN_INVARIANTS)):
         fallback: Optional[Tuple[Counterexample, Replay]] = None
